@@ -321,12 +321,15 @@ def load_net(path) -> Net:
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            files = dict(f)
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except Exception as e:  # not an npz at all
-        raise ValueError(f"path: {path!r} is not a partax net file (.npz with a JSON header): {e}") from None
+    except Exception:  # not a NumPy file at all
+        loaded = None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"path: {path!r} is not a partax net file (an .npz with a partax.net header)")
+    with loaded as f:
+        files = dict(f)
     try:
         header = json.loads(bytes(files["header"]).decode())
         ok = header.get("format") == _FORMAT

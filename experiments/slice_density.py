@@ -1,0 +1,122 @@
+"""Regions of 2D slices at initialisation vs number of neurons (Hanin & Rolnick, 2019).
+
+For MLPs of input dimension ``d`` with hidden widths ``w`` and depths ``1..D``, counts the exact
+linear regions that the plane through three random Gaussian inputs meets (a square of half-side
+``margin * circumradius`` around them), averaged over seeds, and compares the density (regions per
+unit area) with ``(#neurons)^2`` and with the n0 = 2 bound of Serra et al.
+
+Run:
+    python experiments/slice_density.py            # ~ a few minutes on a laptop CPU
+    python experiments/slice_density.py --quick    # ~ 20 s
+Writes ``runs/slice_density/{results.json, slice_density.png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+import partax
+from partax import bounds
+from partax.geometry.slices import Plane, slice_regions
+from partax.nets import _atomic_write_bytes
+
+
+def run(widths, depths, seeds, d_in=16, margin=1.5, bias_std=0.1):
+    rows = []
+    for w in widths:
+        for depth in depths:
+            counts, areas, secs = [], [], []
+            for seed in seeds:
+                key = jax.random.key(1000 * seed + 10 * w + depth)
+                net = partax.mlp(key, [d_in] + [w] * depth + [1], bias_std=bias_std)
+                x = np.random.default_rng(seed).normal(size=(3, d_in))
+                plane = Plane.through(*x, margin=margin)
+                t = time.perf_counter()
+                res = slice_regions(net, plane)
+                secs.append(time.perf_counter() - t)
+                counts.append(res.num_regions)
+                areas.append(plane.area)
+            n = w * depth
+            rows.append(
+                {
+                    "width": w,
+                    "depth": depth,
+                    "neurons": n,
+                    "regions_mean": float(np.mean(counts)),
+                    "regions_std": float(np.std(counts)),
+                    "density_mean": float(np.mean(np.array(counts) / np.array(areas))),
+                    "area_mean": float(np.mean(areas)),
+                    "serra_n0_2": str(bounds.serra(2, [w] * depth)),
+                    "log10_serra_n0_2": float(np.log10(float(bounds.serra(2, [w] * depth)))) if depth * w < 900 else None,
+                    "seconds_mean": float(np.mean(secs)),
+                }
+            )
+            print(f"w={w:4d} depth={depth} neurons={n:4d} regions={np.mean(counts):9.1f} +- {np.std(counts):7.1f} "
+                  f"serra(2)~1e{np.log10(float(bounds.serra(2, [w] * depth))):.1f}  ({np.mean(secs):.2f} s)")
+    return rows
+
+
+def fit_slope(rows):
+    n = np.array([r["neurons"] for r in rows], float)
+    c = np.array([r["regions_mean"] for r in rows], float)
+    slope, intercept = np.polyfit(np.log(n), np.log(c), 1)
+    return float(slope), float(intercept)
+
+
+def plot(rows, path):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for w in sorted({r["width"] for r in rows}):
+        rs = [r for r in rows if r["width"] == w]
+        ax.errorbar([r["neurons"] for r in rs], [r["regions_mean"] for r in rs], yerr=[r["regions_std"] for r in rs],
+                    marker="o", capsize=2, label=f"width {w}")
+    n = np.array(sorted({r["neurons"] for r in rows}), float)
+    slope, intercept = fit_slope(rows)
+    ax.plot(n, np.exp(intercept) * n**slope, "k--", lw=1, label=f"fit: N^{slope:.2f}")
+    ax.plot(n, (rows[0]["regions_mean"] / rows[0]["neurons"] ** 2) * n**2, ":", color="gray", label="∝ N^2")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of hidden neurons N")
+    ax.set_ylabel("regions in the slice")
+    ax.set_title("2D slices through 3 inputs at initialisation")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=140, bbox_inches="tight")
+    plt.close(fig)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few configurations and seeds (~20 s)")
+    p.add_argument("--out", default="runs/slice_density")
+    p.add_argument("--d-in", type=int, default=16)
+    args = p.parse_args(argv)
+    if args.quick:
+        widths, depths, seeds = (16, 32), (1, 2, 3), (0, 1)
+    else:
+        widths, depths, seeds = (16, 32, 64), (1, 2, 3, 4), (0, 1, 2, 3)
+    rows = run(widths, depths, seeds, d_in=args.d_in)
+    slope, _ = fit_slope(rows)
+    print(f"log-log slope of regions vs neurons: {slope:.2f} (Hanin & Rolnick: ~2)")
+    os.makedirs(args.out, exist_ok=True)
+    result = {"rows": rows, "slope": slope, "quick": args.quick, "d_in": args.d_in}
+    _atomic_write_bytes(os.path.join(args.out, "results.json"), json.dumps(result, indent=2).encode())
+    plot(rows, os.path.join(args.out, "slice_density.png"))
+    print(f"wrote {args.out}/results.json and slice_density.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The benchmark suite behind ``partax bench``.
+
+Every ratio is measured side by side in one run: same device, same inputs, same chunk
+size, compilation and warm-up excluded, best of several repetitions (interleaved, so a
+noisy neighbour hurts both sides alike). Absolute rates are labelled with the device.
+
+Partition workloads (DESIGN §6): the IB net 12-10-7-5-4-3-2 on 2^22 uniform inputs, a
+784-256-256-256-10 MLP on 2^20, a 784-1024-1024-1024-10 MLP on 2^18 (``--quick``: 2^18,
+2^16, 2^14). For each: partition throughput with all three scopes; the bare jitted forward
+pass of the same net on the same chunks; and the common NumPy practice (float32 forward
+pass, ``np.packbits`` of each hidden layer's signs, ``np.unique(axis=0,
+return_counts=True)`` per hidden layer), run on a subset when it is slow.
+Other entries (LP, slices) are added by the modules that provide them.
+
+Example:
+    partax bench --quick --out runs/bench
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from partax.nets import Net, _atomic_write_bytes, mlp
+from partax.partition import default_batch_size, partition
+
+__all__ = ["WORKLOADS", "run", "partition_workload", "to_markdown"]
+
+# name -> (widths, inputs, quick inputs)
+WORKLOADS = {
+    "ib": ([12, 10, 7, 5, 4, 3, 2], 2**22, 2**18),
+    "mlp256": ([784, 256, 256, 256, 10], 2**20, 2**16),
+    "mlp1024": ([784, 1024, 1024, 1024, 10], 2**18, 2**14),
+}
+
+
+def _best_of(fns: dict, reps: int) -> dict:
+    """Runs each callable ``reps`` times, interleaved; returns the best time of each."""
+    best = {k: np.inf for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def _forward_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    fwd = jax.jit(lambda n, xb: n(xb))
+
+    def run():
+        out = None
+        for s in range(0, x.shape[0], batch_size):
+            nxt = fwd(net, jnp.asarray(x[s : s + batch_size]))
+            if out is not None:
+                out.block_until_ready()
+            out = nxt
+        out.block_until_ready()
+
+    return run
+
+
+def _numpy_practice(net: Net, x: np.ndarray) -> Callable[[], None]:
+    Ws = [np.asarray(W, np.float32) for W in net.weights[:-1]]
+    bs = [np.asarray(b, np.float32) for b in net.biases[:-1]]
+
+    def run():
+        h = x
+        for W, b in zip(Ws, bs):
+            z = h @ W + b
+            np.unique(np.packbits(z > 0, axis=1), axis=0, return_counts=True)
+            h = np.maximum(z, 0)
+
+    return run
+
+
+def _flops(widths, n: int) -> float:
+    return 2.0 * n * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: int = 2**16, seed: int = 0) -> dict:
+    """Measures one partition workload side by side with its baselines."""
+    key = jax.random.key(seed)
+    net = mlp(key, widths, bias_std=0.1)
+    x = np.asarray(jax.random.uniform(jax.random.fold_in(key, 1), (n, widths[0]), jnp.float32))
+    bs = min(default_batch_size(net), n)
+    n_np = min(n, numpy_max)
+    x_np = x[:n_np]
+    fns = {
+        "partition": lambda: partition(net, x, batch_size=bs, progress=False),
+        "forward": _forward_pass(net, x, bs),
+        "numpy": _numpy_practice(net, x_np),
+    }
+    # warm-up: compile and touch everything once (numpy on a small slice)
+    partition(net, x[: 2 * bs], batch_size=bs, progress=False)
+    _forward_pass(net, x[: 2 * bs], bs)()
+    _numpy_practice(net, x[:256])()
+    best = _best_of(fns, reps)
+    p = partition(net, x, batch_size=bs, progress=False)
+    entry = {
+        "name": name,
+        "widths": list(widths),
+        "inputs": n,
+        "batch_size": bs,
+        "partition_inputs_per_s": n / best["partition"],
+        "forward_inputs_per_s": n / best["forward"],
+        "ratio_vs_forward": best["forward"] / best["partition"],
+        "numpy_inputs": n_np,
+        "numpy_inputs_per_s": n_np / best["numpy"],
+        "ratio_vs_numpy": (n / best["partition"]) / (n_np / best["numpy"]),
+        "regions_prefix_last": int(p.num_regions("prefix")[-1]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+    if jax.default_backend() != "cpu":
+        entry["forward_tflops"] = _flops(widths, n) / best["forward"] / 1e12
+        entry["pipeline_tflops"] = _flops(widths[:-1], n) / best["partition"] / 1e12
+    return entry
+
+
+def _device_info() -> dict:
+    devs = jax.devices()
+    return {"platform": devs[0].platform, "device_kind": devs[0].device_kind, "count": len(devs)}
+
+
+def to_markdown(result: dict) -> str:
+    """The bench result as a Markdown report."""
+    dev = result["device"]
+    lines = [
+        f"# partax bench — {result['date']}",
+        "",
+        f"Device: {dev['platform']} / {dev['device_kind']} × {dev['count']}; jax {result['jax_version']}; "
+        f"host {result['host']}; {'quick' if result['quick'] else 'full'} run.",
+        "",
+        "| workload | inputs | partition in/s | forward in/s | ratio vs forward | NumPy in/s | ratio vs NumPy | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" not in w:
+            continue
+        lines.append(
+            f"| {w['name']} {'-'.join(map(str, w['widths']))} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
+            f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
+            f"{w['ratio_vs_numpy']:.1f} | {w['peak_rss_mb']:,.0f} |"
+        )
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" in w:
+            continue
+        lines += ["", f"## {w['name']}", "", "```", json.dumps(w, indent=1), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def run(*, quick: bool = False, out: str | None = None, only=None, reps: int | None = None, progress: bool = True) -> dict:
+    """Runs the suite; writes ``bench.json`` and ``bench.md`` into ``out`` if given."""
+    names = list(WORKLOADS) + list(_EXTRA)
+    if only:
+        unknown = [o for o in only if o not in names]
+        if unknown:
+            raise ValueError(f"only: unknown workloads {unknown}; expected some of {names}")
+        names = [n for n in names if n in only]
+    reps = reps or (2 if quick else 3)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": _device_info(),
+        "jax_version": jax.__version__,
+        "host": f"{platform.machine()}, {os.cpu_count()} cores",
+        "quick": quick,
+        "workloads": [],
+    }
+    for name in names:
+        t0 = time.perf_counter()
+        if name in WORKLOADS:
+            widths, n, n_quick = WORKLOADS[name]
+            entry = partition_workload(name, widths, n_quick if quick else n, reps=reps)
+        else:
+            entry = _EXTRA[name](quick)
+            entry.setdefault("name", name)
+        entry["seconds"] = time.perf_counter() - t0
+        result["workloads"].append(entry)
+        if progress:
+            print(f"  {name}: done in {entry['seconds']:.1f} s", flush=True)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        _atomic_write_bytes(os.path.join(out, "bench.json"), json.dumps(result, indent=1).encode())
+        _atomic_write_bytes(os.path.join(out, "bench.md"), to_markdown(result).encode())
+    return result
+
+
+def _lp_entry(quick: bool) -> dict:
+    from partax.geometry import lp  # the geometry module provides its own LP benchmark
+
+    sizes = [(10, 60)] if quick else [(10, 60), (100, 300)]
+    num = 200 if quick else 1000
+    return {"name": "chebyshev_lp", "sizes": [dict(d=d, m=m, num=num, **lp.bench_chebyshev(num=num, d=d, m=m)) for d, m in sizes]}
+
+
+def _slice_entry(quick: bool) -> dict:
+    from partax.geometry import slices
+
+    return {"name": "slices", **slices.bench_slices()}
+
+
+_EXTRA = {"lp": _lp_entry, "slices": _slice_entry}

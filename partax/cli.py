@@ -1,0 +1,181 @@
+"""The ``partax`` command.
+
+Subcommands print a short human summary and write machine-readable output (JSON / npz)
+into the directory they name. ``partax <command> --help`` documents each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _positive_int(s: str) -> int:
+    v = int(float(s)) if "e" in s.lower() else int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s}")
+    return v
+
+
+def _widths(s: str) -> list:
+    try:
+        w = [int(v) for v in s.replace("-", ",").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 12,10,7,2, got {s!r}") from None
+    if len(w) < 3 or min(w) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least d_in, one hidden width and d_out, got {s!r}")
+    return w
+
+
+def _write_json(path: str, obj) -> None:
+    from partax.nets import _atomic_write_bytes
+
+    _atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def _regions_table(p) -> str:
+    L = p.num_layers
+    head = "scope   " + "".join(f"{'layer ' + str(l):>12}" for l in range(1, L + 1))
+    rows = [head, "-" * len(head)]
+    for s in p.scopes:
+        rows.append(f"{s:<8}" + "".join(f"{v:>12,}" for v in p.num_regions(s)))
+    return "\n".join(rows)
+
+
+# --- partax partition -------------------------------------------------------------------
+def _add_partition(sub):
+    p = sub.add_parser(
+        "partition",
+        help="partition inputs by the regions of a network",
+        description="Partition inputs (a .npy array or a sampler) by the linear regions of a network and "
+        "write the region tables (partition.npz) and summary.json into --out.",
+    )
+    p.add_argument("--net", help="a partax net (.npz from partax.save_net); default: a random --widths net")
+    p.add_argument("--widths", type=_widths, default=[12, 10, 7, 5, 4, 3, 2], help="random net widths (default 12,10,7,5,4,3,2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random net and the sampler")
+    p.add_argument("--data", help="inputs, a .npy array (N, d_in)")
+    p.add_argument("--labels", help="labels, a .npy int array (N,)")
+    p.add_argument("--sample", choices=["uniform", "gaussian"], help="draw inputs instead of --data")
+    p.add_argument("--n", type=_positive_int, default=2**20, help="number of samples (default 2^20)")
+    p.add_argument("--lo", type=float, default=0.0, help="uniform box lower bound / gaussian mean (default 0)")
+    p.add_argument("--hi", type=float, default=1.0, help="uniform box upper bound / gaussian std (default 1)")
+    p.add_argument("--scopes", default="layer,prefix,suffix", help="comma-separated scopes")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--exact", action="store_true", help="detect hash collisions (slower)")
+    p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() from the environment first")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(run=_run_partition)
+
+
+def _run_partition(args) -> int:
+    import jax
+    import numpy as np
+
+    import partax
+
+    if args.distributed:
+        jax.distributed.initialize()
+    if args.net:
+        net = partax.load_net(args.net)
+        net_desc = args.net
+    else:
+        net = partax.mlp(jax.random.key(args.seed), args.widths, bias_std=0.1)
+        net_desc = f"random {'-'.join(map(str, args.widths))} (seed {args.seed})"
+    if (args.data is None) == (args.sample is None):
+        raise SystemExit("partax partition: give exactly one of --data X.npy or --sample uniform|gaussian")
+    labels = None
+    if args.data:
+        source = np.load(args.data, allow_pickle=False)
+        if args.labels:
+            labels = np.load(args.labels, allow_pickle=False)
+        data_desc = f"{args.data} {source.shape}"
+    else:
+        if args.labels:
+            raise SystemExit("partax partition: --labels goes with --data, not --sample")
+        key = jax.random.key(args.seed + 1)
+        if args.sample == "uniform":
+            source = partax.sources.uniform_box(args.lo, args.hi, args.n, key, dim=net.input_dim)
+            data_desc = f"{args.n:,} uniform samples of [{args.lo}, {args.hi}]^{net.input_dim}"
+        else:
+            source = partax.sources.gaussian(args.lo, args.hi, args.n, key, dim=net.input_dim)
+            data_desc = f"{args.n:,} gaussian samples N({args.lo}, {args.hi}^2) in R^{net.input_dim}"
+    scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
+    t0 = time.perf_counter()
+    if args.distributed:
+        from partax import distributed
+
+        p = distributed.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact)
+    else:
+        p = partax.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact)
+    seconds = time.perf_counter() - t0
+    os.makedirs(args.out, exist_ok=True)
+    p.save(os.path.join(args.out, "partition.npz"))
+    summary = dict(p.summary(), net=net_desc, data=data_desc, seconds=seconds, inputs_per_s=p.total / seconds)
+    _write_json(os.path.join(args.out, "summary.json"), summary)
+    print(f"net:  {net_desc}, widths {list(net.widths)}")
+    print(f"data: {data_desc}")
+    print(f"{p.total:,} inputs in {seconds:.2f} s ({p.total / seconds:,.0f} inputs/s); "
+          f"{p.near_boundary:,} within {p.boundary_tol:g} of a boundary")
+    print("regions per hidden layer:")
+    print(_regions_table(p))
+    print(f"wrote {os.path.join(args.out, 'partition.npz')} and summary.json")
+    return 0
+
+
+# --- partax bench -----------------------------------------------------------------------
+def _add_bench(sub):
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmark suite",
+        description="Run the benchmark workloads on the default JAX device and write bench.json and bench.md.",
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes on a 2-core CPU)")
+    p.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
+    p.add_argument("--reps", type=_positive_int, default=None, help="repetitions (best is kept)")
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from partax import bench
+
+    result = bench.run(quick=args.quick, out=args.out, only=args.only, reps=args.reps)
+    print(bench.to_markdown(result))
+    print(f"wrote {os.path.join(args.out, 'bench.json')} and bench.md")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="partax",
+        description="The convex partition that a ReLU network draws on its input and latent spaces.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+_COMMANDS = [_add_partition, _add_bench]
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"partax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Activation codes, bit packing and 64-bit region keys.
+
+The code of an input at hidden layer ``l`` is its sign pattern ``S^l`` (bit ``i`` is 1
+iff unit ``i``'s pre-activation is ``> 0``). Codes are packed into ``uint32`` words:
+bit ``i % 32`` of word ``i // 32`` is unit ``i``.
+
+A *scope* picks a contiguous range of the code sequence ``(S^1, ..., S^L)``; at hidden
+layer ``l`` (1-based):
+
+* ``"layer"``: ``S^l`` alone (bins of the representation ``h^l``);
+* ``"prefix"``: ``S^1..S^l`` (the linear region, in input space, of the sub-net up to ``l``);
+* ``"suffix"``: ``S^l..S^L`` (the partition of layer ``l``'s input space by the rest of
+  the net; the natural bins of the latent space ``h^{l-1}``).
+
+Keys are 64-bit: two independently seeded 32-bit lanes of murmur3-style mixing, so no
+x64 is needed on the device. Each layer's words are hashed to a per-layer lane value;
+the key of a range of layers ``l..m`` is a chained mix of those per-layer values. The key
+depends only on the codes in the range, so equal ranges get equal keys across scopes:
+``layer`` at 1 equals ``prefix`` at 1, ``suffix`` at ``L`` equals ``layer`` at ``L``,
+and ``suffix`` at 1 equals ``prefix`` at ``L``.
+
+Example:
+    >>> import jax, numpy as np, partax
+    >>> net = partax.mlp(jax.random.key(0), [2, 40, 3, 1], bias_std=0.1)
+    >>> x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    >>> c = partax.codes(net, x)
+    >>> [w.shape for w in c.words], c.bits(1).shape
+    ([(5, 2), (5, 1)], (5, 40))
+    >>> partax.region_ids(net, x, "prefix").shape
+    (5, 2)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from partax.nets import Net
+
+__all__ = [
+    "SCOPES",
+    "Codes",
+    "HashCollisionError",
+    "codes",
+    "region_ids",
+    "scope_range",
+]
+
+SCOPES = ("layer", "prefix", "suffix")
+
+# Seeds of the two hash lanes (arbitrary odd constants, fixed forever: keys are saved).
+_LANE_SEEDS = (0x9E3779B1, 0x85EBCA77)
+_C1 = np.uint32(0xCC9E2D51)
+_C2 = np.uint32(0x1B873593)
+
+
+class HashCollisionError(RuntimeError):
+    """Two different codes were given the same 64-bit key (raised in exact mode)."""
+
+
+class Codes(NamedTuple):
+    """Packed activation codes.
+
+    Attributes:
+      words: tuple of ``uint32[N, ceil(n_l / 32)]``, one per hidden layer.
+      widths: hidden widths ``(n_1, ..., n_L)``.
+    """
+
+    words: tuple
+    widths: tuple
+
+    def bits(self, l: int) -> np.ndarray:
+        """Unpacked code of hidden layer ``l`` (1-based) as ``bool[N, n_l]``."""
+        L = len(self.widths)
+        if not (isinstance(l, (int, np.integer)) and 1 <= l <= L):
+            raise ValueError(f"l: expected a hidden layer in 1..{L} (1-based), got {l!r}")
+        w = np.asarray(self.words[l - 1])
+        shifts = np.arange(32, dtype=np.uint32)
+        bits = (w[..., None] >> shifts) & np.uint32(1)
+        return bits.reshape(*w.shape[:-1], -1)[..., : self.widths[l - 1]].astype(bool)
+
+
+def scope_range(scope: str, layer: int, num_layers: int) -> tuple[int, int]:
+    """The 1-based inclusive range of layers ``(first, last)`` of a scope at ``layer``."""
+    if scope == "layer":
+        return layer, layer
+    if scope == "prefix":
+        return 1, layer
+    if scope == "suffix":
+        return layer, num_layers
+    raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
+
+
+# --- hashing (uint32 arithmetic, wraps mod 2^32) -----------------------------------------
+def _rotl(x, r: int):
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _fmix32(h):
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def _mix(h, k):
+    """One murmur3 block step: absorbs the word ``k`` into the running hash ``h``."""
+    k = k * _C1
+    k = _rotl(k, 15) * _C2
+    h = h ^ k
+    h = _rotl(h, 13)
+    return h * np.uint32(5) + np.uint32(0xE6546B64)
+
+
+def _hash_words(words, seed):
+    """Hashes packed words ``uint32[..., W]`` to ``uint32[...]`` with one lane seed."""
+    h = jnp.full(words.shape[:-1], np.uint32(seed), jnp.uint32)
+    for j in range(words.shape[-1]):
+        h = _mix(h, words[..., j])
+    return _fmix32(h ^ np.uint32(words.shape[-1]))
+
+
+def _range_key(layer_hashes, first: int, last: int, lane: int):
+    """Chains per-layer lane hashes of layers ``first..last`` (1-based) into one lane."""
+    h = jnp.full(layer_hashes[0].shape, np.uint32(_LANE_SEEDS[lane] ^ 0x5BD1E995), jnp.uint32)
+    for l in range(first, last + 1):
+        h = _mix(h, layer_hashes[l - 1])
+    return _fmix32(h ^ np.uint32(last - first + 1))
+
+
+def _pack(bits):
+    """Packs ``bool[..., n]`` into ``uint32[..., ceil(n/32)]`` (bit i%32 of word i//32)."""
+    n = bits.shape[-1]
+    nw = -(-n // 32)
+    pad = nw * 32 - n
+    b = bits.astype(jnp.uint32)
+    if pad:
+        b = jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, pad)])
+    b = b.reshape(*b.shape[:-1], nw, 32)
+    return (b << jnp.arange(32, dtype=jnp.uint32)).sum(-1, dtype=jnp.uint32)
+
+
+def tables_for(scopes, num_layers: int) -> tuple:
+    """The distinct layer ranges behind ``(scope, layer)`` pairs, and where each pair maps.
+
+    Returns:
+      ``(ranges, index)``: ``ranges`` a tuple of distinct ``(first, last)``; ``index`` a
+      dict ``(scope, layer) -> position in ranges``.
+    """
+    ranges, index = [], {}
+    for scope in scopes:
+        for l in range(1, num_layers + 1):
+            r = scope_range(scope, l, num_layers)
+            if r not in ranges:
+                ranges.append(r)
+            index[(scope, l)] = ranges.index(r)
+    return tuple(ranges), index
+
+
+def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
+    """The traceable kernel: codes, keys of layer ranges, and boundary flags.
+
+    Args:
+      net: an unstacked :class:`Net`.
+      x: inputs ``[N, d_in]``.
+      ranges: static tuple of 1-based inclusive layer ranges ``(first, last)``.
+      boundary_tol: an input is *near a boundary* if some hidden pre-activation has
+        ``|z| <= boundary_tol``.
+
+    Returns:
+      ``(words, keys, near, finite)``: ``words`` a tuple of packed codes per layer;
+      ``keys`` ``uint32[N, R, 2]`` with lanes ``(lo, hi)`` of the 64-bit key of each range
+      (so a little-endian view as ``uint64`` gives the key); ``near`` ``bool[N]``;
+      ``finite`` ``bool[N]`` (all input coordinates finite).
+    """
+    h = jnp.asarray(x, net.dtype)
+    finite = jnp.isfinite(h).all(axis=-1)
+    near = jnp.zeros(h.shape[:-1], bool)
+    words, lane_a, lane_b = [], [], []
+    for W, b in zip(net.weights[:-1], net.biases[:-1]):
+        z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
+        near = near | (jnp.abs(z) <= boundary_tol).any(axis=-1)
+        w = _pack(z > 0)
+        words.append(w)
+        lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
+        lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
+        h = net.act(z)
+    keys = [
+        jnp.stack([_range_key(lane_a, f, t, 0), _range_key(lane_b, f, t, 1)], axis=-1)
+        for f, t in ranges
+    ]
+    keys = jnp.stack(keys, axis=-2) if keys else jnp.zeros((*near.shape, 0, 2), jnp.uint32)
+    return tuple(words), keys, near, finite
+
+
+def _check_net(net) -> None:
+    if not isinstance(net, Net):
+        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
+    if net.num_hidden < 1:
+        raise ValueError("net: expected at least one hidden layer")
+
+
+def check_inputs(net: Net, x, name: str = "x") -> np.ndarray | jax.Array:
+    """Validates an input batch: 2-D, right width, numeric, finite."""
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != net.input_dim:
+        raise ValueError(f"{name}: expected shape (N, {net.input_dim}), got {tuple(x.shape)}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
+        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    return x
+
+
+@jax.jit
+def _codes_jit(net, x):
+    return codes_and_keys(net, x, ())[0]
+
+
+def codes(net: Net, x) -> Codes:
+    """Packed activation codes of every hidden layer.
+
+    Args:
+      net: an unstacked :class:`Net`.
+      x: inputs ``[N, d_in]``.
+
+    Returns:
+      :class:`Codes` with ``words[l-1]: uint32[N, ceil(n_l/32)]``.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> net = partax.mlp(jax.random.key(1), [3, 5, 2])
+      >>> partax.codes(net, np.ones((4, 3), np.float32)).bits(1).shape
+      (4, 5)
+    """
+    _check_net(net)
+    if net.stack_shape:
+        raise ValueError("net: codes() takes an unstacked Net; index it first (net[i])")
+    x = check_inputs(net, x)
+    words = _codes_jit(net, x)
+    return Codes(tuple(np.asarray(w) for w in words), net.widths)
+
+
+_region_ids_jit = jax.jit(codes_and_keys, static_argnames=("ranges",))
+
+
+def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np.ndarray:
+    """64-bit region keys of every input at every hidden layer under one scope.
+
+    Args:
+      net: an unstacked :class:`Net`.
+      x: inputs ``[N, d_in]``.
+      scope: ``"layer"``, ``"prefix"`` or ``"suffix"``.
+      exact: if True, check that equal keys among ``x`` have equal codes and raise
+        :class:`HashCollisionError` otherwise.
+
+    Returns:
+      ``numpy.uint64[N, L]``; column ``l-1`` is the key at hidden layer ``l``.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1])
+      >>> ids = partax.region_ids(net, np.zeros((3, 2), np.float32), "suffix")
+      >>> ids.dtype, ids.shape
+      (dtype('uint64'), (3, 2))
+    """
+    _check_net(net)
+    if net.stack_shape:
+        raise ValueError("net: region_ids() takes an unstacked Net; index it first (net[i])")
+    if scope not in SCOPES:
+        raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
+    x = check_inputs(net, x)
+    L = net.num_hidden
+    ranges = tuple(scope_range(scope, l, L) for l in range(1, L + 1))
+    words, keys, _, _ = _region_ids_jit(net, x, ranges=ranges)
+    keys = np.ascontiguousarray(np.asarray(keys)).view(np.uint64)[..., 0]
+    if exact:
+        words = [np.asarray(w) for w in words]
+        for l, (f, t) in enumerate(ranges):
+            code = np.concatenate(words[f - 1 : t], axis=1)
+            check_collisions(keys[:, l], code)
+    return keys
+
+
+def check_collisions(keys: np.ndarray, code: np.ndarray) -> None:
+    """Raises :class:`HashCollisionError` if two different codes share a key.
+
+    Args:
+      keys: ``uint64[N]``.
+      code: ``uint32[N, W]``, the packed code of the scope's range for each input.
+    """
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    c = code[order]
+    same = k[1:] == k[:-1]
+    if same.any():
+        differs = (c[1:] != c[:-1]).any(axis=1) & same
+        if differs.any():
+            i = int(np.flatnonzero(differs)[0])
+            raise HashCollisionError(
+                f"two different codes share the key {int(k[i]):#018x}; "
+                "results under this key would merge two regions"
+            )

@@ -1,0 +1,44 @@
+"""Exact polytope data of the regions of a ReLU net: ``partax.geometry``.
+
+Everything is batched over regions, each named by an exemplar input that lies in it,
+and runs in float64 under a local x64 context.
+
+* :class:`Box` — domains (``None`` is all of R^d).
+* :func:`local_maps` — the affine maps of the regions (codes frozen).
+* :func:`halfspaces` / :func:`halfspaces_batch` — H-representations.
+* :func:`margins`, :func:`chebyshev`, :func:`facets`, :func:`neighbors`, :func:`volumes`.
+* :func:`region_report` / :class:`RegionReport` — a columnar report over a partition.
+* :mod:`partax.geometry.lp` — batched LPs: ``"highs"`` and the JAX interior point ``"ipm"``.
+"""
+
+from partax.geometry import lp
+from partax.geometry.domains import Box
+from partax.geometry.local import LayerMap
+from partax.geometry.local import LocalMaps
+from partax.geometry.local import OutputMap
+from partax.geometry.local import halfspaces
+from partax.geometry.local import halfspaces_batch
+from partax.geometry.local import local_maps
+from partax.geometry.polytope import chebyshev
+from partax.geometry.polytope import facets
+from partax.geometry.polytope import margins
+from partax.geometry.polytope import neighbors
+from partax.geometry.polytope import region_keys
+from partax.geometry.polytope import volumes
+
+__all__ = [
+    "Box",
+    "LayerMap",
+    "LocalMaps",
+    "OutputMap",
+    "chebyshev",
+    "facets",
+    "halfspaces",
+    "halfspaces_batch",
+    "local_maps",
+    "lp",
+    "margins",
+    "neighbors",
+    "region_keys",
+    "volumes",
+]

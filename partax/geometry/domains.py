@@ -1,0 +1,145 @@
+"""Domains of the geometry routines: an axis-aligned box, or all of R^d (``None``).
+
+A region of a ReLU net is a convex polyhedron; it is often unbounded. Quantities such as
+volumes need a bounded domain, so every geometry routine takes ``domain=``: a
+:class:`Box` (intersected with each region) or ``None`` (all of R^d).
+
+Example:
+    >>> import numpy as np
+    >>> from partax.geometry import Box
+    >>> box = Box(0.0, 1.0)
+    >>> A, b = box.rows(2)
+    >>> A.shape, b.tolist()
+    ((4, 2), [1.0, 1.0, -0.0, -0.0])
+    >>> box.volume(3)
+    1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+__all__ = ["Box", "check_domain"]
+
+
+def _as_bound(value, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number or a 1-D array of numbers, got {value!r}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected finite bounds, got {arr}")
+    arr = arr.copy()
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Box:
+    """The axis-aligned box ``{z : lo <= z <= hi}``.
+
+    Attributes:
+      lo: lower corner, a scalar (every coordinate) or ``float64[d]``.
+      hi: upper corner, a scalar or ``float64[d]``; ``hi > lo`` coordinate-wise.
+
+    Example:
+      >>> Box([0, -1], [1, 1]).volume(2)
+      2.0
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self):
+        lo = _as_bound(self.lo, "lo")
+        hi = _as_bound(self.hi, "hi")
+        if lo.ndim == 1 and hi.ndim == 1 and lo.shape != hi.shape:
+            raise ValueError(f"lo, hi: expected equal lengths, got {lo.shape[0]} and {hi.shape[0]}")
+        if not np.all(np.broadcast_to(hi, np.broadcast_shapes(lo.shape, hi.shape)) > lo):
+            raise ValueError(f"lo, hi: expected hi > lo in every coordinate, got lo={lo}, hi={hi}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    def __repr__(self) -> str:
+        return f"Box(lo={self.lo.tolist()}, hi={self.hi.tolist()})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Box):
+            return NotImplemented
+        return np.array_equal(self.lo, other.lo) and np.array_equal(self.hi, other.hi)
+
+    def __hash__(self):
+        return hash((self.lo.tobytes(), self.hi.tobytes()))
+
+    @property
+    def dim(self) -> int | None:
+        """The dimension fixed by per-coordinate bounds, or None for scalar bounds."""
+        if self.lo.ndim == 1:
+            return int(self.lo.shape[0])
+        if self.hi.ndim == 1:
+            return int(self.hi.shape[0])
+        return None
+
+    def bounds(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` as ``float64[d]`` arrays.
+
+        Raises:
+          ValueError: if the box has per-coordinate bounds of another length.
+        """
+        d = int(d)
+        if self.dim is not None and self.dim != d:
+            raise ValueError(f"domain: a Box of dimension {self.dim} used in dimension {d}")
+        return np.broadcast_to(self.lo, (d,)).copy(), np.broadcast_to(self.hi, (d,)).copy()
+
+    def rows(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """The box as ``2d`` halfspaces ``A z <= b``: first ``z_j <= hi_j``, then ``-z_j <= -lo_j``.
+
+        Returns:
+          ``(A: float64[2d, d], b: float64[2d])``.
+        """
+        lo, hi = self.bounds(d)
+        eye = np.eye(d)
+        return np.concatenate([eye, -eye]), np.concatenate([hi, -lo])
+
+    def volume(self, d: int) -> float:
+        """Lebesgue volume of the box in dimension ``d``."""
+        lo, hi = self.bounds(d)
+        return float(np.prod(hi - lo))
+
+    def contains(self, z) -> np.ndarray:
+        """``bool[N]``: whether each row of ``z[N, d]`` lies in the (closed) box."""
+        z = np.asarray(z, np.float64)
+        lo, hi = self.bounds(z.shape[-1])
+        return np.all((z >= lo) & (z <= hi), axis=-1)
+
+    def sample(self, key, n: int, d: int | None = None, dtype=np.float32) -> np.ndarray:
+        """``n`` points drawn uniformly from the box, as a NumPy array ``[n, d]``.
+
+        Args:
+          key: a ``jax.random`` key.
+          n: number of points.
+          d: dimension (required for scalar bounds).
+          dtype: dtype of the result.
+        """
+        if d is None:
+            d = self.dim
+            if d is None:
+                raise ValueError("d: required for a Box with scalar bounds")
+        lo, hi = self.bounds(d)
+        u = np.asarray(jax.random.uniform(key, (int(n), d), dtype="float32"), np.float64)
+        return (lo + u * (hi - lo)).astype(dtype)
+
+
+def check_domain(domain, d: int):
+    """Validates ``domain`` (a :class:`Box` or None) for dimension ``d``; returns it."""
+    if domain is None:
+        return None
+    if not isinstance(domain, Box):
+        raise TypeError(f"domain: expected a partax.Box or None (all of R^d), got {type(domain).__name__}")
+    domain.bounds(d)
+    return domain

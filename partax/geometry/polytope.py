@@ -1,0 +1,374 @@
+"""Per-region polytope quantities, batched over exemplars.
+
+Every function takes exemplars ``x[N, d_in]`` (inputs of the net), each naming the region
+that :func:`partax.codes` assigns it, and the keywords ``scope``, ``layer`` (see
+:mod:`partax.geometry.local`: ``"prefix"`` regions live in the input space, ``"layer"``
+and ``"suffix"`` regions in the latent space ``h^{layer-1}``), ``domain`` (a
+:class:`~partax.geometry.Box` in that space, or None for all of it) and ``solver``
+(``"ipm"``, ``"highs"`` or ``"auto"``: HiGHS on CPU, the JAX interior point on
+accelerators).
+
+Unbounded regions (``domain=None``): the LPs stay bounded because the Chebyshev
+*centre* is restricted to the box ``|z - p|_inf <= reach`` around the exemplar's point
+``p`` and the radius is capped at ``radius_cap`` (defaults ``reach=100``,
+``radius_cap=1e3``); a radius equal to the cap, or a centre on the reach box, means the
+region is large or unbounded. For facets, the same box bounds the LPs, so a facet that
+lies entirely farther than ``reach`` from the exemplar is not reported.
+
+Example:
+    >>> import jax, numpy as np, partax
+    >>> from partax.geometry import Box, margins, chebyshev
+    >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1], bias_std=0.1)
+    >>> x = np.array([[0.3, -0.2], [0.5, 0.5]], np.float32)
+    >>> m = margins(net, x, domain=Box(-1, 1))
+    >>> centers, radii = chebyshev(net, x, domain=Box(-1, 1), solver="highs")
+    >>> bool(np.all(radii >= m - 1e-9))
+    True
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.spatial import ConvexHull, HalfspaceIntersection
+
+from partax.codes import region_ids
+from partax.geometry import lp as _lp
+from partax.geometry.local import _scope_rows
+
+__all__ = ["margins", "chebyshev", "facets", "neighbors", "volumes", "region_keys"]
+
+REACH = 100.0
+RADIUS_CAP = 1e3
+_EXACT_MAX_DIM = 6
+
+
+def _solver(solver: str) -> str:
+    if solver == "auto":
+        return _lp.default_solver()
+    if solver not in _lp.SOLVERS:
+        raise ValueError(f"solver: expected 'auto', 'ipm' or 'highs', got {solver!r}")
+    return solver
+
+
+def _unit_rows(A, b):
+    """Unit-norm rows, and a mask of rows that are not all-zero."""
+    nrm = np.linalg.norm(A, axis=-1)
+    live = nrm > 1e-12
+    safe = np.where(live, nrm, 1.0)
+    A = np.where(live[..., None], A / safe[..., None], 0.0)
+    b = np.where(live, b / safe, np.where(b >= 0, 1.0, b))
+    return A, b, live
+
+
+def _setup(net, x, scope, layer, domain):
+    A, b, space, _ = _scope_rows(net, x, scope, layer, domain)
+    return A, b, space
+
+
+def region_keys(net, x, *, scope: str = "prefix", layer=None, points=None):
+    """Keys of the regions of ``x`` (as ``partax.region_ids(net, x, scope)[:, layer-1]``).
+
+    Args:
+      net, x, scope, layer: as elsewhere in this module.
+      points: optional points ``[P, k]`` *in the scope's space* whose keys are wanted
+        instead (e.g. points across a facet); ``x`` is then only used to find the space.
+
+    Returns:
+      ``numpy.uint64[N]`` (or ``[P]``).
+    """
+    from partax.geometry.local import scope_space
+
+    space = scope_space(net, x[:1] if points is not None else x, scope, layer)
+    pts = space.points if points is None else np.asarray(points, space.net.dtype)
+    if pts.shape[0] == 0:
+        return np.zeros(0, np.uint64)
+    return region_ids(space.net, pts, "prefix")[:, space.depth - 1]
+
+
+# --- margins ------------------------------------------------------------------------------------
+def margins(net, x, *, scope: str = "prefix", layer=None, domain=None) -> np.ndarray:
+    """Exact distance from each exemplar to the boundary of its region (no LP).
+
+    The minimum over the scope's rows (and the domain's) of ``slack / ||row||``. A value
+    ``<= 0`` (within the net's float precision) means the exemplar lies on a boundary.
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      x: exemplars ``[N, d_in]``.
+      scope, layer, domain: see the module doc.
+
+    Returns:
+      ``float64[N]`` (``inf`` for a region with no boundary at all).
+    """
+    A, b, space = _setup(net, x, scope, layer, domain)
+    p = np.asarray(space.points, np.float64)
+    A, b, live = _unit_rows(A, b)
+    slack = b - np.einsum("nmk,nk->nm", A, p)
+    return np.where(live, slack, np.inf).min(axis=1) if A.shape[1] else np.full(len(p), np.inf)
+
+
+# --- Chebyshev ------------------------------------------------------------------------------------
+def _cheb(A, b, p, domain, solver, reach, radius_cap, tol):
+    reach_box = reach if domain is None else None
+    centers, radii, status = _lp.chebyshev(
+        A, b, center=p, reach=reach_box, radius_cap=radius_cap, solver=solver, tol=tol, x0=p
+    )
+    bad = status != _lp.OPTIMAL
+    if bad.any():
+        warnings.warn(f"chebyshev: {int(bad.sum())} LP(s) did not converge; their radius is NaN", RuntimeWarning)
+        radii = np.where(bad, np.nan, radii)
+    return centers, radii
+
+
+def chebyshev(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: str = "auto",
+              reach: float = REACH, radius_cap: float = RADIUS_CAP, tol: float = 1e-8):
+    """Chebyshev centres and inradii of the regions of the exemplars.
+
+    Solves ``max r  s.t.  a_i·z + ||a_i|| r <= b_i`` per region (see
+    :func:`partax.geometry.lp.chebyshev_lp`). The radius is ``> 0`` iff the region is
+    full-dimensional (every region met by sampling is, almost surely).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      x: exemplars ``[N, d_in]``.
+      scope, layer, domain, solver: see the module doc.
+      reach, radius_cap: bounds that keep the LP bounded when ``domain`` is None.
+      tol: LP tolerance.
+
+    Returns:
+      ``(centers: float64[N, k], radii: float64[N])`` in the scope's space.
+    """
+    solver = _solver(solver)
+    A, b, space = _setup(net, x, scope, layer, domain)
+    p = np.asarray(space.points, np.float64)
+    return _cheb(A, b, p, domain, solver, reach, radius_cap, tol)
+
+
+# --- facets ------------------------------------------------------------------------------------------
+def _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol, num_rays, seed, chunk):
+    """Facet rows of each region; also returns the unit rows and the Chebyshev data."""
+    N, m, k = A.shape
+    Au, bu, live = _unit_rows(A, b)
+    centers, radii = _cheb(A, b, p, domain, solver, reach, radius_cap, tol)
+    full = np.isfinite(radii) & (radii > facet_tol)
+    certain = np.zeros((N, m), bool)
+    # Ray shooting from the Chebyshev centre: the first row a ray meets is a facet.
+    rng = np.random.default_rng(seed)
+    U = rng.normal(size=(num_rays, k))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    slack = bu - np.einsum("nmk,nk->nm", Au, centers)  # [N, m]
+    speed = np.einsum("nmk,rk->nrm", Au, U)  # [N, rays, m]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where((speed > 1e-12) & live[:, None, :], slack[:, None, :] / speed, np.inf)
+    hit = np.argmin(t, axis=2)  # [N, rays]
+    finite = np.isfinite(np.take_along_axis(t, hit[..., None], axis=2)[..., 0])
+    rows_n = np.broadcast_to(np.arange(N)[:, None], hit.shape)
+    certain[rows_n[finite], hit[finite]] = True
+    certain &= full[:, None]
+    # LP test for the rest: max a_i·z s.t. the other rows, row i relaxed by 1.
+    cand = np.argwhere(full[:, None] & live & ~certain)
+    is_facet = certain.copy()
+    for start in range(0, len(cand), chunk):
+        cn = cand[start : start + chunk]
+        n_idx, r_idx = cn[:, 0], cn[:, 1]
+        AA = Au[n_idx].copy()
+        bb = bu[n_idx].copy()
+        bb[np.arange(len(cn)), r_idx] += 1.0
+        c = -AA[np.arange(len(cn)), r_idx]
+        if domain is None:
+            eye = np.eye(k)
+            ctr = centers[n_idx]
+            AA = np.concatenate([AA, np.broadcast_to(np.concatenate([eye, -eye]), (len(cn), 2 * k, k))], axis=1)
+            bb = np.concatenate([bb, ctr + reach, -(ctr - reach)], axis=1)
+        res = _lp.solve(c, AA, bb, solver=solver, tol=tol, x0=centers[n_idx])
+        if np.any(res.status != _lp.OPTIMAL):
+            warnings.warn(f"facets: {int(np.sum(res.status != _lp.OPTIMAL))} LP(s) did not converge", RuntimeWarning)
+        is_facet[n_idx, r_idx] = (-res.value) > bu[n_idx, r_idx] + facet_tol
+    return [np.flatnonzero(row) for row in is_facet], Au, bu, centers, radii
+
+
+def facets(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: str = "auto",
+           reach: float = REACH, radius_cap: float = RADIUS_CAP, tol: float = 1e-8,
+           facet_tol: float = 1e-7, num_rays: int = 64, seed: int = 0, chunk: int = 4096):
+    """Indices of the non-redundant rows (facets) of each region's H-representation.
+
+    Row indices refer to :func:`partax.geometry.halfspaces` (the scope's units in layer
+    order, then the domain's rows). Rows certainly on a facet are first found by shooting
+    ``num_rays`` random rays from the Chebyshev centre (the first row a ray meets); each
+    remaining row ``i`` gets an LP ``max a_i·z`` subject to the other rows with row ``i``
+    relaxed by one unit (rows scaled to unit norm): row ``i`` is a facet iff the maximum
+    exceeds ``b_i + facet_tol``. A region that is not full-dimensional (radius
+    ``<= facet_tol``) gets no facets.
+
+    Returns:
+      A list of ``N`` sorted ``int64`` arrays.
+    """
+    solver = _solver(solver)
+    A, b, space = _setup(net, x, scope, layer, domain)
+    p = np.asarray(space.points, np.float64)
+    out = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol, num_rays, seed, chunk)
+    return out[0]
+
+
+# --- neighbours -------------------------------------------------------------------------------------
+def _facet_points(Au, bu, rows, centers, domain, solver, reach, radius_cap, tol):
+    """Chebyshev centre (inside its hyperplane) and in-plane radius of each facet.
+
+    Args:
+      Au, bu: unit rows ``[F, m, k]``, ``[F, m]`` of the facet's region; rows: ``int[F]``.
+    """
+    F, m, k = Au.shape
+    a = Au[np.arange(F), rows]  # [F, k]
+    base = a * bu[np.arange(F), rows][:, None]  # a point of each hyperplane
+    if k == 1:
+        return base, np.full(F, np.inf)
+    # Orthonormal basis of a^perp: the last k-1 right singular vectors of a.
+    _, _, Vt = np.linalg.svd(a[:, None, :])
+    Nb = Vt[:, 1:, :].transpose(0, 2, 1)  # [F, k, k-1]
+    AA = np.einsum("fmk,fkj->fmj", Au, Nb)
+    bb = bu - np.einsum("fmk,fk->fm", Au, base)
+    AA[np.arange(F), rows] = 0.0
+    bb[np.arange(F), rows] = 1.0
+    w0 = np.einsum("fkj,fk->fj", Nb, centers - base)
+    c, AL, bL = _lp.chebyshev_lp(AA, bb, center=w0, reach=reach if domain is None else None,
+                                 radius_cap=radius_cap)
+    start = np.concatenate([w0, np.zeros((F, 1))], axis=1) if solver == "ipm" else None
+    res = _lp.solve(c, AL, bL, solver=solver, tol=tol, x0=start)
+    w, rho = res.x[:, :-1], res.x[:, -1]
+    rho = np.where(res.status == _lp.OPTIMAL, rho, np.nan)
+    return base + np.einsum("fkj,fj->fk", Nb, w), rho
+
+
+def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: str = "auto",
+              reach: float = REACH, radius_cap: float = RADIUS_CAP, tol: float = 1e-8,
+              facet_tol: float = 1e-7, num_rays: int = 64, seed: int = 0, chunk: int = 4096,
+              return_facets: bool = False):
+    """Keys of the regions across each facet of each exemplar's region.
+
+    For every facet (see :func:`facets`) the Chebyshev centre of the facet inside its
+    hyperplane is found by an LP; the point is then moved a small step ``eps`` across the
+    facet (``eps`` = a quarter of the smallest of the facet's in-plane radius and the
+    distance to the other rows along the facet normal, and at least a few float32 ulps)
+    and its key is computed with :func:`partax.region_ids` (the same keys as
+    ``partax.region_ids(net, x, scope)[:, layer-1]``). Across a domain facet the key is
+    that of the net's region outside the domain.
+
+    Returns:
+      A list of ``N`` ``uint64`` arrays aligned with ``facets(...)`` (``(facets, keys)`` if
+      ``return_facets``).
+    """
+    solver = _solver(solver)
+    A, b, space = _setup(net, x, scope, layer, domain)
+    p = np.asarray(space.points, np.float64)
+    fac, Au, bu, centers, _ = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol,
+                                      num_rays, seed, chunk)
+    owner = np.concatenate([np.full(len(f), n) for n, f in enumerate(fac)]).astype(np.int64)
+    rows = np.concatenate(fac).astype(np.int64) if fac else np.zeros(0, np.int64)
+    keys = np.zeros(len(rows), np.uint64)
+    for start in range(0, len(rows), chunk):
+        o, r = owner[start : start + chunk], rows[start : start + chunk]
+        F = len(o)
+        z, rho = _facet_points(Au[o], bu[o], r, centers[o], domain, solver, reach, radius_cap, tol)
+        a = Au[o, r]
+        # distance along +a to the other rows of the region (they bound the step too)
+        along = np.einsum("fmk,fk->fm", Au[o], a)
+        slack = bu[o] - np.einsum("fmk,fk->fm", Au[o], z)
+        along[np.arange(F), r] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lim = np.where(np.abs(along) > 1e-12, np.abs(slack / along), np.inf).min(axis=1)
+        eps = 0.25 * np.minimum(np.nan_to_num(rho, nan=0.0), lim)
+        floor = 64 * np.finfo(np.float32).eps * (1.0 + np.abs(z).max(axis=1))
+        eps = np.minimum(np.maximum(eps, floor), 1.0)
+        keys[start : start + chunk] = region_keys(net, x, scope=scope, layer=layer, points=z + eps[:, None] * a)
+    split = np.cumsum([len(f) for f in fac])[:-1]
+    out = np.split(keys, split) if len(fac) else []
+    return (fac, out) if return_facets else out
+
+
+# --- volumes --------------------------------------------------------------------------------------
+def _exact_volume(A, b, center, k):
+    if k == 1:
+        a = A[:, 0]
+        with np.errstate(divide="ignore"):
+            hi = np.min(np.where(a > 0, b / np.where(a > 0, a, 1), np.inf))
+            lo = np.max(np.where(a < 0, b / np.where(a < 0, a, 1), -np.inf))
+        return max(hi - lo, 0.0)
+    hs = HalfspaceIntersection(np.concatenate([A, -b[:, None]], axis=1), center)
+    return float(ConvexHull(hs.intersections).volume)
+
+
+def volumes(net, x, *, scope: str = "prefix", layer=None, domain=None, method: str = "auto",
+            num_samples: int = 20000, key=0, solver: str = "auto", tol: float = 1e-8,
+            facet_tol: float = 1e-9):
+    """Volumes of the regions of the exemplars inside a bounded domain.
+
+    Methods:
+      * ``"exact"`` (dimension ``k <= 6``): vertex enumeration with
+        ``scipy.spatial.HalfspaceIntersection`` from the Chebyshev centre, then the
+        ``ConvexHull`` volume; the error is 0.
+      * ``"mc"``: the region's bounding box (``2k`` LPs), ``num_samples`` uniform points in
+        it (rejection sampling), volume = hit fraction × box volume and its binomial
+        standard error. In high dimension the region may fill a tiny part of its bounding
+        box; with no hit the estimate is 0 and the error is ``box volume / num_samples``.
+      * ``"auto"``: exact up to dimension 6, Monte Carlo beyond.
+
+    Args:
+      net, x, scope, layer: see the module doc.
+      domain: a :class:`~partax.geometry.Box` (required: volumes need a bounded domain).
+      num_samples: Monte Carlo samples per region.
+      key: an int seed (or a ``jax.random`` key) for Monte Carlo.
+
+    Returns:
+      ``(volume: float64[N], stderr: float64[N])``; a region that is not
+      full-dimensional has volume 0.
+    """
+    if domain is None:
+        raise ValueError("domain: volumes need a bounded domain, pass a partax.Box")
+    if method not in ("auto", "exact", "mc"):
+        raise ValueError(f"method: expected 'auto', 'exact' or 'mc', got {method!r}")
+    solver = _solver(solver)
+    A, b, space = _setup(net, x, scope, layer, domain)
+    N, m, k = A.shape
+    if method == "auto":
+        method = "exact" if k <= _EXACT_MAX_DIM else "mc"
+    if method == "exact" and k > _EXACT_MAX_DIM:
+        raise ValueError(f"method: 'exact' supports dimension <= {_EXACT_MAX_DIM}, the scope's space has {k}")
+    p = np.asarray(space.points, np.float64)
+    Au, bu, live = _unit_rows(A, b)
+    centers, radii = _cheb(A, b, p, domain, solver, None, RADIUS_CAP, tol)
+    vol = np.zeros(N)
+    err = np.zeros(N)
+    full = np.isfinite(radii) & (radii > facet_tol)
+    if method == "exact":
+        for n in np.flatnonzero(full):
+            vol[n] = _exact_volume(Au[n][live[n]], bu[n][live[n]], centers[n], k)
+        return vol, err
+    # Monte Carlo in the bounding box
+    idx = np.flatnonzero(full)
+    if idx.size:
+        R = idx.size
+        eye = np.eye(k)
+        C = np.concatenate([eye, -eye])  # min z_j, then max z_j
+        c = np.repeat(C[None], R, axis=0).reshape(R * 2 * k, k)
+        AA = np.repeat(Au[idx], 2 * k, axis=0)
+        bb = np.repeat(bu[idx], 2 * k, axis=0)
+        res = _lp.solve(c, AA, bb, solver=solver, tol=tol, x0=np.repeat(centers[idx], 2 * k, axis=0))
+        val = res.value.reshape(R, 2 * k)
+        lo, hi = val[:, :k], -val[:, k:]
+        if not isinstance(key, (int, np.integer)):
+            import jax
+
+            key = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
+        rng = np.random.default_rng(key)
+        for j, n in enumerate(idx):
+            span = np.maximum(hi[j] - lo[j], 0.0)
+            bvol = float(np.prod(span))
+            z = lo[j] + rng.random((num_samples, k)) * span
+            inside = np.all(z @ Au[n].T <= bu[n], axis=1)
+            q = inside.mean()
+            vol[n] = q * bvol
+            err[n] = bvol * np.sqrt(max(q * (1 - q), 0.0) / num_samples) if 0 < q < 1 else (
+                bvol / num_samples if q == 0 else 0.0)
+    return vol, err

@@ -1,0 +1,393 @@
+"""The streaming partition engine: inputs in, one region table per scope and layer out.
+
+:func:`partition` reads a source in fixed-size chunks. For each chunk one jitted kernel
+computes the hidden pre-activations (``precision=HIGHEST``), packs the sign bits, hashes
+them into 64-bit keys for every distinct layer range the requested scopes need, and flags
+inputs near a boundary; the host folds the keys into :class:`~partax.tables.RegionTable` s.
+JAX dispatch is asynchronous, so chunk ``i + 1`` is computed while chunk ``i`` is reduced.
+Memory is one chunk plus the tables: pending chunk tables are merged into the running table
+whenever they outgrow it, so the run never holds more than about twice the final tables.
+
+Samplers from :mod:`partax.sources` are fused into the kernel: inputs are drawn on the
+device and never leave it. A stacked :class:`~partax.nets.Net` (a leading axis on every
+array) is partitioned in one vmapped pass over the same inputs.
+
+Example:
+    >>> import jax, partax
+    >>> net = partax.mlp(jax.random.key(0), [12, 10, 7, 5, 2])
+    >>> src = partax.sources.uniform_box(0.0, 1.0, 20_000, jax.random.key(1))
+    >>> p = partax.partition(net, src, progress=False)
+    >>> p.total, p.num_regions("prefix").shape
+    (20000, (3,))
+    >>> p.table("suffix", 1) == p.table("prefix", 3)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from partax.codes import SCOPES, codes_and_keys, tables_for
+from partax.nets import Net, atomic_savez
+from partax.sources import Sampler, Source, as_source
+from partax.tables import RegionTable, merge_tables, reduce_by_key
+
+__all__ = ["Partition", "partition", "load_partition", "default_batch_size"]
+
+_FORMAT = "partax.partition"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Partition:
+    """The regions a stream of inputs met, per scope and hidden layer.
+
+    Attributes:
+      tables: dict ``(scope, layer) -> RegionTable`` (``layer`` 1-based). Scope/layer pairs
+        that name the same range of layers share one table (e.g. ``("suffix", 1)`` and
+        ``("prefix", L)``).
+      widths: hidden widths ``(n_1, ..., n_L)``.
+      input_dim: input dimension.
+      total: number of inputs.
+      near_boundary: number of inputs with some hidden pre-activation ``|z| <= boundary_tol``.
+      boundary_tol: the tolerance behind ``near_boundary``.
+    """
+
+    tables: dict
+    widths: tuple
+    input_dim: int
+    total: int
+    near_boundary: int
+    boundary_tol: float
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.widths)
+
+    @property
+    def scopes(self) -> tuple:
+        return tuple(s for s in SCOPES if (s, 1) in self.tables)
+
+    def table(self, scope: str, layer: int) -> RegionTable:
+        """The region table of ``scope`` at hidden layer ``layer`` (1-based)."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
+        if scope not in self.scopes:
+            raise ValueError(f"scope: {scope!r} was not computed; this partition has {self.scopes}")
+        L = self.num_layers
+        if not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
+            raise ValueError(f"layer: expected a hidden layer in 1..{L} (1-based), got {layer!r}")
+        return self.tables[(scope, int(layer))]
+
+    def num_regions(self, scope: str) -> np.ndarray:
+        """Number of regions at each hidden layer, ``int64[L]``."""
+        return np.array([len(self.table(scope, l)) for l in range(1, self.num_layers + 1)], np.int64)
+
+    def summary(self) -> dict:
+        """A JSON-ready summary: regions per scope and layer, totals."""
+        return {
+            "total": self.total,
+            "input_dim": self.input_dim,
+            "widths": list(self.widths),
+            "near_boundary": self.near_boundary,
+            "boundary_tol": self.boundary_tol,
+            "regions": {s: self.num_regions(s).tolist() for s in self.scopes},
+        }
+
+    def __repr__(self) -> str:
+        regions = ", ".join(f"{s}={self.num_regions(s).tolist()}" for s in self.scopes)
+        return f"Partition(total={self.total}, widths={self.widths}, {regions})"
+
+    def save(self, path) -> None:
+        """Writes every table into one ``.npz`` (no pickle) with a JSON header; atomic."""
+        ranges, index = tables_for(self.scopes, self.num_layers)
+        arrays = {}
+        for r, (f, t) in enumerate(ranges):
+            key = next(k for k, v in index.items() if v == r)
+            arrays.update(self.tables[key].to_arrays(prefix=f"range{f}_{t}/"))
+        header = {
+            "format": _FORMAT,
+            "version": 1,
+            "widths": list(self.widths),
+            "input_dim": self.input_dim,
+            "scopes": list(self.scopes),
+            "total": self.total,
+            "near_boundary": self.near_boundary,
+            "boundary_tol": self.boundary_tol,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        atomic_savez(path, arrays)
+
+
+def load_partition(path) -> Partition:
+    """Reads a :class:`Partition` written by :meth:`Partition.save`."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = dict(f)
+        header = json.loads(bytes(arrays["header"]).decode())
+        ok = header.get("format") == _FORMAT
+    except FileNotFoundError:
+        raise
+    except Exception:
+        ok = False
+    if not ok:
+        raise ValueError(f"path: {path!r} is not a partax partition file")
+    L = len(header["widths"])
+    ranges, index = tables_for(header["scopes"], L)
+    loaded = [RegionTable.from_arrays(arrays, prefix=f"range{f}_{t}/") for f, t in ranges]
+    tables = {k: loaded[v] for k, v in index.items()}
+    return Partition(
+        tables, tuple(header["widths"]), header["input_dim"], header["total"], header["near_boundary"],
+        header["boundary_tol"],
+    )
+
+
+# --- the engine ---------------------------------------------------------------------------
+def default_batch_size(net: Net, block: int = 1) -> int:
+    """Chunk size: about 64 MiB of activations on CPU (256 MiB on accelerators)."""
+    cpu = jax.default_backend() == "cpu"
+    budget = (64 if cpu else 256) * 2**20
+    per_input = 4 * (net.input_dim + sum(net.widths)) * max(1, int(np.prod(net.stack_shape)))
+    b = budget // per_input
+    b = int(2 ** np.floor(np.log2(max(b, 1))))
+    b = min(max(b, 1024), 2**16 if cpu else 2**20)
+    return max(block, (b // block) * block)
+
+
+def _kernel(net, x, ranges, boundary_tol, with_words):
+    def one(n):
+        words, keys, near, finite = codes_and_keys(n, x, ranges, boundary_tol)
+        return (words if with_words else ()), keys, near, finite
+
+    if net.stack_shape:
+        words, keys, near, finite = jax.vmap(one)(net)
+        return words, keys, near, finite[0]
+    return one(net)
+
+
+@functools.partial(jax.jit, static_argnames=("ranges", "boundary_tol", "with_words"))
+def _array_kernel(net, x, ranges, boundary_tol, with_words):
+    return _kernel(net, x, ranges, boundary_tol, with_words)
+
+
+@functools.partial(jax.jit, static_argnames=("ranges", "boundary_tol", "with_words"))
+def _sampler_kernel(net, sampler, blocks, ranges, boundary_tol, with_words):
+    x = sampler.generate(blocks).astype(net.dtype)
+    labels = sampler.generate_labels(blocks) if sampler.has_labels else None
+    return _kernel(net, x, ranges, boundary_tol, with_words), labels
+
+
+class _Accumulator:
+    """Folds chunk tables into one running table, merging pending ones geometrically."""
+
+    def __init__(self, check_codes: bool):
+        self.check_codes = check_codes
+        self.table = None
+        self.pending = []
+        self.pending_size = 0
+
+    def add(self, t: RegionTable):
+        self.pending.append(t)
+        self.pending_size += len(t)
+        if self.pending_size > max(2**16, len(self.table) if self.table is not None else 0):
+            self._flush()
+
+    def _flush(self):
+        parts = ([self.table] if self.table is not None else []) + self.pending
+        self.table = merge_tables(parts, check_codes=self.check_codes)
+        self.pending, self.pending_size = [], 0
+
+    def result(self) -> RegionTable:
+        self._flush()
+        return self.table
+
+
+def _validate_scopes(scopes) -> tuple:
+    if isinstance(scopes, str):
+        scopes = (scopes,)
+    scopes = tuple(scopes)
+    if not scopes:
+        raise ValueError(f"scopes: expected a non-empty subset of {SCOPES}")
+    for s in scopes:
+        if s not in SCOPES:
+            raise ValueError(f"scopes: unknown scope {s!r}; expected a subset of {SCOPES}")
+    return tuple(s for s in SCOPES if s in scopes)
+
+
+def partition(
+    net: Net,
+    source,
+    labels=None,
+    *,
+    scopes: Sequence[str] = SCOPES,
+    batch_size: int | None = None,
+    exact: bool = False,
+    progress: bool = True,
+    boundary_tol: float = 1e-5,
+):
+    """Partitions a stream of inputs by the regions of a network.
+
+    Args:
+      net: a :class:`~partax.nets.Net`, or a stacked one (leading axis on every array).
+      source: inputs ``x[N, d_in]`` (NumPy or JAX), an iterable of batches (``x`` or
+        ``(x, y)``), or a sampler from :mod:`partax.sources`.
+      labels: optional ``int[N]`` labels in ``0..C-1`` for an array source.
+      scopes: any of ``"layer"``, ``"prefix"``, ``"suffix"`` (see :mod:`partax.codes`).
+      batch_size: inputs per chunk (default: :func:`default_batch_size`).
+      exact: keep each region's exemplar code and raise
+        :class:`~partax.codes.HashCollisionError` if two different codes ever share a key.
+      progress: show a tqdm progress bar (it appears only on runs longer than a second).
+      boundary_tol: absolute tolerance on pre-activations behind ``near_boundary``.
+
+    Returns:
+      A :class:`Partition`; for a stacked net, a tuple of them (one per net).
+
+    Raises:
+      ValueError / TypeError: wrong input dimension, NaN or inf inputs, labels of the wrong
+        length, negative or non-integer, an empty source, an unknown scope.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> net = partax.mlp(jax.random.key(0), [2, 16, 16, 2], bias_std=0.5)
+      >>> x = np.random.default_rng(0).uniform(-1, 1, (1000, 2)).astype(np.float32)
+      >>> y = (x[:, 0] > 0).astype(int)
+      >>> p = partax.partition(net, x, y, progress=False)
+      >>> int(p.table("prefix", 2).counts.sum()), p.table("layer", 1).label_counts.shape[1]
+      (1000, 2)
+    """
+    if not isinstance(net, Net):
+        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
+    if net.num_hidden < 1:
+        raise ValueError("net: expected at least one hidden layer")
+    if len(net.stack_shape) > 1:
+        raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
+    scopes = _validate_scopes(scopes)
+    if not (np.isfinite(boundary_tol) and boundary_tol >= 0):
+        raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
+    src = as_source(source, labels)
+    if isinstance(src, Sampler):
+        src = src.bind(net.input_dim)
+    if src.dim != net.input_dim:
+        raise ValueError(f"source: expected inputs of dimension {net.input_dim} (the net's), got {src.dim}")
+    if src.num_inputs == 0:
+        raise ValueError("source: holds no inputs")
+    block = src.block if isinstance(src, Sampler) else 1
+    if batch_size is None:
+        batch_size = default_batch_size(net, block)
+        if src.num_inputs is not None:  # no point in padding a small source to a huge chunk
+            small = max(block, -(-src.num_inputs // block) * block)
+            batch_size = min(batch_size, int(2 ** np.ceil(np.log2(small))) if block == 1 else small)
+    elif not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    elif batch_size % block:
+        raise ValueError(f"batch_size: expected a multiple of the sampler's block ({block}), got {batch_size}")
+    batch_size = int(batch_size)
+
+    L = net.num_hidden
+    ranges, index = tables_for(scopes, L)
+    # Every range table is a function of the full code (S^1..S^L): stream one *base* table
+    # keyed by the full-range key, carrying each row's range keys, and derive the range
+    # tables from it at the end. Per chunk that is one sort of the chunk instead of one
+    # per table, and the derivations sort only the (far fewer) base regions.
+    kernel_ranges = ranges if (1, L) in ranges else ranges + ((1, L),)
+    base = kernel_ranges.index((1, L))
+    num_nets = net.stack_shape[0] if net.stack_shape else 1
+    accs = [_Accumulator(exact) for _ in range(num_nets)]
+    near_count = np.zeros(num_nets, np.int64)
+    num_classes = [0]
+    total = [0]
+    tol = float(boundary_tol)
+
+    def dispatch(chunk):
+        if isinstance(src, Sampler):
+            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), kernel_ranges, tol, exact)
+        else:
+            out, y = _array_kernel(net, jnp.asarray(chunk.x), kernel_ranges, tol, exact), None
+        return out, y, chunk
+
+    def reduce(item):
+        (words, keys, near, finite), y_dev, chunk = item
+        n = chunk.num_valid
+        finite = np.asarray(finite)[:n]
+        if not finite.all():
+            row = chunk.start + int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"source: input {row} has a NaN or inf coordinate; expected finite inputs")
+        keys = np.asarray(keys)
+        near = np.asarray(near)
+        y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
+        if y is not None:
+            num_classes[0] = max(num_classes[0], int(y.max()) + 1 if n else 0)
+        if not net.stack_shape:
+            keys, near = keys[None], near[None]
+            words = tuple(w[None] for w in words)
+        keys = keys[:, :n]  # [K, n, R, 2] uint32 lanes (lo, hi)
+        for k in range(num_nets):
+            near_count[k] += int(near[k, :n].sum())
+            # payload per input: every range's key as two uint32 lanes, then (exact) the full code
+            payload = [keys[k].reshape(n, -1)]
+            if exact:
+                payload += [np.asarray(w)[k, :n] for w in words]
+            payload = np.ascontiguousarray(np.concatenate(payload, axis=1) if len(payload) > 1 else payload[0])
+            base_keys = np.ascontiguousarray(keys[k, :, base]).view(np.uint64)[:, 0]
+            accs[k].add(
+                RegionTable.from_keys(
+                    base_keys, labels=y, num_classes=num_classes[0] or None, offset=chunk.start,
+                    codes=payload, check_codes=exact,
+                )
+            )
+        total[0] += n
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=src.num_inputs, unit="in", unit_scale=True, delay=1.0, desc="partition", leave=False)
+    try:
+        pending = None
+        for chunk in src.chunks(batch_size):
+            item = dispatch(chunk)
+            if pending is not None:
+                reduce(pending)
+                if bar is not None:
+                    bar.update(pending[2].num_valid)
+            pending = item
+        if pending is not None:
+            reduce(pending)
+            if bar is not None:
+                bar.update(pending[2].num_valid)
+    finally:
+        if bar is not None:
+            bar.close()
+    if total[0] == 0:
+        raise ValueError("source: holds no inputs")
+
+    results = []
+    R = len(kernel_ranges)
+    word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
+    for k in range(num_nets):
+        base_table = accs[k].result()
+        payload = base_table.exemplar_codes
+        range_keys = np.ascontiguousarray(payload[:, : 2 * R]).view(np.uint64)  # [M, R]
+        lc = base_table.label_counts
+        if lc is not None and lc.shape[1] < num_classes[0]:  # pad to the final class count
+            lc = np.pad(lc, ((0, 0), (0, num_classes[0] - lc.shape[1])))
+        built = []
+        for r, (f, t) in enumerate(ranges):
+            code = payload[:, 2 * R + word_ends[f - 1] : 2 * R + word_ends[t]] if exact else None
+            built.append(
+                reduce_by_key(
+                    range_keys[:, r].copy(), base_table.counts, base_table.exemplars, lc, code, total[0],
+                    check_codes=exact,
+                )
+            )
+        tables = {key: built[r] for key, r in index.items()}
+        results.append(Partition(tables, net.widths, net.input_dim, total[0], int(near_count[k]), tol))
+    return tuple(results) if net.stack_shape else results[0]

@@ -1,0 +1,317 @@
+"""Region tables: the histogram of inputs over regions, a commutative monoid under merge.
+
+A :class:`RegionTable` lists the regions (by 64-bit key) that a stream of inputs met,
+with how many inputs fell in each, per-label counts, and the global stream index of the
+first input seen in each region (its *exemplar*). Chunks, devices and hosts are all
+combined with the same :meth:`RegionTable.merge`, which is associative and commutative:
+merging the tables of any split of the data gives the table of the whole.
+
+Example:
+    >>> import numpy as np
+    >>> from partax.tables import RegionTable
+    >>> a = RegionTable.from_keys(np.array([5, 3, 5], np.uint64), labels=np.array([0, 1, 1]))
+    >>> b = RegionTable.from_keys(np.array([3, 7], np.uint64), labels=np.array([0, 0]), offset=3)
+    >>> t = a.merge(b)
+    >>> t.keys.tolist(), t.counts.tolist(), t.exemplars.tolist(), t.total
+    ([3, 5, 7], [2, 2, 1], [1, 0, 4], 5)
+    >>> t.label_counts.tolist()
+    [[1, 1], [1, 1], [1, 0]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from partax.codes import HashCollisionError
+from partax.nets import atomic_savez
+
+__all__ = ["RegionTable", "merge_tables", "reduce_by_key"]
+
+_FORMAT = "partax.table"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RegionTable:
+    """Regions met by a stream of inputs.
+
+    Attributes:
+      keys: ``uint64[M]``, sorted and unique.
+      counts: ``int64[M]``, inputs per region.
+      label_counts: ``int64[M, C]`` inputs per region and label, or None (no labels).
+      exemplars: ``int64[M]``, global stream index of the first input of each region.
+      total: number of inputs (``counts.sum()``).
+      exemplar_codes: ``uint32[M, W]`` packed code of each region's exemplar, kept in exact
+        mode so merges can detect hash collisions; None otherwise.
+    """
+
+    keys: np.ndarray
+    counts: np.ndarray
+    label_counts: np.ndarray | None
+    exemplars: np.ndarray
+    total: int
+    exemplar_codes: np.ndarray | None = None
+
+    def __post_init__(self):
+        keys = np.asarray(self.keys, np.uint64)
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "counts", np.asarray(self.counts, np.int64))
+        object.__setattr__(self, "exemplars", np.asarray(self.exemplars, np.int64))
+        object.__setattr__(self, "total", int(self.total))
+        if self.label_counts is not None:
+            lc = np.asarray(self.label_counts, np.int64)
+            if lc.ndim != 2 or lc.shape[0] != keys.shape[0]:
+                raise ValueError(f"label_counts: expected shape ({keys.shape[0]}, C), got {lc.shape}")
+            object.__setattr__(self, "label_counts", lc)
+        if self.exemplar_codes is not None:
+            object.__setattr__(self, "exemplar_codes", np.asarray(self.exemplar_codes, np.uint32))
+        if self.counts.shape != keys.shape or self.exemplars.shape != keys.shape or keys.ndim != 1:
+            raise ValueError(
+                f"keys, counts, exemplars: expected three 1-D arrays of one length, got "
+                f"{keys.shape}, {self.counts.shape}, {self.exemplars.shape}"
+            )
+
+    # -- facts -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def num_regions(self) -> int:
+        return len(self)
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.label_counts is None else int(self.label_counts.shape[1])
+
+    def __repr__(self) -> str:
+        c = "" if self.label_counts is None else f", classes={self.num_classes}"
+        return f"RegionTable(regions={len(self)}, total={self.total}{c})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, RegionTable):
+            return NotImplemented
+        if (self.label_counts is None) != (other.label_counts is None):
+            return False
+        return (
+            self.total == other.total
+            and np.array_equal(self.keys, other.keys)
+            and np.array_equal(self.counts, other.counts)
+            and np.array_equal(self.exemplars, other.exemplars)
+            and (self.label_counts is None or np.array_equal(self.label_counts, other.label_counts))
+        )
+
+    def lookup(self, keys) -> np.ndarray:
+        """Row of each key in this table (``-1`` where absent)."""
+        keys = np.asarray(keys, np.uint64)
+        pos = np.searchsorted(self.keys, keys)
+        pos = np.minimum(pos, max(len(self) - 1, 0))
+        hit = (len(self) > 0) & (self.keys[pos] == keys) if len(self) else np.zeros(keys.shape, bool)
+        return np.where(hit, pos, -1)
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def empty(cls, num_classes: int | None = None, code_words: int | None = None) -> "RegionTable":
+        return cls(
+            keys=np.zeros(0, np.uint64),
+            counts=np.zeros(0, np.int64),
+            label_counts=None if num_classes is None else np.zeros((0, num_classes), np.int64),
+            exemplars=np.zeros(0, np.int64),
+            total=0,
+            exemplar_codes=None if code_words is None else np.zeros((0, code_words), np.uint32),
+        )
+
+    @classmethod
+    def from_keys(
+        cls,
+        keys,
+        *,
+        labels=None,
+        num_classes: int | None = None,
+        offset: int = 0,
+        codes=None,
+        check_codes: bool = True,
+    ) -> "RegionTable":
+        """The table of one batch of per-input keys.
+
+        Args:
+          keys: ``uint64[N]`` key of each input, in stream order.
+          labels: optional ``int[N]`` labels in ``0..C-1``.
+          num_classes: ``C`` (default: ``labels.max() + 1``).
+          offset: global stream index of the batch's first input.
+          codes: optional ``uint32[N, W]`` packed codes; if given, the exemplars' codes are
+            kept, and (with ``check_codes``) inputs with one key but different codes raise
+            :class:`HashCollisionError`.
+          check_codes: compare every input's code with its exemplar's.
+
+        Returns:
+          A :class:`RegionTable`.
+        """
+        keys = np.asarray(keys, np.uint64)
+        n = keys.shape[0]
+        order = np.argsort(keys)  # unstable (SIMD) sort; exemplars are the minimum index
+        k = keys[order]
+        first = np.empty(n, bool)
+        first[:1] = True
+        np.not_equal(k[1:], k[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, n))
+        exemplar_rows = np.minimum.reduceat(order, starts) if n else order
+        label_counts = None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if num_classes is None:
+                num_classes = int(labels.max()) + 1 if n else 1
+            group = np.repeat(np.arange(starts.size), counts)
+            label_counts = np.bincount(
+                group * num_classes + labels[order], minlength=starts.size * num_classes
+            ).reshape(starts.size, num_classes)
+        exemplar_codes = None
+        if codes is not None:
+            codes = np.asarray(codes, np.uint32)
+            exemplar_codes = codes[exemplar_rows]
+            bad = (codes[order] != np.repeat(exemplar_codes, counts, axis=0)).any(axis=1) if check_codes else None
+            if bad is not None and bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise HashCollisionError(
+                    f"two different codes share the key {int(k[row]):#018x}; "
+                    "the table would merge two regions"
+                )
+        return cls(k[starts], counts, label_counts, exemplar_rows.astype(np.int64) + offset, n, exemplar_codes)
+
+    # -- the monoid ------------------------------------------------------------------
+    def merge(self, other: "RegionTable") -> "RegionTable":
+        """The table of the union of both streams (associative, commutative)."""
+        return merge_tables([self, other])
+
+    # -- files -----------------------------------------------------------------------
+    def to_arrays(self, prefix: str = "") -> dict:
+        out = {f"{prefix}keys": self.keys, f"{prefix}counts": self.counts, f"{prefix}exemplars": self.exemplars}
+        out[f"{prefix}total"] = np.asarray(self.total, np.int64)
+        if self.label_counts is not None:
+            out[f"{prefix}label_counts"] = self.label_counts
+        if self.exemplar_codes is not None:
+            out[f"{prefix}exemplar_codes"] = self.exemplar_codes
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str = "") -> "RegionTable":
+        get = lambda name: arrays[f"{prefix}{name}"] if f"{prefix}{name}" in arrays else None
+        return cls(
+            keys=get("keys"),
+            counts=get("counts"),
+            label_counts=get("label_counts"),
+            exemplars=get("exemplars"),
+            total=int(get("total")),
+            exemplar_codes=get("exemplar_codes"),
+        )
+
+    def save(self, path) -> None:
+        """Writes the table as one ``.npz`` (no pickle); the write is atomic."""
+        arrays = self.to_arrays()
+        arrays["header"] = np.frombuffer(json.dumps({"format": _FORMAT, "version": 1}).encode(), np.uint8)
+        atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path) -> "RegionTable":
+        """Reads a table written by :meth:`save`."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = dict(f)
+            ok = json.loads(bytes(arrays["header"]).decode()).get("format") == _FORMAT
+        except FileNotFoundError:
+            raise
+        except Exception:
+            ok = False
+        if not ok:
+            raise ValueError(f"path: {path!r} is not a partax region table (.npz with a partax.table header)")
+        return cls.from_arrays(arrays)
+
+
+def merge_tables(tables: Sequence[RegionTable], *, check_codes: bool = True) -> RegionTable:
+    """Merges any number of tables at once (one sort over their concatenation).
+
+    With ``check_codes`` (and exemplar codes kept on every table) rows of one key must
+    carry one code.
+
+    Raises:
+      ValueError: if some tables carry labels and others do not.
+      HashCollisionError: if exemplar codes are kept and differ under one key.
+    """
+    tables = [t for t in tables]
+    if not tables:
+        raise ValueError("tables: expected at least one RegionTable")
+    labelled = {t.label_counts is not None for t in tables}
+    if len(labelled) > 1:
+        raise ValueError("tables: cannot merge tables with labels and tables without")
+    if len(tables) == 1:
+        return tables[0]
+    total = sum(t.total for t in tables)
+    label_counts = None
+    if labelled.pop():
+        C = max(t.num_classes for t in tables)
+        label_counts = np.concatenate([np.pad(t.label_counts, ((0, 0), (0, C - t.num_classes))) for t in tables])
+    codes = None
+    if all(t.exemplar_codes is not None for t in tables):
+        codes = np.concatenate([t.exemplar_codes for t in tables])
+    return reduce_by_key(
+        np.concatenate([t.keys for t in tables]),
+        np.concatenate([t.counts for t in tables]),
+        np.concatenate([t.exemplars for t in tables]),
+        label_counts,
+        codes,
+        total,
+        check_codes=check_codes,
+    )
+
+
+def reduce_by_key(
+    keys, counts, exemplars, label_counts=None, codes=None, total=None, *, check_codes: bool = True
+) -> RegionTable:
+    """Groups rows with equal keys into a table: counts and label counts add, exemplars min.
+
+    Args:
+      keys: ``uint64[n]`` (any order, repeats allowed).
+      counts: ``int64[n]``.
+      exemplars: ``int64[n]``.
+      label_counts: optional ``int64[n, C]``.
+      codes: optional ``uint32[n, W]`` kept per key; with ``check_codes`` rows with one key
+        must agree, else :class:`HashCollisionError`.
+      total: the table's total (default ``counts.sum()``).
+    """
+    n = keys.shape[0]
+    total = int(counts.sum()) if total is None else total
+    if n == 0:
+        empty = RegionTable.empty(
+            None if label_counts is None else label_counts.shape[1], None if codes is None else codes.shape[1]
+        )
+        return dataclasses.replace(empty, total=total)
+    order = np.argsort(keys)
+    k = keys[order]
+    first = np.empty(n, bool)
+    first[:1] = True
+    np.not_equal(k[1:], k[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.add.reduceat(counts[order], starts)
+    exemplars = np.minimum.reduceat(exemplars[order], starts)
+    if label_counts is not None:
+        label_counts = np.add.reduceat(label_counts[order], starts, axis=0)
+    exemplar_codes = None
+    if codes is not None and not check_codes:
+        exemplar_codes = codes[order[starts]]
+    elif codes is not None:
+        c = codes[order]
+        ref = np.repeat(c[starts], np.diff(np.append(starts, n)), axis=0)
+        bad = (c != ref).any(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise HashCollisionError(
+                f"two different codes share the key {int(k[row]):#018x}; the merge would join two regions"
+            )
+        exemplar_codes = c[starts]
+    return RegionTable(k[starts], counts, label_counts, exemplars, total, exemplar_codes)
+

@@ -1,0 +1,535 @@
+"""Tracing the partition across training: a training-loop callback, schedules and trace files.
+
+:class:`Tracer` is called as ``tracer(step, net)`` from any training loop (it is a valid
+:func:`partax.train.fit` callback). At the steps of its schedule it partitions its fixed inputs
+with the current net and appends, for every scope, hidden layer and estimator, one JSON record:
+number of regions, ``H_T``, ``I_XT``, ``I_TY``, the saturation diagnostics of
+:func:`partax.info.measures` and timing. Baseline estimators on the hidden activations
+(``act(preactivations)``) are recorded alongside, with ``scope`` set to the baseline's name.
+
+Trace directory layout (``out=DIR``)::
+
+    DIR/trace.jsonl              one JSON object per line, append-only
+    DIR/tables/step_000123.npz   optional: the Partition of that checkpoint (Partition.save)
+
+Each checkpoint is written as its measure lines (``"kind": "measure"``) followed by one commit
+line (``"kind": "checkpoint"``), in one append, then flushed and ``fsync``-ed. A checkpoint counts
+only once its commit line is complete, so a killed process loses at most the checkpoint in flight:
+:func:`load_trace` ignores a partially written tail, and a new :class:`Tracer` on the same
+directory truncates that tail and skips the steps already committed (no duplicates on resume).
+
+Schedules: :func:`every_k`, :func:`log_spaced`, or any explicit sequence of steps.
+
+Example:
+    >>> import jax, optax, partax, tempfile
+    >>> from partax.datasets import tishby_ib
+    >>> x, y = tishby_ib()
+    >>> net = partax.mlp(jax.random.key(0), [12, 10, 7, 5, 4, 3, 2])
+    >>> out = tempfile.mkdtemp()
+    >>> tracer = partax.trace.Tracer(x, y, every=[0, 1, 2], out=out, baselines=("binned30",))
+    >>> net, hist = partax.train.fit(net, x, y, optax.adam(4e-4), epochs=2, batch_size=256,
+    ...                              key=jax.random.key(1), callbacks=[tracer])
+    >>> tr = partax.trace.load_trace(out)
+    >>> sorted(set(tr["step"].tolist())), sorted(set(tr["scope"].tolist()))
+    ([0, 1, 2], ['binned30', 'layer', 'prefix', 'suffix'])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from partax import info
+from partax.nets import Net
+
+__all__ = ["Tracer", "load_trace", "every_k", "log_spaced", "TRACE_FILE"]
+
+TRACE_FILE = "trace.jsonl"
+_SCOPES = ("layer", "prefix", "suffix")
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+
+def every_k(k: int, total: int) -> np.ndarray:
+    """Steps ``0, k, 2k, ...`` up to ``total``, and ``total`` itself.
+
+    Args:
+      k: spacing (>= 1).
+      total: last step (>= 0), e.g. the number of epochs.
+
+    Returns:
+      ``int64[M]`` sorted distinct steps in ``[0, total]``.
+
+    Example:
+      >>> every_k(3, 10).tolist()
+      [0, 3, 6, 9, 10]
+    """
+    k, total = int(k), int(total)
+    if k < 1:
+        raise ValueError(f"k: expected >= 1, got {k}")
+    if total < 0:
+        raise ValueError(f"total: expected >= 0, got {total}")
+    return np.unique(np.append(np.arange(0, total + 1, k), total)).astype(np.int64)
+
+
+def _log_grid(total: int, m: int) -> np.ndarray:
+    g = np.unique(np.logspace(0.0, np.log2(total), m, base=2, dtype=int)).astype(np.int64)
+    # the last point is mathematically ``total``; dtype=int truncation can leave ``total - 1``
+    g[-1] = total
+    return g
+
+
+def log_spaced(total: int, n: int) -> np.ndarray:
+    """``n`` distinct log-spaced steps in ``[1, total]``, as in the information-bottleneck papers.
+
+    The IB literature (Shwartz-Ziv & Tishby 2017) traces at
+    ``np.unique(np.logspace(np.log2(1), np.log2(total), M, base=2, dtype=int))`` (then ``- 1`` for
+    0-based epoch indices), with the last value set to ``total`` where float truncation left
+    ``total - 1``. The number of distinct values grows with ``M``; this function takes the
+    **largest** ``M`` that still yields exactly ``n`` values (``log_spaced(8000, 274)`` is the
+    published grid, ``M = 400``). If the count jumps past ``n`` (possible for other totals), the
+    grid of the last ``M`` below ``n`` is completed with the smallest new values of the next grid.
+
+    Steps here count *completed* epochs (``partax.train.fit`` calls back with ``e`` after the
+    ``e``-th epoch), so they run from 1 to ``total`` and equal the literature's indices plus 1.
+    Prepend 0 to also trace the initial net.
+
+    Args:
+      total: last step (>= 1).
+      n: number of steps, ``1 <= n <= total``.
+
+    Returns:
+      ``int64[n]`` sorted distinct steps, starting at 1 and ending at ``total`` when ``n >= 2``.
+
+    Example:
+      >>> s = log_spaced(8000, 274)
+      >>> len(s), s[0], s[-1]
+      (274, 1, 8000)
+    """
+    total, n = int(total), int(n)
+    if total < 1:
+        raise ValueError(f"total: expected >= 1, got {total}")
+    if not 1 <= n <= total:
+        raise ValueError(f"n: expected 1 <= n <= total = {total}, got {n}")
+    if n == 1:
+        return np.array([total], np.int64)
+    # the distinct count is non-decreasing in M; find the first M with count > n by doubling + bisection
+    lo, hi = n, n
+    while len(_log_grid(total, hi)) <= n:
+        lo, hi = hi, hi * 2
+        if hi > 64 * total + 64:  # count == total reached: every step
+            return np.arange(1, total + 1, dtype=np.int64)[-n:] if n == total else _log_grid(total, lo)
+    while hi - lo > 1:  # invariant: count(lo) <= n < count(hi)
+        mid = (lo + hi) // 2
+        if len(_log_grid(total, mid)) <= n:
+            lo = mid
+        else:
+            hi = mid
+    g = _log_grid(total, lo)
+    if len(g) == n:
+        return g
+    new = np.setdiff1d(_log_grid(total, hi), g)
+    return np.union1d(g, new[: n - len(g)]).astype(np.int64)
+
+
+# -- baselines ---------------------------------------------------------------------------
+
+_BASELINE_RE = (
+    (re.compile(r"^binned(\d+)$"), "binned"),
+    (re.compile(r"^binned(\d+)_fixed$"), "binned_fixed"),
+    (re.compile(r"^binsize([0-9.eE+-]+)$"), "binsize"),
+    (re.compile(r"^adaptive(\d+)$"), "adaptive"),
+    (re.compile(r"^kde([0-9.eE+-]*)$"), "kde"),
+)
+
+
+def _parse_baseline(name: str) -> Callable:
+    """Returns ``fn(t, y, estimator) -> list of (estimator_label, dict of fields)``."""
+    if not isinstance(name, str):
+        raise TypeError(f"baselines: expected names (str), got {type(name).__name__}")
+    for rx, kind in _BASELINE_RE:
+        m = rx.match(name)
+        if not m:
+            continue
+        arg = m.group(1)
+        try:
+            if kind in ("binned", "binned_fixed", "adaptive"):
+                k = int(arg)
+                if k < 1:
+                    raise ValueError
+            else:
+                v = float(arg) if arg else 1e-3
+                if not v > 0:
+                    raise ValueError
+        except ValueError:
+            break
+
+        def as_fields(r):
+            return {"I_XT": r.I_XT, "I_TY": r.I_TY, "H_T": r.H_T, "H_Y": r.H_Y, "regions": r.bins, "N": r.N}
+
+        if kind == "binned":
+            return lambda t, y, est, k=k: [(est, as_fields(info.binned_mi(t, y, bins=k, range=None, estimator=est)))]
+        if kind == "binned_fixed":
+            return lambda t, y, est, k=k: [
+                (est, as_fields(info.binned_mi(t, y, bins=k, range=(-1.0, 1.0), estimator=est)))
+            ]
+        if kind == "binsize":
+            return lambda t, y, est, v=v: [(est, as_fields(info.binned_mi(t, y, binsize=v, estimator=est)))]
+        if kind == "adaptive":
+            return lambda t, y, est, k=k: [(est, as_fields(info.adaptive_binned_mi(t, y, bins=k, estimator=est)))]
+
+        def kde(t, y, est, v=v):
+            r = info.kde_mi(t, y, noise_var=v)
+            return [
+                ("upper", {"I_XT": r.I_XT_upper, "I_TY": r.I_TY_upper, "H_T": r.H_T_upper, "N": t.shape[0]}),
+                ("lower", {"I_XT": r.I_XT_lower, "I_TY": r.I_TY_lower, "H_T": r.H_T_lower, "N": t.shape[0]}),
+            ]
+
+        kde.per_estimator = False
+        return kde
+    raise ValueError(
+        f"baselines: unknown baseline {name!r}; expected 'binned<K>' (K bins over the layer's range), "
+        "'binned<K>_fixed' (K bins over (-1, 1)), 'binsize<s>' (floor(t/s)), 'adaptive<K>' "
+        "(quantile bins) or 'kde[<noise_var>]'"
+    )
+
+
+@jax.jit
+def _activations(net, x):
+    return tuple(net.act(z) for z in net.preactivations(x))
+
+
+# -- trace files -------------------------------------------------------------------------
+
+
+def _trace_path(path) -> str:
+    path = os.fspath(path)
+    return path if path.endswith(".jsonl") else os.path.join(path, TRACE_FILE)
+
+
+def _scan(path: str):
+    """Parses a trace file. Returns ``(committed measure rows, committed steps, end offset)``:
+    ``end`` is the byte offset just after the last complete commit line."""
+    rows, steps, pending, end = [], [], [], 0
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return rows, steps, 0
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:  # partial last line (crash mid-write): ignored
+            break
+        line = data[pos:nl]
+        pos = nl + 1
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            pending = []  # corrupted line: drop the checkpoint it belongs to
+            continue
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("kind") == "checkpoint":
+            good = [r for r in pending if r.get("step") == rec.get("step")]
+            if len(good) == rec.get("records", len(good)):
+                rows.extend(good)
+                steps.append(rec["step"])
+            pending = []
+            end = pos
+        else:
+            pending.append(rec)
+    return rows, steps, end
+
+
+def _column(values) -> np.ndarray:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        if len(present) == len(values):
+            return np.asarray(values, dtype=bool)
+        return np.asarray([np.nan if v is None else float(v) for v in values])
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        if len(present) == len(values):
+            return np.asarray(values, dtype=np.int64)
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.asarray(["" if v is None else str(v) for v in values])
+
+
+def load_trace(path) -> dict:
+    """Reads a trace written by :class:`Tracer`.
+
+    Args:
+      path: the trace directory (or the ``trace.jsonl`` file itself).
+
+    Returns:
+      A dict column -> NumPy array, one entry per record of every committed checkpoint, in file
+      order: ``step`` (int64), ``scope`` and ``estimator`` (str), ``layer`` (int64), ``width``,
+      ``regions``, ``N``, ``H_T``, ``I_XT``, ``I_TY`` (float64; ``nan`` where absent), ``H_Y``,
+      ``regions_per_input``, ``singleton_fraction``, ``coverage``, ``saturated``, ``member``
+      (index in a stacked net, 0 otherwise), ``time`` (unix seconds), ``seconds`` (time to compute
+      the checkpoint). A partially written tail (crash) is ignored.
+
+    Raises:
+      FileNotFoundError: if there is no trace file at ``path``.
+
+    Example:
+      >>> tr = load_trace("runs/demo")  # doctest: +SKIP
+      >>> sel = (tr["scope"] == "layer") & (tr["layer"] == 1)  # doctest: +SKIP
+    """
+    p = _trace_path(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"path: no trace file at {p!r}")
+    rows, _, _ = _scan(p)
+    cols: list = []
+    for r in rows:
+        for k in r:
+            if k not in cols and k != "kind":
+                cols.append(k)
+    return {k: _column([r.get(k) for r in rows]) for k in cols}
+
+
+def _json_value(v):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    return v
+
+
+def _fsync_dir(d: str) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Tracer:
+    """A training-loop callback that records the partition's information measures at checkpoints.
+
+    Args:
+      x: the traced inputs ``[N, d_in]`` (fixed across checkpoints).
+      y: integer labels ``[N]`` or None (then ``I_TY`` is ``nan``).
+      every: the schedule: None (every call), an int ``k`` (steps divisible by ``k``) or a
+        sequence of steps (e.g. :func:`log_spaced`).
+      scopes: scopes to record (``"layer"``, ``"prefix"``, ``"suffix"``).
+      estimators: entropy estimators (``"plugin"``, ``"miller_madow"``).
+      baselines: estimators on the hidden activations ``act(preactivations(x))``, recorded with
+        ``scope`` = the name: ``"binned<K>"`` (``K`` equal bins over the layer's observed
+        ``[min, max]`` at that checkpoint; suited to unbounded ReLU activations),
+        ``"binned<K>_fixed"`` (``K`` bins over ``(-1, 1)``, Shwartz-Ziv & Tishby for tanh),
+        ``"binsize<s>"`` (Saxe et al. ``floor(t/s)``), ``"adaptive<K>"`` (quantile bins),
+        ``"kde"`` / ``"kde<var>"`` (Kolchinsky–Tracey bounds, ``estimator`` = ``"upper"`` /
+        ``"lower"``; default noise variance 1e-3). Binning baselines use each of ``estimators``.
+      out: trace directory (created), or None to keep the records in memory only.
+      save_tables: also write each checkpoint's partition to ``out/tables/step_XXXXXX.npz``
+        (``_m<i>`` suffix per member of a stacked net; :func:`partax.load_partition` reads them):
+        True (every checkpoint), False, or a sequence of steps (only those).
+      batch_size: chunk size passed to :func:`partax.partition`.
+
+    Attributes:
+      records: the records written by this tracer (list of dicts).
+      steps_done: set of steps committed (including those found on resume).
+
+    Example:
+      >>> tracer = Tracer(x, y, every=log_spaced(8000, 274), out="runs/ib")  # doctest: +SKIP
+      >>> partax.train.fit(net, x, y, optax.adam(4e-4), epochs=8000, batch_size=256,
+      ...                  key=key, callbacks=[tracer])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        x,
+        y=None,
+        *,
+        every=None,
+        scopes: Sequence[str] = _SCOPES,
+        estimators: Sequence[str] = ("plugin",),
+        baselines: Sequence[str] = (),
+        out=None,
+        save_tables: bool = False,
+        batch_size: int | None = None,
+    ):
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"x: expected inputs of shape (N >= 1, d_in), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x: contains NaN or inf")
+        if y is not None:
+            y = np.asarray(y)
+            if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+                raise ValueError(f"y: expected non-negative integer labels of shape ({x.shape[0]},), got {y.shape} {y.dtype}")
+        self.x, self.y = x, y
+        if every is None:
+            self._schedule = None
+        elif isinstance(every, (int, np.integer)) and not isinstance(every, bool):
+            if every < 1:
+                raise ValueError(f"every: expected an int >= 1, got {every}")
+            self._schedule = int(every)
+        else:
+            try:
+                steps = np.asarray(list(every))
+            except TypeError:
+                raise TypeError(f"every: expected None, an int or a sequence of steps, got {type(every).__name__}") from None
+            if steps.size and not np.issubdtype(steps.dtype, np.integer):
+                raise TypeError(f"every: expected integer steps, got {steps.dtype}")
+            self._schedule = frozenset(int(s) for s in steps)
+        if isinstance(scopes, str):
+            scopes = (scopes,)
+        self.scopes = tuple(scopes)
+        for s in self.scopes:
+            if s not in _SCOPES:
+                raise ValueError(f"scopes: expected a subset of {_SCOPES}, got {s!r}")
+        if not self.scopes and not baselines:
+            raise ValueError("scopes: expected at least one scope (or a baseline)")
+        if isinstance(estimators, str):
+            estimators = (estimators,)
+        self.estimators = tuple(estimators)
+        if not self.estimators:
+            raise ValueError("estimators: expected at least one estimator")
+        for e in self.estimators:
+            if e not in info.ESTIMATORS:
+                raise ValueError(f"estimators: expected a subset of {info.ESTIMATORS}, got {e!r}")
+        if isinstance(baselines, str):
+            baselines = (baselines,)
+        self.baselines = tuple(baselines)
+        self._baseline_fns = {b: _parse_baseline(b) for b in self.baselines}
+        if isinstance(save_tables, (bool, np.bool_)) or save_tables is None:
+            self._table_steps = bool(save_tables)
+        else:
+            try:
+                self._table_steps = frozenset(int(s) for s in save_tables)
+            except TypeError:
+                raise TypeError("save_tables: expected a bool or a sequence of steps") from None
+        self.save_tables = bool(self._table_steps)
+        self.batch_size = batch_size
+        self.out = None if out is None else os.fspath(out)
+        if self.save_tables and self.out is None:
+            raise ValueError("save_tables: needs out=DIR")
+        self.records: list = []
+        self.steps_done: set = set()
+        if self.out is not None:
+            os.makedirs(self.out, exist_ok=True)
+            path = _trace_path(self.out)
+            _, steps, end = _scan(path)
+            self.steps_done.update(int(s) for s in steps)
+            if os.path.exists(path) and os.path.getsize(path) != end:
+                with open(path, "r+b") as f:  # drop the uncommitted tail of a crashed run
+                    f.truncate(end)
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    # -- schedule --------------------------------------------------------------------
+    def wants(self, step: int) -> bool:
+        """True if ``step`` is in the schedule and not yet recorded."""
+        step = int(step)
+        if step in self.steps_done:
+            return False
+        if self._schedule is None:
+            return True
+        if isinstance(self._schedule, int):
+            return step % self._schedule == 0
+        return step in self._schedule
+
+    # -- the callback ----------------------------------------------------------------
+    def __call__(self, step, net: Net) -> None:
+        """Records checkpoint ``step`` of ``net`` if the schedule asks for it."""
+        step = int(step)
+        if not self.wants(step):
+            return
+        if not isinstance(net, Net):
+            raise TypeError(f"net: expected a partax Net, got {type(net).__name__}")
+        if net.input_dim != self.x.shape[1]:
+            raise ValueError(f"net: takes inputs of dimension {net.input_dim}, the tracer holds {self.x.shape[1]}")
+        t0 = time.perf_counter()
+        from partax.partition import partition  # late import: the tracer is used from partax.__init__
+
+        members = [net] if not net.stack_shape else [net[i] for i in range(net.stack_shape[0])]
+        parts = None
+        if self.scopes:
+            parts = partition(net, self.x, labels=self.y, scopes=self.scopes, batch_size=self.batch_size, progress=False)
+            if not net.stack_shape:
+                parts = (parts,)
+        recs = []
+        for i, member in enumerate(members):
+            widths = member.widths
+            if parts is not None:
+                p = parts[i]
+                for scope in self.scopes:
+                    for l in range(1, len(widths) + 1):
+                        table = p.table(scope, l)
+                        for est in self.estimators:
+                            m = info.measures(table, est)
+                            recs.append({"step": step, "member": i, "scope": scope, "layer": l,
+                                         "width": widths[l - 1], "estimator": est, **m._asdict()})
+            if self._baseline_fns:
+                acts = [np.asarray(a) for a in _activations(member, self.x)]
+                for name, fn in self._baseline_fns.items():
+                    ests = self.estimators if getattr(fn, "per_estimator", True) else (None,)
+                    for l, t in enumerate(acts, start=1):
+                        for est in ests:
+                            for label, fields in fn(t, self.y, est or "plugin"):
+                                recs.append({"step": step, "member": i, "scope": name, "layer": l,
+                                             "width": widths[l - 1], "estimator": label, **fields})
+        keep = self._table_steps is True or (isinstance(self._table_steps, frozenset) and step in self._table_steps)
+        if keep and parts is not None:
+            d = os.path.join(self.out, "tables")
+            os.makedirs(d, exist_ok=True)
+            for i, p in enumerate(parts):
+                suffix = f"_m{i}" if net.stack_shape else ""
+                p.save(os.path.join(d, f"step_{step:06d}{suffix}.npz"))
+        seconds = time.perf_counter() - t0
+        now = time.time()
+        for r in recs:
+            r["time"] = now
+            r["seconds"] = seconds
+        self._commit(step, recs, now, seconds)
+
+    def _commit(self, step: int, recs: list, now: float, seconds: float) -> None:
+        if self.out is not None:
+            lines = [json.dumps({"kind": "measure", **{k: _json_value(v) for k, v in r.items()}}) for r in recs]
+            lines.append(json.dumps({"kind": "checkpoint", "step": step, "records": len(recs),
+                                     "time": now, "seconds": seconds}))
+            data = ("\n".join(lines) + "\n").encode()
+            path = _trace_path(self.out)
+            new = not os.path.exists(path)
+            with open(path, "ab") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if new:
+                _fsync_dir(self.out)
+        self.records.extend(recs)
+        self.steps_done.add(step)
+
+    def trace(self) -> dict:
+        """The records of this tracer (this session only) as columns, like :func:`load_trace`."""
+        rows = [{k: _json_value(v) for k, v in r.items()} for r in self.records]
+        cols: list = []
+        for r in rows:
+            for k in r:
+                if k not in cols:
+                    cols.append(k)
+        return {k: _column([r.get(k) for r in rows]) for k in cols}
+
+    def __repr__(self) -> str:
+        return (f"Tracer(N={self.x.shape[0]}, scopes={self.scopes}, estimators={self.estimators}, "
+                f"baselines={self.baselines}, out={self.out!r}, steps_done={len(self.steps_done)})")

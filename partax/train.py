@@ -1,0 +1,199 @@
+"""A small jitted optax training loop (softmax cross-entropy) for the demo and the experiments.
+
+Users keep their own loops; :class:`partax.Tracer` works as a callback in any of them. Here one
+epoch (a shuffle plus every minibatch step) is one jitted ``lax.scan``, so thousands of epochs of
+a small net run at the speed of the arithmetic, and the callbacks see the net after each epoch.
+
+A stacked net (one leading axis, e.g. seeds: :func:`partax.stack_nets`) trains every member
+independently on the same data with its own shuffling, vmapped in one program.
+
+Example:
+    >>> import jax, optax, partax
+    >>> from partax.datasets import tishby_ib
+    >>> from partax.train import fit
+    >>> x, y = tishby_ib()
+    >>> net = partax.mlp(jax.random.key(0), [12, 10, 7, 5, 4, 3, 2])
+    >>> net, hist = fit(net, x, y, optax.adam(4e-4), epochs=2, batch_size=256, key=jax.random.key(1))
+    >>> hist["loss"].shape
+    (2,)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from partax.nets import Net
+
+__all__ = ["fit", "cross_entropy"]
+
+
+def cross_entropy(net: Net, x, y, weights=None):
+    """Mean softmax cross-entropy of ``net`` on ``(x, y)``, and the accuracy.
+
+    Args:
+      net: an unstacked :class:`~partax.nets.Net`.
+      x: inputs ``[B, d_in]``.
+      y: integer labels ``[B]``.
+      weights: optional ``[B]`` sample weights (0 masks a sample out).
+
+    Returns:
+      ``(loss, accuracy)`` as scalars (weighted means).
+    """
+    logits = net(x)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    correct = (jnp.argmax(logits, axis=-1) == y).astype(logits.dtype)
+    if weights is None:
+        return jnp.mean(ce), jnp.mean(correct)
+    w = weights.astype(logits.dtype)
+    tot = jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.sum(ce * w) / tot, jnp.sum(correct * w) / tot
+
+
+def _make_epoch(optimizer, n: int, batch_size: int):
+    """Builds ``epoch(net, opt_state, key, x, y) -> (net, opt_state, loss, acc)`` for one net."""
+    num_batches = -(-n // batch_size)
+    n_pad = num_batches * batch_size
+
+    def loss_fn(net, xb, yb, wb):
+        loss, acc = cross_entropy(net, xb, yb, wb)
+        return loss, acc
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def epoch(net, opt_state, key, x, y):
+        perm = jax.random.permutation(key, n)
+        idx = jnp.concatenate([perm, jnp.zeros((n_pad - n,), perm.dtype)]).reshape(num_batches, batch_size)
+        w = (jnp.arange(n_pad) < n).reshape(num_batches, batch_size)
+
+        def step(carry, batch):
+            net, opt_state = carry
+            bi, bw = batch
+            (loss, acc), grads = grad_fn(net, x[bi], y[bi], bw)
+            updates, opt_state = optimizer.update(grads, opt_state, net)
+            net = optax.apply_updates(net, updates)
+            size = jnp.sum(bw).astype(loss.dtype)
+            return (net, opt_state), (loss * size, acc * size)
+
+        (net, opt_state), (losses, accs) = jax.lax.scan(step, (net, opt_state), (idx, w))
+        return net, opt_state, jnp.sum(losses) / n, jnp.sum(accs) / n
+
+    return epoch
+
+
+def fit(
+    net: Net,
+    x,
+    y,
+    optimizer: optax.GradientTransformation,
+    *,
+    epochs: int,
+    batch_size: int,
+    key,
+    callbacks: Sequence[Callable] = (),
+    progress: bool = False,
+):
+    """Trains ``net`` with softmax cross-entropy over shuffled minibatches.
+
+    Every epoch draws a fresh permutation and takes ``ceil(N / batch_size)`` optimizer steps (the
+    last batch is smaller when ``batch_size`` does not divide ``N``; it is padded and masked, never
+    dropped). Each callback is called as ``callback(epoch, net)`` with ``epoch = 0`` before
+    training and ``epoch = e`` after the ``e``-th epoch.
+
+    Args:
+      net: a :class:`~partax.nets.Net`, or a stacked net with one leading axis (members trained
+        independently, each with its own shuffling).
+      x: inputs ``[N, d_in]``.
+      y: integer labels ``[N]`` in ``0..d_out-1``.
+      optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(4e-4)``).
+      epochs: number of epochs (>= 0).
+      batch_size: minibatch size (>= 1; capped at ``N``).
+      key: a ``jax.random`` key for the shuffling.
+      callbacks: callables ``(epoch, net)``, e.g. a :class:`partax.Tracer`.
+      progress: show a tqdm bar over epochs.
+
+    Returns:
+      ``(net, history)``: the trained net and a dict of NumPy arrays ``loss`` and ``accuracy`` of
+      shape ``[epochs]`` (``[epochs, S]`` for a stack of ``S`` nets): the mean minibatch loss and
+      accuracy over the epoch (each measured before its step).
+
+    Example:
+      >>> net, hist = fit(net, x, y, optax.adam(1e-3), epochs=10, batch_size=32,
+      ...                 key=jax.random.key(0))  # doctest: +SKIP
+    """
+    if not isinstance(net, Net):
+        raise TypeError(f"net: expected a partax Net, got {type(net).__name__}")
+    stack = net.stack_shape
+    if len(stack) > 1:
+        raise ValueError(f"net: expected an unstacked net or one stack axis, got stack shape {stack}")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != net.input_dim or x.shape[0] == 0:
+        raise ValueError(f"x: expected inputs of shape (N >= 1, {net.input_dim}), got {x.shape}")
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y: expected integer labels of shape ({x.shape[0]},), got {y.shape} {y.dtype}")
+    if y.min() < 0 or y.max() >= net.output_dim:
+        raise ValueError(f"y: labels must lie in 0..{net.output_dim - 1}, got range [{y.min()}, {y.max()}]")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x: contains NaN or inf")
+    epochs = int(epochs)
+    if epochs < 0:
+        raise ValueError(f"epochs: expected >= 0, got {epochs}")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    n = x.shape[0]
+    batch_size = min(batch_size, n)
+    callbacks = tuple(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks: item {i} is not callable")
+
+    xd = jnp.asarray(x, net.dtype)
+    yd = jnp.asarray(y, jnp.int32)
+    epoch = _make_epoch(optimizer, n, batch_size)
+    if stack:
+        s = stack[0]
+        opt_state = jax.jit(jax.vmap(optimizer.init))(net)
+        epoch_fn = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, None)))
+
+        def run(net, opt_state, k):
+            return epoch_fn(net, opt_state, jax.random.split(k, s), xd, yd)
+    else:
+        opt_state = jax.jit(optimizer.init)(net)
+        epoch_fn = jax.jit(epoch)
+
+        def run(net, opt_state, k):
+            return epoch_fn(net, opt_state, k, xd, yd)
+
+    for cb in callbacks:
+        cb(0, net)
+    losses, accs = [], []
+    it = range(1, epochs + 1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(it, desc="train", unit="epoch")
+        it = bar
+    keys = jax.random.split(key, max(epochs, 1))
+    for e in it:
+        net, opt_state, loss, acc = run(net, opt_state, keys[e - 1])
+        losses.append(loss)
+        accs.append(acc)
+        for cb in callbacks:
+            cb(e, net)
+        if bar is not None and (e % 50 == 0 or e == epochs):
+            bar.set_postfix(loss=float(np.mean(np.asarray(loss))), acc=float(np.mean(np.asarray(acc))))
+    if bar is not None:
+        bar.close()
+    shape = (epochs,) + tuple(stack)
+    hist = {
+        "loss": np.asarray(jnp.stack(losses), np.float64).reshape(shape) if losses else np.zeros(shape),
+        "accuracy": np.asarray(jnp.stack(accs), np.float64).reshape(shape) if accs else np.zeros(shape),
+    }
+    return net, hist

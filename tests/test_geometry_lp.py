@@ -1,0 +1,123 @@
+"""Tests of partax.geometry.lp against scipy.optimize.linprog (independent HiGHS formulation)."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from partax.geometry import lp
+
+
+def _linprog_value(c, A, b):
+    res = linprog(c, A_ub=A, b_ub=b, bounds=[(None, None)] * len(c), method="highs")
+    assert res.status == 0
+    return res.fun
+
+
+@pytest.mark.parametrize("solver", ["ipm", "highs"])
+@pytest.mark.parametrize("n,m", [(1, 2), (2, 5), (5, 20), (10, 40)])
+def test_solve_matches_linprog(solver, n, m):
+    rng = np.random.default_rng(n * 100 + m)
+    A, b = lp.random_polytopes(12, n, m, seed=n + m)
+    shift = rng.normal(size=(12, n)) * 0.3
+    b = b + np.einsum("bmn,bn->bm", A, shift)
+    scale = rng.uniform(0.2, 5.0, size=(12, A.shape[1]))
+    A, b = A * scale[..., None], b * scale
+    c = rng.normal(size=(12, n))
+    res = lp.solve(c, A, b, solver=solver)
+    assert res.x.shape == (12, n) and res.value.shape == (12,)
+    assert np.all(res.status == lp.OPTIMAL)
+    ref = np.array([_linprog_value(c[i], A[i], b[i]) for i in range(12)])
+    np.testing.assert_allclose(res.value, ref, atol=1e-6 * (1 + np.abs(ref)).max())
+    # primal feasibility
+    assert np.all(np.einsum("bmn,bn->bm", A, res.x) <= b + 1e-6 * np.abs(b).max())
+
+
+def _linprog_chebyshev(A, b):
+    """Independent Chebyshev formulation: variables (x, r), r >= 0, bounds via linprog."""
+    k = A.shape[1]
+    nrm = np.linalg.norm(A, axis=1)
+    c = np.zeros(k + 1)
+    c[-1] = -1
+    res = linprog(c, A_ub=np.c_[A, nrm], b_ub=b, bounds=[(None, None)] * k + [(0, None)], method="highs")
+    assert res.status == 0
+    return res.x[-1]
+
+
+@pytest.mark.parametrize("d,m", [(2, 4), (3, 10), (6, 20), (10, 60)])
+def test_chebyshev_ipm_vs_highs_vs_linprog(d, m):
+    A, b = lp.random_polytopes(16, d, m, seed=d)
+    _, r_ipm, s_ipm = lp.chebyshev(A, b, solver="ipm")
+    _, r_hi, s_hi = lp.chebyshev(A, b, solver="highs")
+    assert np.all(s_ipm == 0) and np.all(s_hi == 0)
+    ref = np.array([_linprog_chebyshev(A[i], b[i]) for i in range(16)])
+    np.testing.assert_allclose(r_ipm, r_hi, atol=1e-6)
+    np.testing.assert_allclose(r_ipm, ref, atol=1e-6)
+
+
+def test_chebyshev_centre_ball_inside():
+    A, b = lp.random_polytopes(8, 3, 12, seed=5)
+    c, r, _ = lp.chebyshev(A, b, solver="ipm")
+    nrm = np.linalg.norm(A, axis=-1)
+    slack = b - np.einsum("bmn,bn->bm", A, c)
+    assert np.all(slack / nrm >= r[:, None] - 1e-7)
+    # the ball touches at least one row (it is maximal)
+    assert np.all(np.min(slack / nrm, axis=1) <= r + 1e-7)
+
+
+def test_chebyshev_reach_and_cap_keep_unbounded_lp_bounded():
+    # a half-plane x <= 0 in R^2: unbounded inradius, capped
+    A = np.array([[[1.0, 0.0]]])
+    b = np.array([[0.0]])
+    for solver in ("ipm", "highs"):
+        _, r, st = lp.chebyshev(A, b, center=np.zeros((1, 2)), reach=10.0, radius_cap=50.0, solver=solver)
+        assert st[0] == 0
+        assert r[0] == pytest.approx(10.0, abs=1e-6)  # centre at x=-10 on the reach box
+        _, r, st = lp.chebyshev(A, b, center=np.zeros((1, 2)), reach=1e3, radius_cap=50.0, solver=solver)
+        assert r[0] == pytest.approx(50.0, abs=1e-5)
+
+
+def test_empty_polytope_gives_negative_radius():
+    # x <= -1 and x >= 1: empty; the lower bound on r keeps the LP feasible
+    A = np.array([[[1.0], [-1.0]]])
+    b = np.array([[-1.0, -1.0]])
+    for solver in ("ipm", "highs"):
+        _, r, st = lp.chebyshev(A, b, solver=solver)
+        assert st[0] == 0 and r[0] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_frozen_lanes_do_not_change_results():
+    A, b = lp.random_polytopes(32, 5, 20, seed=3)
+    c, AA, bb = lp.chebyshev_lp(A, b)
+    # make a few lanes much harder (thin polytopes) so the batch runs longer than the easy lanes
+    bb[:4, :20] *= 1e-3
+    full = lp.solve(c, AA, bb, solver="ipm")
+    single = [lp.solve(c[i : i + 1], AA[i : i + 1], bb[i : i + 1], solver="ipm") for i in (0, 10, 31)]
+    for i, s in zip((0, 10, 31), single):
+        np.testing.assert_allclose(full.x[i], s.x[0], atol=1e-9)
+    assert full.iterations.min() < full.iterations.max()
+
+
+def test_unbatched_input_and_validation():
+    A = np.array([[1.0], [-1.0]])
+    b = np.array([2.0, 1.0])
+    res = lp.solve(np.array([1.0]), A, b, solver="ipm")
+    assert res.x.shape == (1, 1) and res.x[0, 0] == pytest.approx(-1.0, abs=1e-7)
+    with pytest.raises(ValueError, match="solver"):
+        lp.solve(np.array([1.0]), A, b, solver="simplex")
+    with pytest.raises(ValueError, match="c:"):
+        lp.solve(np.array([1.0, 2.0]), A, b)
+    with pytest.raises(ValueError, match="b:"):
+        lp.solve(np.array([1.0]), A, np.array([1.0]))
+    with pytest.raises(ValueError, match="A:"):
+        lp.solve(np.ones((1, 1)), np.ones((1, 1, 1, 1)), np.ones((1, 1)))
+    with pytest.raises(ValueError, match="finite"):
+        lp.solve(np.array([np.nan]), A, b)
+    empty = lp.solve(np.zeros((0, 2)), np.zeros((0, 3, 2)), np.zeros((0, 3)))
+    assert empty.x.shape == (0, 2)
+
+
+def test_bench_chebyshev_small():
+    r = lp.bench_chebyshev(num=40, d=4, m=12, reps=1)
+    assert set(r) >= {"ipm_ms_per_lp", "highs_ms_per_lp", "speedup", "max_radius_diff"}
+    assert r["max_radius_diff"] < 1e-6
+    assert r["ipm_failures"] == 0 and r["highs_failures"] == 0

@@ -1,0 +1,197 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import partax
+from oracle import forward_preacts, groups, table
+
+SHAPES = [[2, 5, 1], [3, 33, 7, 2], [6, 64, 70, 3], [12, 10, 7, 5, 4, 3, 2]]
+SCOPES = ("layer", "prefix", "suffix")
+
+
+def _net(widths, seed=0, activation="relu"):
+    return partax.mlp(jax.random.key(seed), widths, activation=activation, bias_std=0.3)
+
+
+def _safe(net, x, margin=1e-3):
+    pre = forward_preacts([np.asarray(a) for a in net.arrays()], x, net.alpha)
+    keep = np.all([np.abs(z).min(axis=1) > margin for z in pre], axis=0)
+    return keep, pre
+
+
+def _check_against_oracle(p, pre, labels, C, ids=None):
+    L = len(pre)
+    for scope in SCOPES:
+        for l in range(1, L + 1):
+            t = p.table(scope, l)
+            uniq, first, counts, lc, inverse = table(groups(pre, scope, l), labels, C)
+            assert len(t) == len(uniq), (scope, l)
+            # the key of each oracle group (the key of its first input) is a row of the table
+            rows = t.lookup(ids[scope][first, l - 1])
+            assert (rows >= 0).all()
+            assert len(np.unique(rows)) == len(rows)
+            np.testing.assert_array_equal(t.counts[rows], counts)
+            np.testing.assert_array_equal(t.exemplars[rows], first)
+            if labels is not None:
+                np.testing.assert_array_equal(t.label_counts[rows], lc)
+            assert t.total == len(labels if labels is not None else inverse)
+
+
+@pytest.mark.parametrize("widths", SHAPES)
+@pytest.mark.parametrize("batch_size", [None, 97])
+def test_partition_matches_float64_oracle(widths, batch_size):
+    net = _net(widths, activation=("leaky_relu", 0.1) if widths[0] == 3 else "relu")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1500, widths[0])).astype(np.float32)
+    keep, pre = _safe(net, x)
+    x, pre = x[keep], [z[keep] for z in pre]
+    C = 3
+    y = rng.integers(0, C, len(x))
+    p = partax.partition(net, x, y, batch_size=batch_size, progress=False)
+    ids = {s: partax.region_ids(net, x, s) for s in SCOPES}
+    _check_against_oracle(p, pre, y, C, ids)
+    assert p.total == len(x)
+
+
+def test_near_boundary_counts_inputs_within_tolerance():
+    net = _net([2, 8, 8, 1])
+    x = np.random.default_rng(2).normal(size=(4000, 2)).astype(np.float32)
+    tol = 0.05
+    p = partax.partition(net, x, boundary_tol=tol, progress=False)
+    pre = forward_preacts([np.asarray(a) for a in net.arrays()], x)
+    m = np.min([np.abs(z).min(axis=1) for z in pre], axis=0)
+    clear = (m > tol * 1.001) | (m < tol * 0.999)  # leave out float32 rounding at the threshold
+    expected = int((m <= tol).sum())
+    assert abs(p.near_boundary - expected) <= int((~clear).sum())
+    assert p.near_boundary > 0
+
+
+def test_sources_agree():
+    net = _net([4, 20, 10, 2])
+    sampler = partax.sources.uniform_box(-1.0, 1.0, 10_000, jax.random.key(3))
+    x = sampler.bind(4).inputs_at(np.arange(10_000))
+    a = partax.partition(net, sampler, progress=False)
+    b = partax.partition(net, x, progress=False)
+    c = partax.partition(net, (x[i : i + 777] for i in range(0, 10_000, 777)), progress=False)
+    d = partax.partition(net, jnp.asarray(x), batch_size=4096, progress=False)
+    for scope in SCOPES:
+        for l in (1, 2):
+            assert a.table(scope, l) == b.table(scope, l) == c.table(scope, l) == d.table(scope, l)
+
+
+def test_sampler_stream_does_not_depend_on_batch_size():
+    net = _net([3, 16, 16, 1])
+    s = partax.sources.gaussian(0.0, 1.0, 20_000, jax.random.key(0))
+    a = partax.partition(net, s, batch_size=4096, progress=False)
+    b = partax.partition(net, s, batch_size=4096 * 3, progress=False)
+    assert a.table("prefix", 2) == b.table("prefix", 2)
+
+
+def test_labelled_batches_and_ball_labels():
+    net = _net([2, 12, 12, 1])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 2)).astype(np.float32)
+    y = rng.integers(0, 4, 3000)
+    a = partax.partition(net, x, y, progress=False)
+    b = partax.partition(net, ((x[i : i + 500], y[i : i + 500]) for i in range(0, 3000, 500)), progress=False)
+    assert a.table("suffix", 1) == b.table("suffix", 1)
+    centers = np.array([[0.0, 0.0], [3.0, -2.0], [10.0, 10.0]], np.float32)
+    ball = partax.sources.ball(centers, 0.5, 1000, jax.random.key(1))
+    p = partax.partition(net, ball, progress=False)
+    t = p.table("prefix", 2)
+    assert t.label_counts.shape[1] == 3 and (t.label_counts.sum(0) == 1000).all()
+    xb = ball.inputs_at(np.arange(3000))
+    assert (np.linalg.norm(xb - np.repeat(centers, 1000, axis=0), axis=1) <= 0.5 + 1e-6).all()
+
+
+def test_stacked_nets_equal_one_by_one():
+    nets = [_net([3, 9, 40, 2], seed=s) for s in range(3)]
+    stacked = partax.stack_nets(nets)
+    x = np.random.default_rng(5).normal(size=(2000, 3)).astype(np.float32)
+    y = np.random.default_rng(6).integers(0, 2, 2000)
+    many = partax.partition(stacked, x, y, progress=False)
+    assert isinstance(many, tuple) and len(many) == 3
+    for net, p in zip(nets, many):
+        one = partax.partition(net, x, y, progress=False)
+        for scope in SCOPES:
+            for l in (1, 2):
+                assert p.table(scope, l) == one.table(scope, l)
+        assert p.near_boundary == one.near_boundary
+
+
+def test_plane_grid_covers_the_plane():
+    net = _net([3, 10, 10, 1])
+    g = partax.sources.plane_grid([0, 0, 0], [1, 0, 0], [0, 0, 1], ((-1, 1), (-2, 2)), (30, 40))
+    p = partax.partition(net, g, progress=False)
+    assert p.total == 1200
+    x = g.inputs_at(np.arange(1200))
+    assert np.allclose(x[:, 1], 0) and np.isclose(x[:, 0].min(), -1) and np.isclose(x[:, 2].max(), 2)
+    assert p.table("prefix", 2) == partax.partition(net, x, progress=False).table("prefix", 2)
+
+
+def test_save_load_partition(tmp_path):
+    net = _net([4, 10, 10, 3])
+    x = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 3000)
+    p = partax.partition(net, x, y, progress=False)
+    p.save(tmp_path / "p.npz")
+    q = partax.load_partition(tmp_path / "p.npz")
+    assert q.widths == p.widths and q.total == p.total and q.near_boundary == p.near_boundary
+    for scope in SCOPES:
+        for l in (1, 2):
+            assert q.table(scope, l) == p.table(scope, l)
+    np.testing.assert_array_equal(q.num_regions("prefix"), p.num_regions("prefix"))
+    with pytest.raises(ValueError, match="not a partax partition"):
+        partax.load_partition(tmp_path / "nothing.npz") if False else partax.load_partition(_junk(tmp_path))
+
+
+def _junk(tmp_path):
+    f = tmp_path / "junk.npz"
+    np.savez(f, a=np.zeros(2))
+    return f
+
+
+def test_scopes_subset_and_table_errors():
+    net = _net([2, 6, 6, 1])
+    x = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    p = partax.partition(net, x, scopes=("prefix",), progress=False)
+    assert p.scopes == ("prefix",)
+    with pytest.raises(ValueError, match="not computed"):
+        p.table("layer", 1)
+    with pytest.raises(ValueError, match="1-based"):
+        p.table("prefix", 0)
+    with pytest.raises(ValueError, match="1-based"):
+        p.table("prefix", 3)
+
+
+def _bad_calls():
+    net = _net([3, 4, 1])
+    good = np.zeros((10, 3), np.float32)
+    nan = good.copy()
+    nan[4, 1] = np.nan
+    inf = good.copy()
+    inf[9, 0] = np.inf
+    return [
+        ("wrong dim", lambda: partax.partition(net, np.zeros((10, 4), np.float32)), ValueError, "dimension 3"),
+        ("1-d", lambda: partax.partition(net, np.zeros(10, np.float32)), ValueError, r"source"),
+        ("nan", lambda: partax.partition(net, nan, progress=False), ValueError, "input 4 has a NaN or inf"),
+        ("inf", lambda: partax.partition(net, inf, progress=False), ValueError, "input 9 has a NaN or inf"),
+        ("labels length", lambda: partax.partition(net, good, np.zeros(9, int)), ValueError, r"labels: expected shape \(10,\)"),
+        ("labels negative", lambda: partax.partition(net, good, -np.ones(10, int)), ValueError, "labels: expected labels >= 0"),
+        ("labels float", lambda: partax.partition(net, good, np.full(10, 0.5)), TypeError, "labels: expected integer"),
+        ("empty array", lambda: partax.partition(net, np.zeros((0, 3), np.float32)), ValueError, "no inputs"),
+        ("empty iterable", lambda: partax.partition(net, iter([])), ValueError, "empty"),
+        ("scope", lambda: partax.partition(net, good, scopes=("layer", "middle")), ValueError, "scopes: unknown scope 'middle'"),
+        ("net", lambda: partax.partition("net", good), TypeError, "net: expected a partax.Net"),
+        ("batch_size", lambda: partax.partition(net, good, batch_size=0), ValueError, "batch_size"),
+        ("source type", lambda: partax.partition(net, 3.0), TypeError, "source"),
+        ("sampler dim", lambda: partax.partition(net, partax.sources.uniform_box([0, 0], [1, 1], 10, 0)), ValueError, "2-d inputs"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls())))
+def test_bad_input_is_named(case):
+    name, call, exc, match = _bad_calls()[case]
+    with pytest.raises(exc, match=match):
+        call()

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+import partax
+from partax.tables import RegionTable, merge_tables
+
+
+def _stream(n, num_keys, num_classes, seed):
+    rng = np.random.default_rng(seed)
+    universe = rng.integers(0, 2**64 - 1, num_keys, dtype=np.uint64)
+    keys = universe[rng.integers(0, num_keys, n)]
+    labels = rng.integers(0, num_classes, n)
+    return keys, labels
+
+
+def _oracle(keys, labels, C):
+    uniq, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    lc = np.zeros((len(uniq), C), np.int64)
+    np.add.at(lc, (inverse.ravel(), labels), 1)
+    return uniq, first, counts, lc
+
+
+@pytest.mark.parametrize("n,num_keys,C", [(1, 1, 1), (100, 5, 2), (5000, 3000, 10), (20000, 40, 3)])
+def test_from_keys_matches_np_unique(n, num_keys, C):
+    keys, labels = _stream(n, num_keys, C, 0)
+    t = RegionTable.from_keys(keys, labels=labels, num_classes=C, offset=7)
+    uniq, first, counts, lc = _oracle(keys, labels, C)
+    np.testing.assert_array_equal(t.keys, uniq)
+    np.testing.assert_array_equal(t.counts, counts)
+    np.testing.assert_array_equal(t.exemplars, first + 7)
+    np.testing.assert_array_equal(t.label_counts, lc)
+    assert t.total == n and t.keys.dtype == np.uint64
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("num_keys", [10, 2000])
+def test_merge_of_any_split_is_the_whole(seed, num_keys):
+    n, C = 3000, 4
+    keys, labels = _stream(n, num_keys, C, seed)
+    rng = np.random.default_rng(100 + seed)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=rng.integers(1, 6), replace=False))
+    bounds = np.concatenate([[0], cuts, [n]])
+    parts = [
+        RegionTable.from_keys(keys[a:b], labels=labels[a:b], num_classes=C, offset=a) for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    uniq, first, counts, lc = _oracle(keys, labels, C)
+    whole = RegionTable(uniq, counts, lc, first, n)
+    # any order, any bracketing
+    rng.shuffle(parts)
+    left = parts[0]
+    for p in parts[1:]:
+        left = left.merge(p)
+    right = parts[-1]
+    for p in parts[-2::-1]:
+        right = p.merge(right)
+    assert left == whole and right == whole and merge_tables(parts) == whole
+
+
+def test_merge_pads_label_columns():
+    a = RegionTable.from_keys(np.array([1, 2], np.uint64), labels=np.array([0, 0]))
+    b = RegionTable.from_keys(np.array([2], np.uint64), labels=np.array([2]), offset=2)
+    t = a.merge(b)
+    np.testing.assert_array_equal(t.label_counts, [[1, 0, 0], [1, 0, 1]])
+
+
+def test_merge_rejects_mixed_labels():
+    a = RegionTable.from_keys(np.array([1], np.uint64), labels=np.array([0]))
+    b = RegionTable.from_keys(np.array([1], np.uint64))
+    with pytest.raises(ValueError, match="labels"):
+        a.merge(b)
+
+
+def test_merge_detects_collision_in_exemplar_codes():
+    a = RegionTable.from_keys(np.array([5], np.uint64), codes=np.array([[1]], np.uint32))
+    b = RegionTable.from_keys(np.array([5], np.uint64), codes=np.array([[2]], np.uint32), offset=1)
+    with pytest.raises(partax.HashCollisionError):
+        a.merge(b)
+    with pytest.raises(partax.HashCollisionError):
+        RegionTable.from_keys(np.array([5, 5], np.uint64), codes=np.array([[1], [2]], np.uint32))
+
+
+def test_save_load(tmp_path):
+    keys, labels = _stream(500, 50, 3, 1)
+    t = RegionTable.from_keys(keys, labels=labels)
+    t.save(tmp_path / "t.npz")
+    assert RegionTable.load(tmp_path / "t.npz") == t
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    np.savez(tmp_path / "other.npz", keys=keys)
+    with pytest.raises(ValueError, match="not a partax region table"):
+        RegionTable.load(tmp_path / "other.npz")
+
+
+def test_lookup():
+    t = RegionTable.from_keys(np.array([9, 3, 3], np.uint64))
+    np.testing.assert_array_equal(t.lookup(np.array([3, 4, 9], np.uint64)), [0, -1, 1])
