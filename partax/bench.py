@@ -8,8 +8,9 @@ Partition workloads (DESIGN §6): the IB net 12-10-7-5-4-3-2 on 2^22 uniform inp
 784-256-256-256-10 MLP on 2^20, a 784-1024-1024-1024-10 MLP on 2^18 (``--quick``: 2^18,
 2^16, 2^14). For each: partition throughput with all three scopes; the bare jitted forward
 pass of the same net on the same chunks; and the common NumPy practice (float32 forward
-pass, ``np.packbits`` of each hidden layer's signs, ``np.unique(axis=0,
-return_counts=True)`` per hidden layer), run on a subset when it is slow.
+pass, ``np.packbits`` of the signs, ``np.unique(axis=0, return_index=True,
+return_counts=True)`` for every distinct range of layers the three scopes need: the same
+tables the partition builds), on the same inputs (at most ``numpy_max`` of them).
 Other entries (LP, slices) are added by the modules that provide them.
 
 Example:
@@ -22,6 +23,8 @@ import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -29,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from partax.codes import SCOPES, tables_for
 from partax.nets import Net, _atomic_write_bytes, mlp
 from partax.partition import default_batch_size, partition
 
@@ -69,15 +73,22 @@ def _forward_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None
 
 
 def _numpy_practice(net: Net, x: np.ndarray) -> Callable[[], None]:
+    """The common NumPy practice, doing the same job as the partition (every distinct range
+    of layers that the three scopes need): float32 forward pass, ``np.packbits`` of the
+    signs, ``np.unique(axis=0, return_index=True, return_counts=True)``."""
     Ws = [np.asarray(W, np.float32) for W in net.weights[:-1]]
     bs = [np.asarray(b, np.float32) for b in net.biases[:-1]]
+    ranges, _ = tables_for(SCOPES, len(Ws))
 
     def run():
-        h = x
+        h, signs = x, []
         for W, b in zip(Ws, bs):
             z = h @ W + b
-            np.unique(np.packbits(z > 0, axis=1), axis=0, return_counts=True)
+            signs.append(z > 0)
             h = np.maximum(z, 0)
+        for f, t in ranges:
+            code = np.packbits(np.concatenate(signs[f - 1 : t], axis=1), axis=1)
+            np.unique(code, axis=0, return_index=True, return_counts=True)
 
     return run
 
@@ -86,7 +97,7 @@ def _flops(widths, n: int) -> float:
     return 2.0 * n * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: int = 2**16, seed: int = 0) -> dict:
+def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: int = 2**20, seed: int = 0) -> dict:
     """Measures one partition workload side by side with its baselines."""
     key = jax.random.key(seed)
     net = mlp(key, widths, bias_std=0.1)
@@ -132,7 +143,7 @@ def _device_info() -> dict:
 
 def to_markdown(result: dict) -> str:
     """The bench result as a Markdown report."""
-    dev = result["device"]
+    dev = result["device"] or {"platform": "?", "device_kind": "?", "count": 0}
     lines = [
         f"# partax bench — {result['date']}",
         "",
@@ -157,8 +168,29 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(*, quick: bool = False, out: str | None = None, only=None, reps: int | None = None, progress: bool = True) -> dict:
-    """Runs the suite; writes ``bench.json`` and ``bench.md`` into ``out`` if given."""
+def _run_one(name: str, quick: bool, reps: int) -> dict:
+    if name in WORKLOADS:
+        widths, n, n_quick = WORKLOADS[name]
+        return partition_workload(name, widths, n_quick if quick else n, reps=reps)
+    entry = _EXTRA[name](quick)
+    entry.setdefault("name", name)
+    return entry
+
+
+def run(
+    *, quick: bool = False, out: str | None = None, only=None, reps: int | None = None, progress: bool = True,
+    isolate: bool = True,
+) -> dict:
+    """Runs the suite; writes ``bench.json`` and ``bench.md`` into ``out`` if given.
+
+    Args:
+      quick: small sizes (about 2 minutes on a 2-core CPU).
+      out: output directory.
+      only: names of the workloads to run (default: all).
+      reps: repetitions per measurement (the best is kept).
+      progress: print a line per finished workload.
+      isolate: run each workload in a fresh Python process, so that its ``peak_rss_mb`` is its own.
+    """
     names = list(WORKLOADS) + list(_EXTRA)
     if only:
         unknown = [o for o in only if o not in names]
@@ -168,7 +200,7 @@ def run(*, quick: bool = False, out: str | None = None, only=None, reps: int | N
     reps = reps or (2 if quick else 3)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": _device_info(),
+        "device": None if isolate else _device_info(),  # isolated: the parent never touches the device
         "jax_version": jax.__version__,
         "host": f"{platform.machine()}, {os.cpu_count()} cores",
         "quick": quick,
@@ -176,16 +208,21 @@ def run(*, quick: bool = False, out: str | None = None, only=None, reps: int | N
     }
     for name in names:
         t0 = time.perf_counter()
-        if name in WORKLOADS:
-            widths, n, n_quick = WORKLOADS[name]
-            entry = partition_workload(name, widths, n_quick if quick else n, reps=reps)
+        if isolate:
+            cmd = [sys.executable, "-m", "partax.bench", name, "--reps", str(reps)] + (["--quick"] if quick else [])
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                entry = {"name": name, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+            else:
+                entry = json.loads(done.stdout.strip().splitlines()[-1])
+                result["device"] = result["device"] or entry.pop("device")
         else:
-            entry = _EXTRA[name](quick)
-            entry.setdefault("name", name)
+            entry = _run_one(name, quick, reps)
         entry["seconds"] = time.perf_counter() - t0
         result["workloads"].append(entry)
         if progress:
-            print(f"  {name}: done in {entry['seconds']:.1f} s", flush=True)
+            print(f"  {name}: {'failed: ' + str(entry['error']) if 'error' in entry else 'done'} "
+                  f"in {entry['seconds']:.1f} s", flush=True)
     if out:
         os.makedirs(out, exist_ok=True)
         _atomic_write_bytes(os.path.join(out, "bench.json"), json.dumps(result, indent=1).encode())
@@ -208,3 +245,14 @@ def _slice_entry(quick: bool) -> dict:
 
 
 _EXTRA = {"lp": _lp_entry, "slices": _slice_entry}
+
+
+if __name__ == "__main__":  # one workload in a fresh process: python -m partax.bench NAME [--quick]
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+    print(json.dumps(dict(_run_one(a.name, a.quick, a.reps), device=_device_info())))

@@ -150,6 +150,56 @@ def _run_bench(args) -> int:
     return 0
 
 
+# --- partax bounds ----------------------------------------------------------------------
+def _add_bounds(sub):
+    p = sub.add_parser(
+        "bounds",
+        help="upper bounds on the number of linear regions",
+        description="Print the published upper bounds on the number of linear regions of an N0-N1-...-NL "
+        "ReLU network side by side (trivial, Raghu, Montufar, Serra; Zaslavsky for one layer).",
+    )
+    p.add_argument("widths", nargs="+", type=int, metavar="N", help="input dimension N0, then hidden widths")
+    p.add_argument("--out", help="also write bounds.json into this directory")
+    p.set_defaults(run=_run_bounds)
+
+
+def _run_bounds(args) -> int:
+    from partax import bounds
+
+    result = bounds.cli_bounds(args.widths)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        _write_json(os.path.join(args.out, "bounds.json"), {k: str(v) if isinstance(v, int) else v for k, v in result.items()})
+    return 0
+
+
+# --- partax slice -----------------------------------------------------------------------
+def _add_slice(sub):
+    p = sub.add_parser(
+        "slice",
+        help="draw the exact regions of a 2D slice",
+        description="Enumerate the exact regions of a 2D slice of the input space (the input plane of a "
+        "2-input net, or the plane through three inputs), draw them to a PNG (one colour per region, the "
+        "decision boundary in black) and print the count beside the bounds.",
+    )
+    p.add_argument("--net", required=True, help="a partax net (.npz)")
+    p.add_argument("--through", nargs=3, type=int, metavar=("I", "J", "K"), help="rows of --data spanning the plane")
+    p.add_argument("--data", help="inputs (.npy) that --through refers to")
+    p.add_argument("--scope", choices=["prefix", "layer", "suffix"], default="prefix")
+    p.add_argument("--layer", type=int, default=None, help="hidden layer (1-based; default the last)")
+    p.add_argument("--extent", type=float, default=3.0, help="half-width of the square for a 2-input net")
+    p.add_argument("--margin", type=float, default=1.5, help="square half-side around the circumcircle, in radii")
+    p.add_argument("--out", required=True, help="output PNG (a .json summary is written beside it)")
+    p.set_defaults(run=_run_slice)
+
+
+def _run_slice(args) -> int:
+    from partax.geometry import slices
+
+    slices.cli_slice(args)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="partax",
@@ -161,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_partition, _add_bench]
+_COMMANDS = [_add_partition, _add_bounds, _add_slice, _add_bench]
 
 
 def main(argv=None) -> int:

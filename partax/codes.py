@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -45,6 +46,7 @@ __all__ = [
     "Codes",
     "HashCollisionError",
     "codes",
+    "keys_from_bits",
     "region_ids",
     "scope_range",
 ]
@@ -195,6 +197,48 @@ def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
     ]
     keys = jnp.stack(keys, axis=-2) if keys else jnp.zeros((*near.shape, 0, 2), jnp.uint32)
     return tuple(words), keys, near, finite
+
+
+@functools.partial(jax.jit, static_argnames=("first", "last"))
+def _keys_from_bits_jit(bits, first, last):
+    words = [_pack(b) for b in bits[:last]]
+    lane_a = [_hash_words(w, _LANE_SEEDS[0]) for w in words]
+    lane_b = [_hash_words(w, _LANE_SEEDS[1]) for w in words]
+    return jnp.stack([_range_key(lane_a, first, last, 0), _range_key(lane_b, first, last, 1)], axis=-1)
+
+
+def keys_from_bits(bits, first: int, last: int) -> np.ndarray:
+    """Region keys of the layer range ``first..last`` (1-based) from unpacked codes.
+
+    The same hash as :func:`region_ids`, for codes obtained some other way (exact
+    enumeration, float64 geometry).
+
+    Args:
+      bits: a sequence with one ``bool[R, n_l]`` per hidden layer ``1..last`` (or more).
+      first, last: the inclusive range of layers.
+
+    Returns:
+      ``numpy.uint64[R]``.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> from partax.codes import keys_from_bits
+      >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1])
+      >>> x = np.ones((3, 2), np.float32)
+      >>> c = partax.codes(net, x)
+      >>> bool((keys_from_bits([c.bits(1), c.bits(2)], 1, 2) == partax.region_ids(net, x)[:, 1]).all())
+      True
+    """
+    bits = [np.asarray(b, bool) for b in bits]
+    if not (1 <= first <= last <= len(bits)):
+        raise ValueError(f"first, last: expected 1 <= first <= last <= {len(bits)}, got {first}, {last}")
+    R = bits[0].shape[0]
+    if R == 0:
+        return np.zeros(0, np.uint64)
+    size = 1 << max(0, (R - 1).bit_length())  # pad to a power of two: few compilations
+    padded = tuple(np.pad(b[:, :], ((0, size - R), (0, 0))) for b in bits[:last])
+    k = np.asarray(_keys_from_bits_jit(padded, first, last))[:R]
+    return np.ascontiguousarray(k).view(np.uint64)[:, 0].copy()
 
 
 def _check_net(net) -> None:

@@ -195,3 +195,20 @@ def test_bad_input_is_named(case):
     name, call, exc, match = _bad_calls()[case]
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_memory_does_not_grow_with_the_stream():
+    """2^23 uniform samples of [0,1]^12 (400 MB if materialised) cost no more memory than 2^19."""
+    import resource
+
+    net = partax.mlp(jax.random.key(0), [12, 10, 7, 5, 4, 3, 2], bias_std=0.1)
+    small = partax.sources.uniform_box(0.0, 1.0, 2**19, jax.random.key(1))
+    big = partax.sources.uniform_box(0.0, 1.0, 2**23, jax.random.key(1))
+    partax.partition(net, small, progress=False)
+    partax.partition(net, small, progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+    p = partax.partition(net, big, progress=False)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    table_mb = sum(len(p.table(s, l)) for s in SCOPES for l in range(1, 6)) * 48 / 2**20
+    assert p.total == 2**23
+    assert grown < 150 + 4 * table_mb, f"peak RSS grew by {grown:.0f} MiB"

@@ -269,7 +269,7 @@ def test_line_against_dense_sampling(case, scope):
         bp = lr.breakpoints
         assert np.all(np.diff(bp) > 0) and (len(bp) == 0 or (bp[0] > 0 and bp[-1] < 1))
         assert lr.num_pieces == len(bp) + 1
-        T = 200_001
+        T = 50_001
         t = np.linspace(0, 1, T)
         code, _ = _np_codes(net, a[None] + t[:, None] * (b - a)[None], scope, layer)
         change = np.flatnonzero(np.any(code[1:] != code[:-1], axis=1))  # between t[i], t[i+1]

@@ -77,15 +77,6 @@ def _scope_layers(net, scope: str, layer) -> tuple[int, int, int]:
     return layer, first, last
 
 
-def _keys(net, x: np.ndarray, scope: str, layer: int) -> np.ndarray:
-    """``partax.region_ids`` of the points ``x`` at ``layer`` (uint64[N])."""
-    from partax.codes import region_ids
-
-    if len(x) == 0:
-        return np.zeros((0,), np.uint64)
-    return np.asarray(region_ids(net, x.astype(np.dtype(net.dtype)), scope))[:, layer - 1].astype(np.uint64)
-
-
 def _finite_vector(name: str, v, d: Optional[int] = None) -> np.ndarray:
     v = np.asarray(v, np.float64)
     if v.ndim != 1 or (d is not None and v.shape[0] != d):
@@ -573,50 +564,11 @@ def _next_maps(M, anc, bit, alpha, W, b, chunk: int = 4096):
     return out
 
 
-def _pack_np(bits: np.ndarray) -> np.ndarray:
-    """``bool[R, n]`` -> ``uint32[R, ceil(n/32)]``, bit ``i % 32`` of word ``i // 32``."""
-    R, n = bits.shape
-    nw = -(-n // 32)
-    b = np.zeros((R, nw * 32), np.uint32)
-    b[:, :n] = bits
-    return (b.reshape(R, nw, 32) << np.arange(32, dtype=np.uint32)).sum(-1, dtype=np.uint32)
-
-
 def _keys_from_bits(bits: tuple, first: int, last: int) -> np.ndarray:
-    """The ``partax.region_ids`` key of the codes of layers ``first..last`` (uint64[R]).
+    """The ``partax.region_ids`` key of the codes of layers ``first..last`` (uint64[R])."""
+    from partax.codes import keys_from_bits
 
-    ``bits`` holds one ``bool[R, n_l]`` per layer ``1..last`` (or more). Uses the public
-    ``partax.codes.keys_from_bits`` when it exists, else replays the hash of
-    ``partax.codes`` (murmur3 mixing of packed words, two 32-bit lanes) in NumPy; the tests
-    check equality with ``region_ids``.
-    """
-    import sys
-
-    import partax.codes  # noqa: F401  (makes sure the module is loaded)
-
-    mod = sys.modules["partax.codes"]
-    R = bits[0].shape[0]
-    if R == 0:
-        return np.zeros((0,), np.uint64)
-    if hasattr(mod, "keys_from_bits"):
-        return np.asarray(mod.keys_from_bits(bits, first, last), np.uint64)
-    words = [_pack_np(np.asarray(b, bool)) for b in bits[:last]]
-    lanes = []
-    with np.errstate(over="ignore"):
-        for lane in (0, 1):
-            seed = np.uint32(mod._LANE_SEEDS[lane])
-            hs = []
-            for w in words[first - 1 : last]:
-                h = np.full((R,), seed, np.uint32)
-                for j in range(w.shape[1]):
-                    h = mod._mix(h, w[:, j])
-                hs.append(mod._fmix32(h ^ np.uint32(w.shape[1])))
-            h = np.full((R,), np.uint32(mod._LANE_SEEDS[lane] ^ 0x5BD1E995), np.uint32)
-            for hl in hs:
-                h = mod._mix(h, hl)
-            lanes.append(mod._fmix32(h ^ np.uint32(last - first + 1)))
-    k = np.ascontiguousarray(np.stack(lanes, axis=-1).astype(np.uint32))
-    return k.view(np.uint64)[:, 0].copy()
+    return keys_from_bits(bits, first, last)
 
 
 def slice_regions(
