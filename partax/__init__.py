@@ -5,11 +5,14 @@ The public face: networks (:mod:`partax.nets`), activation codes and region keys
 (:mod:`partax.sources`) and the streaming partition engine (:mod:`partax.partition`).
 """
 
+from partax import bounds
+from partax import geometry
 from partax import sources
 from partax.codes import Codes
 from partax.codes import HashCollisionError
 from partax.codes import codes
 from partax.codes import region_ids
+from partax.geometry import Box
 from partax.nets import Net
 from partax.nets import load_net
 from partax.nets import mlp
@@ -23,12 +26,15 @@ from partax.tables import RegionTable
 __version__ = "0.1.0"
 
 __all__ = [
+    "Box",
     "Codes",
     "HashCollisionError",
     "Net",
     "Partition",
     "RegionTable",
+    "bounds",
     "codes",
+    "geometry",
     "load_net",
     "load_partition",
     "mlp",

@@ -200,6 +200,27 @@ def _run_slice(args) -> int:
     return 0
 
 
+# --- partax regions ---------------------------------------------------------------------
+def _add_regions(sub):
+    p = sub.add_parser(
+        "regions",
+        help="exact polytope data (region report) of the regions data visits",
+        description="partax regions --net NET.npz (--data X.npy | --lo A --hi B [--samples N]) --out DIR "
+        "[--scope --layer --max-regions --solver --seed]: partition, then write DIR/regions.npz. "
+        "Run `partax regions --help` for the full list.",
+        add_help=False,
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_run_regions)
+
+
+def _run_regions(args) -> int:
+    from partax.geometry.report import cli_regions
+
+    cli_regions(args.args[1:] if args.args[:1] == ["--"] else args.args)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="partax",
@@ -211,11 +232,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_partition, _add_bounds, _add_slice, _add_bench]
+_COMMANDS = [_add_partition, _add_regions, _add_bounds, _add_slice, _add_bench]
 
 
 def main(argv=None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["regions"]:  # parses its own arguments
+        argv = [argv[0], "--", *argv[1:]] if argv[1:2] != ["--"] else argv
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

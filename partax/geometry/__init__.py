@@ -9,6 +9,7 @@ and runs in float64 under a local x64 context.
 * :func:`margins`, :func:`chebyshev`, :func:`facets`, :func:`neighbors`, :func:`volumes`.
 * :func:`region_report` / :class:`RegionReport` — a columnar report over a partition.
 * :mod:`partax.geometry.lp` — batched LPs: ``"highs"`` and the JAX interior point ``"ipm"``.
+* :func:`line_regions`, :class:`Plane`, :func:`slice_regions` — exact 1D / 2D enumeration.
 """
 
 from partax.geometry import lp
@@ -25,20 +26,36 @@ from partax.geometry.polytope import margins
 from partax.geometry.polytope import neighbors
 from partax.geometry.polytope import region_keys
 from partax.geometry.polytope import volumes
+from partax.geometry.report import RegionReport
+from partax.geometry.report import cli_regions
+from partax.geometry.report import region_report
+from partax.geometry.slices import LineRegions
+from partax.geometry.slices import Plane
+from partax.geometry.slices import SliceRegions
+from partax.geometry.slices import line_regions
+from partax.geometry.slices import slice_regions
 
 __all__ = [
     "Box",
+    "LineRegions",
+    "Plane",
+    "SliceRegions",
+    "RegionReport",
     "LayerMap",
     "LocalMaps",
     "OutputMap",
     "chebyshev",
+    "cli_regions",
     "facets",
     "halfspaces",
     "halfspaces_batch",
     "local_maps",
+    "line_regions",
     "lp",
     "margins",
     "neighbors",
     "region_keys",
+    "region_report",
+    "slice_regions",
     "volumes",
 ]

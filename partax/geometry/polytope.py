@@ -241,6 +241,31 @@ def _facet_points(Au, bu, rows, centers, domain, solver, reach, radius_cap, tol)
     return base + np.einsum("fkj,fj->fk", Nb, w), rho
 
 
+def _step_keys(net, x, scope, layer, z, a, eps, floor, tries: int = 4):
+    """Keys of the points ``z + eps a``, shrinking ``eps`` (by 10, ``tries`` times) until the
+    region found there has ``z`` in its closure (so no other boundary was jumped over)."""
+    from partax.geometry.local import _maps, _masks, _rows, scope_space
+
+    space = scope_space(net, x[:1], scope, layer)
+    sub, depth = space.net, space.depth
+    keys = np.zeros(len(z), np.uint64)
+    todo = np.arange(len(z))
+    for t in range(tries):
+        q = (z[todo] + eps[todo, None] * a[todo]).astype(sub.dtype)
+        keys[todo] = region_ids(sub, q, "prefix")[:, depth - 1]
+        if t == tries - 1:
+            break
+        A, b = _rows(_maps(sub, q, _masks(sub, q)), depth, None, z.shape[1])
+        A, b, live = _unit_rows(A, b)
+        viol = np.where(live, np.einsum("fmk,fk->fm", A, z[todo]) - b, -np.inf).max(axis=1)
+        ok = viol <= 1e-6 * (1.0 + np.abs(z[todo]).max(axis=1))
+        todo = todo[~ok]
+        if todo.size == 0:
+            break
+        eps[todo] = np.maximum(eps[todo] / 10.0, floor[todo])
+    return keys
+
+
 def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: str = "auto",
               reach: float = REACH, radius_cap: float = RADIUS_CAP, tol: float = 1e-8,
               facet_tol: float = 1e-7, num_rays: int = 64, seed: int = 0, chunk: int = 4096,
@@ -249,9 +274,10 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
 
     For every facet (see :func:`facets`) the Chebyshev centre of the facet inside its
     hyperplane is found by an LP; the point is then moved a small step ``eps`` across the
-    facet (``eps`` = a quarter of the smallest of the facet's in-plane radius and the
-    distance to the other rows along the facet normal, and at least a few float32 ulps)
-    and its key is computed with :func:`partax.region_ids` (the same keys as
+    facet (``eps`` = a tenth of the smaller of the facet's in-plane radius and the
+    distance to the other rows along the facet normal, at least a few float32 ulps; it
+    is divided by 10, up to 3 times, until the region reached has the facet centre in
+    its closure, i.e. the step did not jump over another boundary) and its key is computed with :func:`partax.region_ids` (the same keys as
     ``partax.region_ids(net, x, scope)[:, layer-1]``). Across a domain facet the key is
     that of the net's region outside the domain.
 
@@ -278,10 +304,10 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
         along[np.arange(F), r] = 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             lim = np.where(np.abs(along) > 1e-12, np.abs(slack / along), np.inf).min(axis=1)
-        eps = 0.25 * np.minimum(np.nan_to_num(rho, nan=0.0), lim)
+        eps = 0.1 * np.minimum(np.nan_to_num(rho, nan=0.0), lim)
         floor = 64 * np.finfo(np.float32).eps * (1.0 + np.abs(z).max(axis=1))
         eps = np.minimum(np.maximum(eps, floor), 1.0)
-        keys[start : start + chunk] = region_keys(net, x, scope=scope, layer=layer, points=z + eps[:, None] * a)
+        keys[start : start + chunk] = _step_keys(net, x, scope, layer, z, a, eps, floor)
     split = np.cumsum([len(f) for f in fac])[:-1]
     out = np.split(keys, split) if len(fac) else []
     return (fac, out) if return_facets else out

@@ -1,0 +1,298 @@
+"""Region report: polytope data for the regions of a partition, as columns.
+
+:func:`region_report` takes a :class:`partax.Partition`, the source it was computed on and a
+scope/layer, regenerates each region's exemplar input, and fills one row per region of
+``partition.table(scope, layer)``:
+
+* cheap columns for **every** region: ``keys``, ``counts``, ``exemplar_index`` (global
+  stream index), ``exemplars`` (the input), ``margin`` (exact distance from the exemplar
+  to the region's boundary), ``out_norm`` (Frobenius norm of the region's output map,
+  from the scope's space), and — when the inputs were sampled uniformly from a box
+  (``sample_box``) — ``mc_volume = count / total × box volume`` with its binomial
+  standard error ``mc_volume_err``;
+* LP columns for the ``max_regions`` most populated regions (NaN, or -1 for integers,
+  elsewhere): ``radius`` and ``center`` (Chebyshev), ``num_facets``, ``volume`` and
+  ``volume_err`` (:func:`partax.geometry.volumes`, only with a bounded ``domain``).
+
+Example:
+    >>> import jax, numpy as np, partax
+    >>> from partax.geometry import Box, region_report
+    >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1], bias_std=0.3)
+    >>> x = np.random.default_rng(0).uniform(-1, 1, (2000, 2)).astype(np.float32)
+    >>> p = partax.partition(net, x, progress=False)
+    >>> rep = region_report(net, p, x, domain=Box(-1, 1), max_regions=5, progress=False)
+    >>> len(rep) == p.table("prefix", 2).num_regions, int(np.sum(rep.num_facets >= 0))
+    (True, 5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from partax.geometry import lp as _lp
+from partax.geometry.domains import Box, check_domain
+from partax.geometry.local import _scope_rows
+from partax.geometry.polytope import RADIUS_CAP, REACH, _cheb, _facets, _unit_rows, volumes
+from partax.nets import atomic_savez
+
+__all__ = ["RegionReport", "region_report", "cli_regions"]
+
+_FORMAT = "partax.regions"
+_COLUMNS = ("keys", "counts", "exemplar_index", "exemplars", "margin", "out_norm", "mc_volume",
+            "mc_volume_err", "radius", "center", "num_facets", "volume", "volume_err", "has_lp")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RegionReport:
+    """Columnar polytope data, one row per region (sorted by key, as the table).
+
+    Attributes:
+      keys: ``uint64[M]``; counts: ``int64[M]``; exemplar_index: ``int64[M]``;
+      exemplars: ``[M, d_in]`` exemplar inputs; margin: ``float64[M]``;
+      out_norm: ``float64[M]``; mc_volume, mc_volume_err: ``float64[M]`` (NaN without a
+      ``sample_box``); radius: ``float64[M]``; center: ``float64[M, k]``;
+      num_facets: ``int64[M]`` (-1 where not computed); volume, volume_err: ``float64[M]``;
+      has_lp: ``bool[M]`` rows that got the LP columns.
+      meta: dict with ``scope``, ``layer``, ``total``, ``dim``, ``domain`` (``[lo, hi]`` or None),
+      ``solver``, ``volume_method``.
+    """
+
+    keys: np.ndarray
+    counts: np.ndarray
+    exemplar_index: np.ndarray
+    exemplars: np.ndarray
+    margin: np.ndarray
+    out_norm: np.ndarray
+    mc_volume: np.ndarray
+    mc_volume_err: np.ndarray
+    radius: np.ndarray
+    center: np.ndarray
+    num_facets: np.ndarray
+    volume: np.ndarray
+    volume_err: np.ndarray
+    has_lp: np.ndarray
+    meta: dict
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"RegionReport(regions={len(self)}, with_lp={int(self.has_lp.sum())}, "
+                f"scope={self.meta.get('scope')!r}, layer={self.meta.get('layer')})")
+
+    def columns(self) -> dict:
+        """The columns as a dict of NumPy arrays."""
+        return {name: getattr(self, name) for name in _COLUMNS}
+
+    def save(self, path) -> None:
+        """Writes the report as one ``.npz`` (no pickle, JSON header); the write is atomic."""
+        arrays = self.columns()
+        header = {"format": _FORMAT, "version": 1, **self.meta}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path) -> "RegionReport":
+        """Reads a report written by :meth:`save`."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = dict(f)
+            header = json.loads(bytes(arrays.pop("header")).decode())
+            ok = header.pop("format") == _FORMAT
+        except FileNotFoundError:
+            raise
+        except Exception:
+            ok = False
+        if not ok:
+            raise ValueError(f"path: {path!r} is not a partax region report (.npz with a partax.regions header)")
+        header.pop("version", None)
+        return cls(**{name: arrays[name] for name in _COLUMNS}, meta=header)
+
+
+def _batches(idx, size):
+    return [idx[i : i + size] for i in range(0, len(idx), size)]
+
+
+def region_report(net, partition, source, *, scope: str = "prefix", layer=None, domain=None,
+                  max_regions: int | None = None, solver: str = "auto", volume_method: str = "auto",
+                  sample_box: Box | None = None, batch_size: int = 256, num_samples: int = 20000,
+                  seed: int = 0, progress: bool = True) -> RegionReport:
+    """Polytope data for the regions of ``partition.table(scope, layer)``.
+
+    Args:
+      net: the unstacked :class:`partax.Net` the partition was computed with.
+      partition: a :class:`partax.Partition` holding ``scope``.
+      source: the source the partition was computed on (array, sampler, ...): the
+        exemplars are regenerated with ``partax.sources.as_source(source).inputs_at``.
+      scope, layer: the tables' scope and 1-based layer (default: the last one).
+      domain: a :class:`Box` in the scope's space bounding the regions (needed for the
+        ``volume`` column), or None.
+      max_regions: LP columns for this many of the most populated regions (all if None).
+      solver: ``"auto"`` (HiGHS on CPU, the JAX interior point on accelerators), ``"ipm"``
+        or ``"highs"``.
+      volume_method: ``"auto"``, ``"exact"``, ``"mc"`` (see :func:`partax.geometry.volumes`)
+        or ``"none"``.
+      sample_box: the input box the partition's inputs were drawn uniformly from, for the
+        count-based ``mc_volume`` column (``"prefix"`` scope only).
+      batch_size: regions per LP batch.
+      num_samples, seed: Monte Carlo volumes.
+      progress: a tqdm bar over the LP batches.
+
+    Returns:
+      A :class:`RegionReport`.
+    """
+    from partax.sources import as_source
+
+    if net.stack_shape:
+        raise ValueError("net: expected an unstacked Net; index a stacked one first (net[i])")
+    L = net.num_hidden
+    layer = L if layer is None else layer
+    if volume_method not in ("auto", "exact", "mc", "none"):
+        raise ValueError(f"volume_method: expected 'auto', 'exact', 'mc' or 'none', got {volume_method!r}")
+    if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 0):
+        raise ValueError(f"max_regions: expected a non-negative int or None, got {max_regions!r}")
+    solver = _lp.default_solver() if solver == "auto" else solver
+    if solver not in _lp.SOLVERS:
+        raise ValueError(f"solver: expected 'auto', 'ipm' or 'highs', got {solver!r}")
+    table = partition.table(scope, layer)
+    M = len(table)
+    ex = np.asarray(as_source(source).inputs_at(table.exemplars))
+    if ex.shape != (M, net.input_dim):
+        raise ValueError(f"source: expected exemplar inputs of shape {(M, net.input_dim)}, got {ex.shape}")
+    margin = np.full(M, np.nan)
+    out_norm = np.full(M, np.nan)
+    k = None
+    # cheap columns for every region
+    for idx in _batches(np.arange(M), 4 * batch_size):
+        A, b, space, maps = _scope_rows(net, ex[idx], scope, layer, domain)
+        k = space.dim
+        Au, bu, live = _unit_rows(A, b)
+        slack = bu - np.einsum("nmk,nk->nm", Au, np.asarray(space.points, np.float64))
+        margin[idx] = np.where(live, slack, np.inf).min(axis=1)
+        out_norm[idx] = np.linalg.norm(maps.out.A, axis=(1, 2))
+    if k is None:
+        k = net.input_dim if scope == "prefix" or layer == 1 else net.widths[layer - 2]
+    domain = check_domain(domain, k)
+    mc_volume = np.full(M, np.nan)
+    mc_err = np.full(M, np.nan)
+    if sample_box is not None:
+        if scope != "prefix":
+            raise ValueError("sample_box: the count-based volume is defined for the 'prefix' scope (input space)")
+        bv = sample_box.volume(net.input_dim)
+        p = table.counts / max(table.total, 1)
+        mc_volume = p * bv
+        mc_err = bv * np.sqrt(p * (1 - p) / max(table.total, 1))
+    # LP columns for the most populated regions
+    order = np.lexsort((table.keys, -table.counts))
+    top = order if max_regions is None else order[:max_regions]
+    radius = np.full(M, np.nan)
+    center = np.full((M, k), np.nan)
+    num_facets = np.full(M, -1, np.int64)
+    volume = np.full(M, np.nan)
+    volume_err = np.full(M, np.nan)
+    has_lp = np.zeros(M, bool)
+    batches = _batches(top, batch_size)
+    bar = None
+    if progress and batches:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(top), desc="region LPs", unit="region", leave=False)
+    for idx in batches:
+        A, b, space, _ = _scope_rows(net, ex[idx], scope, layer, domain)
+        pts = np.asarray(space.points, np.float64)
+        fac, _, _, c, r = _facets(A, b, pts, domain, solver, REACH, RADIUS_CAP, 1e-8, 1e-7, 64, seed, 4096)
+        radius[idx] = r
+        center[idx] = c
+        num_facets[idx] = [len(f) for f in fac]
+        if domain is not None and volume_method != "none":
+            v, e = volumes(net, ex[idx], scope=scope, layer=layer, domain=domain, method=volume_method,
+                           num_samples=num_samples, key=seed, solver=solver)
+            volume[idx], volume_err[idx] = v, e
+        has_lp[idx] = True
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    meta = {
+        "scope": scope,
+        "layer": int(layer),
+        "total": int(table.total),
+        "dim": int(k),
+        "domain": None if domain is None else [domain.bounds(k)[0].tolist(), domain.bounds(k)[1].tolist()],
+        "solver": solver,
+        "volume_method": volume_method,
+    }
+    return RegionReport(
+        keys=table.keys, counts=table.counts, exemplar_index=table.exemplars, exemplars=ex,
+        margin=margin, out_norm=out_norm, mc_volume=mc_volume, mc_volume_err=mc_err,
+        radius=radius, center=center, num_facets=num_facets, volume=volume, volume_err=volume_err,
+        has_lp=has_lp, meta=meta,
+    )
+
+
+def cli_regions(args=None) -> RegionReport:
+    """``partax regions --net NET.npz --data X.npy --out DIR [--scope --layer --max-regions --lo --hi]``.
+
+    Loads the net and the inputs (``--data``, a ``.npy`` array; or, without it, ``--samples``
+    uniform inputs in the box ``[--lo, --hi]``), partitions them, writes the region report
+    to ``DIR/regions.npz`` and prints a short summary.
+
+    Args:
+      args: the argument list (default: ``sys.argv[1:]``).
+    """
+    import argparse
+
+    import jax
+
+    import partax
+
+    ap = argparse.ArgumentParser(prog="partax regions", description=cli_regions.__doc__.splitlines()[0])
+    ap.add_argument("--net", required=True, help="a partax net file (.npz)")
+    ap.add_argument("--data", help="inputs, a .npy array [N, d_in]")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--scope", default="prefix", choices=("prefix", "layer", "suffix"))
+    ap.add_argument("--layer", type=int, default=None, help="1-based hidden layer (default: last)")
+    ap.add_argument("--max-regions", type=int, default=1000, help="regions that get LP columns")
+    ap.add_argument("--lo", type=float, default=None, help="domain box lower bound")
+    ap.add_argument("--hi", type=float, default=None, help="domain box upper bound")
+    ap.add_argument("--samples", type=int, default=100_000, help="uniform inputs in the box without --data")
+    ap.add_argument("--solver", default="auto", choices=("auto", "ipm", "highs"))
+    ap.add_argument("--seed", type=int, default=0)
+    ns = ap.parse_args(args)
+    net = partax.load_net(ns.net)
+    if (ns.lo is None) != (ns.hi is None):
+        ap.error("--lo and --hi go together")
+    box = Box(ns.lo, ns.hi) if ns.lo is not None else None
+    sample_box = None
+    if ns.data is not None:
+        x = np.load(ns.data, allow_pickle=False)
+    elif box is not None:
+        x = box.sample(jax.random.key(ns.seed), ns.samples, net.input_dim)
+        sample_box = box
+    else:
+        ap.error("give --data, or a box (--lo, --hi) to sample from")
+    part = partax.partition(net, x, scopes=(ns.scope,), progress=True)
+    layer = ns.layer if ns.layer is not None else net.num_hidden
+    in_space = ns.scope == "prefix" or layer == 1
+    rep = region_report(net, part, x, scope=ns.scope, layer=layer, domain=box if in_space else None,
+                        max_regions=ns.max_regions, solver=ns.solver,
+                        sample_box=sample_box if ns.scope == "prefix" else None, seed=ns.seed)
+    os.makedirs(ns.out, exist_ok=True)
+    path = os.path.join(ns.out, "regions.npz")
+    rep.save(path)
+    lp_rows = rep.has_lp
+    print(f"{len(rep):,} regions ({ns.scope}, layer {layer}) from {rep.meta['total']:,} inputs; "
+          f"LP columns for {int(lp_rows.sum()):,}")
+    if lp_rows.any():
+        print(f"  margin   median {np.nanmedian(rep.margin):.3g}")
+        print(f"  radius   median {np.nanmedian(rep.radius[lp_rows]):.3g}  max {np.nanmax(rep.radius[lp_rows]):.3g}")
+        print(f"  facets   median {np.median(rep.num_facets[lp_rows]):.0f}  max {rep.num_facets[lp_rows].max()}")
+        if np.isfinite(rep.volume).any():
+            print(f"  volume   sum over reported regions {np.nansum(rep.volume):.4g}")
+    print(f"wrote {path}")
+    return rep

@@ -1,0 +1,106 @@
+"""Tests of partax.geometry.region_report and the `partax regions` entry point."""
+
+import jax
+import numpy as np
+import pytest
+
+import partax
+from partax.geometry import Box, RegionReport, chebyshev, facets, margins, region_report
+from partax.geometry.report import cli_regions
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = partax.mlp(jax.random.key(0), [2, 8, 8, 1], bias_std=0.3)
+    x = np.random.default_rng(0).uniform(-1, 1, (4000, 2)).astype(np.float32)
+    p = partax.partition(net, x, progress=False)
+    return net, x, p
+
+
+def test_report_columns(setup):
+    net, x, p = setup
+    box = Box(-1, 1)
+    rep = region_report(net, p, x, domain=box, max_regions=6, solver="highs", progress=False,
+                        sample_box=box)
+    t = p.table("prefix", 2)
+    M = len(t)
+    assert len(rep) == M
+    np.testing.assert_array_equal(rep.keys, t.keys)
+    np.testing.assert_array_equal(rep.counts, t.counts)
+    # exemplars are the inputs at the table's exemplar indices, and lie in their regions
+    np.testing.assert_array_equal(rep.exemplars, x[t.exemplars])
+    np.testing.assert_array_equal(partax.region_ids(net, rep.exemplars, "prefix")[:, 1], t.keys)
+    # cheap columns everywhere, LP columns for the 6 most populated
+    assert np.all(np.isfinite(rep.margin)) and np.all(np.isfinite(rep.out_norm))
+    assert rep.has_lp.sum() == 6
+    assert t.counts[rep.has_lp].min() >= t.counts[~rep.has_lp].max()
+    lp_rows = np.flatnonzero(rep.has_lp)
+    assert np.all(rep.num_facets[~rep.has_lp] == -1) and np.all(np.isnan(rep.radius[~rep.has_lp]))
+    # values agree with the per-region functions
+    ex = rep.exemplars[lp_rows]
+    np.testing.assert_allclose(rep.radius[lp_rows], chebyshev(net, ex, domain=box, solver="highs")[1], atol=1e-7)
+    np.testing.assert_array_equal(rep.num_facets[lp_rows], [len(f) for f in facets(net, ex, domain=box, solver="highs")])
+    np.testing.assert_allclose(rep.margin, margins(net, rep.exemplars, domain=box))
+    # output-map norm against a NumPy float64 chain
+    for n in lp_rows[:3]:
+        h = rep.exemplars[n].astype(np.float64)
+        J = np.eye(2)
+        for W, b in zip(net.weights[:-1], net.biases[:-1]):
+            W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+            z = h @ W + b
+            J = (W.T @ J) * (z > 0)[:, None]
+            h = np.maximum(z, 0)
+        J = np.asarray(net.weights[-1], np.float64).T @ J
+        assert rep.out_norm[n] == pytest.approx(np.linalg.norm(J), rel=1e-9)
+    # exact volumes of the top regions agree with the count-based Monte Carlo column
+    v, mc, se = rep.volume[lp_rows], rep.mc_volume[lp_rows], rep.mc_volume_err[lp_rows]
+    assert np.all(np.abs(v - mc) <= 5 * se + 1e-12)
+    assert np.all(rep.radius[lp_rows] >= rep.margin[lp_rows] - 1e-9)
+
+
+def test_report_save_load(setup, tmp_path):
+    net, x, p = setup
+    rep = region_report(net, p, x, max_regions=3, solver="highs", progress=False)
+    path = tmp_path / "r.npz"
+    rep.save(path)
+    back = RegionReport.load(path)
+    assert back.meta == rep.meta
+    for name, col in rep.columns().items():
+        np.testing.assert_array_equal(getattr(back, name), col)
+    assert np.all(np.isnan(rep.volume))  # no domain: no volumes
+    with pytest.raises(ValueError, match="not a partax region report"):
+        np.save(tmp_path / "bad.npy", np.zeros(3))
+        RegionReport.load(tmp_path / "bad.npy")
+
+
+def test_report_suffix_scope(setup):
+    net, x, p = setup
+    rep = region_report(net, p, x, scope="suffix", layer=2, max_regions=4, solver="highs", progress=False)
+    assert rep.center.shape == (len(rep), 8)
+    assert rep.meta["dim"] == 8
+    assert np.all(rep.radius[rep.has_lp] > 0)
+
+
+def test_report_validation(setup):
+    net, x, p = setup
+    with pytest.raises(ValueError, match="volume_method"):
+        region_report(net, p, x, volume_method="best", progress=False)
+    with pytest.raises(ValueError, match="max_regions"):
+        region_report(net, p, x, max_regions=-1, progress=False)
+    with pytest.raises(ValueError, match="solver"):
+        region_report(net, p, x, solver="cplex", progress=False)
+
+
+def test_cli_regions(tmp_path, capsys):
+    net = partax.mlp(jax.random.key(1), [2, 6, 6, 1], bias_std=0.3)
+    partax.save_net(net, tmp_path / "net.npz")
+    x = np.random.default_rng(1).uniform(-1, 1, (2000, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rep = cli_regions(["--net", str(tmp_path / "net.npz"), "--data", str(tmp_path / "x.npy"),
+                       "--out", str(tmp_path / "out"), "--max-regions", "5", "--lo", "-1", "--hi", "1",
+                       "--solver", "highs"])
+    out = capsys.readouterr().out
+    assert "regions" in out and "wrote" in out
+    back = RegionReport.load(tmp_path / "out" / "regions.npz")
+    assert len(back) == len(rep) and back.has_lp.sum() == 5
+    assert np.all(np.isfinite(back.volume[back.has_lp]))
