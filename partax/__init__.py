@@ -6,8 +6,13 @@ The public face: networks (:mod:`partax.nets`), activation codes and region keys
 """
 
 from partax import bounds
+from partax import datasets
 from partax import geometry
+from partax import info
+from partax import plots
 from partax import sources
+from partax import trace
+from partax import train
 from partax.codes import Codes
 from partax.codes import HashCollisionError
 from partax.codes import codes
@@ -22,6 +27,8 @@ from partax.partition import Partition
 from partax.partition import load_partition
 from partax.partition import partition
 from partax.tables import RegionTable
+from partax.trace import Tracer
+from partax.trace import load_trace
 
 __version__ = "0.1.0"
 
@@ -32,15 +39,22 @@ __all__ = [
     "Net",
     "Partition",
     "RegionTable",
+    "Tracer",
     "bounds",
     "codes",
+    "datasets",
     "geometry",
+    "info",
     "load_net",
     "load_partition",
+    "load_trace",
     "mlp",
     "partition",
+    "plots",
     "region_ids",
     "save_net",
     "sources",
     "stack_nets",
+    "trace",
+    "train",
 ]

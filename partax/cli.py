@@ -47,6 +47,66 @@ def _regions_table(p) -> str:
     return "\n".join(rows)
 
 
+# --- partax demo ------------------------------------------------------------------------
+def _add_demo(sub):
+    p = sub.add_parser(
+        "demo",
+        help="the main job: IB data, training traced through its regions, region report",
+        description="Build the exact Tishby IB dataset, train the 12-10-7-5-4-3-2 ReLU net with Adam while "
+        "tracing regions, I(X;T) and I(T;Y) per layer and scope at log-spaced epochs, partition [0,1]^12 "
+        "of the final net, write its region report, figures and report.md into --out.",
+    )
+    p.add_argument("--quick", action="store_true", help="300 epochs and fewer samples (under a minute)")
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from partax.demo import run_demo
+
+    summary = run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=True)
+    print(json.dumps({k: v for k, v in summary.items() if k in ("epochs", "checkpoints", "final_accuracy", "seconds")}))
+    print(f"wrote {args.out}/ (report.md, infoplane.png, trace.jsonl, regions.npz)")
+    return 0
+
+
+# --- partax info ------------------------------------------------------------------------
+def _add_info(sub):
+    p = sub.add_parser(
+        "info",
+        help="information measures of a saved partition (regions as bins)",
+        description="Read a partition.npz (from partax partition) and print, per scope and hidden layer, the "
+        "regions, H(T) = I(X;T), I(T;Y) (when labels were given) and the saturation diagnostics.",
+    )
+    p.add_argument("partition", help="a partition.npz written by partax partition")
+    p.add_argument("--estimator", default="plugin", choices=["plugin", "miller_madow"])
+    p.add_argument("--out", help="also write info.json into this directory")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args) -> int:
+    import numpy as np
+
+    import partax
+    from partax import info
+
+    p = partax.load_partition(args.partition)
+    result = {}
+    print(f"{p.total:,} inputs; estimator {args.estimator}; bits")
+    print(f"{'scope':<8}{'layer':>6}{'regions':>10}{'I(X;T)':>9}{'I(T;Y)':>9}{'coverage':>10}  saturated")
+    for scope in p.scopes:
+        plane = info.information_plane(p, scope, estimator=args.estimator)
+        result[scope] = {k: np.asarray(v).tolist() for k, v in plane.items()}
+        for i, l in enumerate(plane["layer"]):
+            print(f"{scope:<8}{int(l):>6}{int(plane['regions'][i]):>10,}{plane['I_XT'][i]:>9.3f}"
+                  f"{plane['I_TY'][i]:>9.3f}{plane['coverage'][i]:>10.3f}  {bool(plane['saturated'][i])}")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        _write_json(os.path.join(args.out, "info.json"), result)
+    return 0
+
+
 # --- partax partition -------------------------------------------------------------------
 def _add_partition(sub):
     p = sub.add_parser(
@@ -232,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_partition, _add_regions, _add_bounds, _add_slice, _add_bench]
+_COMMANDS = [_add_demo, _add_partition, _add_info, _add_regions, _add_bounds, _add_slice, _add_bench]
 
 
 def main(argv=None) -> int:

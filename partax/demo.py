@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import time
 
 import jax
@@ -52,6 +53,8 @@ def _fmt(v, nd=3) -> str:
     v = float(v)
     if not np.isfinite(v):
         return "–"
+    if v != 0 and abs(v) < 0.1:
+        return f"{v:.3g}"
     return f"{v:.{nd}f}"
 
 
@@ -69,13 +72,14 @@ def _final_rows(tr: dict, step: int, L: int) -> list:
     return rows
 
 
-def _box_region_report(net, n_samples: int, seed: int, data_part, out: str):
+def _box_region_report(net, n_samples: int, seed: int, data_part, out: str, lp_regions: int = 256,
+                       volume_samples: int = 20_000):
     """Step 3: partition [0,1]^12 by uniform samples; the geometry report where available."""
     import partax
     from partax import sources
 
     t0 = time.perf_counter()
-    src = sources.uniform_box(0.0, 1.0, n_samples, jax.random.key(seed + 1))
+    src = sources.uniform_box(0.0, 1.0, n_samples, jax.random.key(seed + 1), dim=net.input_dim)
     box = partax.partition(net, src, scopes=("prefix",), progress=False)
     L = len(box.widths)
     counts = box.num_regions("prefix")
@@ -91,24 +95,29 @@ def _box_region_report(net, n_samples: int, seed: int, data_part, out: str):
         "near_boundary": int(box.near_boundary),
         "report": None,
     }
-    # ---- HOOK: region report from partax.geometry (DESIGN §3.7), written by another helper. ----
-    try:
-        from partax.geometry import region_report  # noqa: F401
-    except ImportError:
-        region_report = None
-    if region_report is not None:
-        try:
-            rep = region_report(net, box, src)
-            arrays = rep._asdict() if hasattr(rep, "_asdict") else (
-                dict(rep) if isinstance(rep, dict) else {k: getattr(rep, k) for k in vars(rep)})
-            arrays = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
-            from partax.nets import atomic_savez
+    # Step 3: the region report (DESIGN §3.7): LP columns for the most populated regions, their
+    # geometric volume by Monte Carlo in each region's bounding box beside the count-based one.
+    from partax.geometry import Box, region_report
+    from partax.nets import atomic_savez
 
-            atomic_savez(os.path.join(out, "regions.npz"), arrays)
-            result["report"] = arrays
-        except Exception as e:  # the report is an extra; never lose the demo over it
-            result["report_error"] = f"{type(e).__name__}: {e}"
-    # ---- end of hook -----------------------------------------------------------------------
+    try:
+        unit = Box(0.0, 1.0)
+        rep = region_report(net, box, src, scope="prefix", domain=unit, sample_box=unit,
+                            max_regions=lp_regions, volume_method="mc", num_samples=volume_samples,
+                            seed=seed, progress=False)
+        arrays = {k: np.asarray(v) for k, v in rep.columns().items() if v is not None}
+        arrays["holds_data"] = np.isin(arrays["keys"], data_part.table("prefix", L).keys)
+        atomic_savez(os.path.join(out, "regions.npz"), arrays)
+        keep = arrays["holds_data"] & arrays["has_lp"]
+        result["report"] = {k: arrays[k][keep] for k in
+                            ("keys", "counts", "mc_volume", "mc_volume_err", "volume", "volume_err", "radius",
+                             "num_facets", "margin")
+                            if k in arrays}
+        result["report_regions"] = int(len(arrays["keys"]))
+        result["report_lp_regions"] = int(arrays["has_lp"].sum())
+    except Exception as e:  # the report is one part of the demo: say what failed, keep the rest
+        result["report_error"] = f"{type(e).__name__}: {e}"
+        print(f"[partax demo] region report failed: {result['report_error']}", file=sys.stderr)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -196,7 +205,8 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     # step 3: the partition of the input box by the final net
     say(f"partitioning [0,1]^12 with {n_box} uniform samples")
     data_part = partax.partition(net, x, labels=y, scopes=("prefix",), progress=False)
-    box = _box_region_report(net, n_box, seed, data_part, out)
+    box = _box_region_report(net, n_box, seed, data_part, out, lp_regions=64 if quick else 256,
+                             volume_samples=5_000 if quick else 20_000)
 
     # figures
     t0 = time.perf_counter()
@@ -273,12 +283,15 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         md.append(f"| {l} | {c} | {w} |")
     md += ["", f"Samples within 1e-5 of a boundary: {box['near_boundary']}.", ""]
     if box.get("report") is not None:
-        md += ["### Region report (partax.geometry.region_report), most populated regions", "",
+        md += ["### Region report (partax.geometry.region_report)", "",
+               f"LP columns (Chebyshev radius, facets, geometric volume) for the {box.get('report_lp_regions')} most "
+               f"populated of {box.get('report_regions')} prefix regions of the last layer. `mc_volume` = fraction "
+               "of the box samples in the region (box volume 1) with its binomial standard error; `volume` = the "
+               "region's geometric volume by rejection sampling in its bounding box, with its standard error. "
+               "Below: the most populated regions that also hold training inputs.", "",
                _report_table(box["report"]), "", "Full columns in `regions.npz`.", ""]
     elif "report_error" in box:
         md += [f"Region report failed: `{box['report_error']}`.", ""]
-    else:
-        md += ["Region report skipped: `partax.geometry.region_report` is not available in this install.", ""]
     md += ["## Files", "", "`trace.jsonl` (load with `partax.load_trace`), `tables/step_*.npz` "
            "(`partax.load_partition`), `net.npz` (`partax.load_net`), `history.npz`, `infoplane.png`, "
            "`regions_per_epoch.png`" + (", `regions.npz`" if box.get("report") is not None else "") + ".", ""]

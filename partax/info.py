@@ -95,7 +95,7 @@ def entropy(counts, estimator: str = "plugin") -> float:
     h = max(h, 0.0)
     if estimator == "miller_madow":
         h += (c.size - 1) / (2.0 * n * _LN2)
-    return h
+    return float(h)
 
 
 class Measures(NamedTuple):
@@ -179,7 +179,7 @@ def measures(table, estimator: str = "plugin") -> Measures:
       >>> from types import SimpleNamespace as T
       >>> t = T(counts=np.array([2, 1, 1]), label_counts=np.array([[2, 0], [0, 1], [1, 0]]))
       >>> m = measures(t); (m.H_T, m.regions, round(m.I_TY, 4))
-      (1.5, 3, 1.0)
+      (1.5, 3, 0.8113)
     """
     _check_estimator(estimator)
     counts = getattr(table, "counts", None)
@@ -241,6 +241,9 @@ class BinnedMI(NamedTuple):
       H_Y: label entropy; ``nan`` without labels.
       bins: number of occupied joint bins (distinct binned rows).
       N: number of rows.
+      coverage: Good–Turing coverage ``1 - f1 / N`` of the occupied bins.
+      saturated: the same rule as :class:`Measures` (plug-in ``H_T >= log2 N - 0.05`` or
+        coverage < 0.5): nearly every input has its own bin.
     """
 
     I_XT: float
@@ -249,6 +252,8 @@ class BinnedMI(NamedTuple):
     H_Y: float
     bins: int
     N: int
+    coverage: float
+    saturated: bool
 
 
 def _check_t(t, name="t") -> np.ndarray:
@@ -299,7 +304,11 @@ def _mi_from_ids(ids: np.ndarray, y, estimator: str) -> BinnedMI:
         joint = np.bincount(ids * c + y, minlength=(int(ids.max()) + 1) * c)
         h_y = entropy(np.bincount(y), estimator)
         i_ty = h_t + h_y - entropy(joint, estimator)
-    return BinnedMI(I_XT=h_t, I_TY=float(i_ty), H_T=h_t, H_Y=float(h_y), bins=int((counts > 0).sum()), N=n)
+    coverage = 1.0 - int((counts == 1).sum()) / n
+    h_plugin = h_t if estimator == "plugin" else entropy(counts, "plugin")
+    saturated = bool(n > 1 and (h_plugin >= math.log2(n) - SATURATION_MARGIN_BITS or coverage < SATURATION_MIN_COVERAGE))
+    return BinnedMI(I_XT=h_t, I_TY=float(i_ty), H_T=h_t, H_Y=float(h_y), bins=int((counts > 0).sum()), N=n,
+                    coverage=coverage, saturated=saturated)
 
 
 def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: float | None = None,

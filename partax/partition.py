@@ -4,7 +4,9 @@
 computes the hidden pre-activations (``precision=HIGHEST``), packs the sign bits, hashes
 them into 64-bit keys for every distinct layer range the requested scopes need, and flags
 inputs near a boundary; the host folds the keys into :class:`~partax.tables.RegionTable` s.
-JAX dispatch is asynchronous, so chunk ``i + 1`` is computed while chunk ``i`` is reduced.
+JAX dispatch is asynchronous and the host reductions run in two worker threads (NumPy's
+sorts release the GIL), so the device computes chunk ``i + 2`` while chunks ``i`` and
+``i + 1`` are reduced.
 Memory is one chunk plus the tables: pending chunk tables are merged into the running table
 whenever they outgrow it, so the run never holds more than about twice the final tables.
 
@@ -25,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -43,6 +47,7 @@ from partax.tables import RegionTable, merge_tables, reduce_by_key
 __all__ = ["Partition", "partition", "load_partition", "default_batch_size"]
 
 _FORMAT = "partax.partition"
+_REDUCE_THREADS = 2  # chunks reduced at once on the host (and so in flight on the device)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -314,6 +319,11 @@ def partition(
         return out, y, chunk
 
     def reduce(item):
+        """Chunk -> (one base table per net, near-boundary counts, valid rows, classes seen).
+
+        Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
+        once while the device computes the next.
+        """
         (words, keys, near, finite), y_dev, chunk = item
         n = chunk.num_valid
         finite = np.asarray(finite)[:n]
@@ -323,47 +333,55 @@ def partition(
         keys = np.asarray(keys)
         near = np.asarray(near)
         y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
-        if y is not None:
-            num_classes[0] = max(num_classes[0], int(y.max()) + 1 if n else 0)
+        classes = int(y.max()) + 1 if (y is not None and n) else 0
         if not net.stack_shape:
             keys, near = keys[None], near[None]
             words = tuple(w[None] for w in words)
         keys = keys[:, :n]  # [K, n, R, 2] uint32 lanes (lo, hi)
+        tables, nears = [], []
         for k in range(num_nets):
-            near_count[k] += int(near[k, :n].sum())
+            nears.append(int(near[k, :n].sum()))
             # payload per input: every range's key as two uint32 lanes, then (exact) the full code
             payload = [keys[k].reshape(n, -1)]
             if exact:
                 payload += [np.asarray(w)[k, :n] for w in words]
             payload = np.ascontiguousarray(np.concatenate(payload, axis=1) if len(payload) > 1 else payload[0])
             base_keys = np.ascontiguousarray(keys[k, :, base]).view(np.uint64)[:, 0]
-            accs[k].add(
+            tables.append(
                 RegionTable.from_keys(
-                    base_keys, labels=y, num_classes=num_classes[0] or None, offset=chunk.start,
+                    base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
                     codes=payload, check_codes=exact,
                 )
             )
+        return tables, nears, n, classes
+
+    def collect(future):
+        tables, nears, n, classes = future.result()
+        for k in range(num_nets):
+            accs[k].add(tables[k])
+            near_count[k] += nears[k]
+        num_classes[0] = max(num_classes[0], classes)
         total[0] += n
+        if bar is not None:
+            bar.update(n)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=src.num_inputs, unit="in", unit_scale=True, delay=1.0, desc="partition", leave=False)
+    in_flight = collections.deque()
     try:
-        pending = None
-        for chunk in src.chunks(batch_size):
-            item = dispatch(chunk)
-            if pending is not None:
-                reduce(pending)
-                if bar is not None:
-                    bar.update(pending[2].num_valid)
-            pending = item
-        if pending is not None:
-            reduce(pending)
-            if bar is not None:
-                bar.update(pending[2].num_valid)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool:
+            for chunk in src.chunks(batch_size):
+                in_flight.append(pool.submit(reduce, dispatch(chunk)))  # dispatch is asynchronous
+                while len(in_flight) > _REDUCE_THREADS:
+                    collect(in_flight.popleft())
+            while in_flight:
+                collect(in_flight.popleft())
     finally:
+        for f in in_flight:
+            f.cancel()
         if bar is not None:
             bar.close()
     if total[0] == 0:

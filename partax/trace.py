@@ -23,13 +23,15 @@ Schedules: :func:`every_k`, :func:`log_spaced`, or any explicit sequence of step
 Example:
     >>> import jax, optax, partax, tempfile
     >>> from partax.datasets import tishby_ib
+    >>> from partax.trace import Tracer, load_trace
+    >>> from partax.train import fit
     >>> x, y = tishby_ib()
     >>> net = partax.mlp(jax.random.key(0), [12, 10, 7, 5, 4, 3, 2])
     >>> out = tempfile.mkdtemp()
-    >>> tracer = partax.trace.Tracer(x, y, every=[0, 1, 2], out=out, baselines=("binned30",))
-    >>> net, hist = partax.train.fit(net, x, y, optax.adam(4e-4), epochs=2, batch_size=256,
-    ...                              key=jax.random.key(1), callbacks=[tracer])
-    >>> tr = partax.trace.load_trace(out)
+    >>> tracer = Tracer(x, y, every=[0, 1, 2], out=out, baselines=("binned30",))
+    >>> net, hist = fit(net, x, y, optax.adam(4e-4), epochs=2, batch_size=256,
+    ...                 key=jax.random.key(1), callbacks=[tracer])
+    >>> tr = load_trace(out)
     >>> sorted(set(tr["step"].tolist())), sorted(set(tr["scope"].tolist()))
     ([0, 1, 2], ['binned30', 'layer', 'prefix', 'suffix'])
 """
@@ -111,7 +113,7 @@ def log_spaced(total: int, n: int) -> np.ndarray:
 
     Example:
       >>> s = log_spaced(8000, 274)
-      >>> len(s), s[0], s[-1]
+      >>> len(s), int(s[0]), int(s[-1])
       (274, 1, 8000)
     """
     total, n = int(total), int(n)
@@ -173,7 +175,8 @@ def _parse_baseline(name: str) -> Callable:
             break
 
         def as_fields(r):
-            return {"I_XT": r.I_XT, "I_TY": r.I_TY, "H_T": r.H_T, "H_Y": r.H_Y, "regions": r.bins, "N": r.N}
+            return {"I_XT": r.I_XT, "I_TY": r.I_TY, "H_T": r.H_T, "H_Y": r.H_Y, "regions": r.bins, "N": r.N,
+                    "coverage": r.coverage, "saturated": r.saturated}
 
         if kind == "binned":
             return lambda t, y, est, k=k: [(est, as_fields(info.binned_mi(t, y, bins=k, range=None, estimator=est)))]

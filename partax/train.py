@@ -192,8 +192,9 @@ def fit(
     if bar is not None:
         bar.close()
     shape = (epochs,) + tuple(stack)
+    # device_get + np.stack: jnp.stack of thousands of scalars would compile a huge concatenate
     hist = {
-        "loss": np.asarray(jnp.stack(losses), np.float64).reshape(shape) if losses else np.zeros(shape),
-        "accuracy": np.asarray(jnp.stack(accs), np.float64).reshape(shape) if accs else np.zeros(shape),
+        "loss": np.asarray(jax.device_get(losses), np.float64).reshape(shape),
+        "accuracy": np.asarray(jax.device_get(accs), np.float64).reshape(shape),
     }
     return net, hist

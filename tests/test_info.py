@@ -234,3 +234,11 @@ def test_kde_limits():
     assert math.isnan(r2.I_TY_upper)
     with pytest.raises(ValueError, match="noise_var"):
         info.kde_mi(far, noise_var=-1)
+
+
+def test_binned_saturation_flags():
+    x, y = tishby_ib()
+    every = info.binned_mi(x, y, bins=2, range=(0, 1))
+    assert every.saturated and every.coverage == 0.0
+    few = info.binned_mi(x[:, :2], y, bins=2, range=(0, 1))  # 4 bins of 1024 inputs
+    assert not few.saturated and few.coverage == 1.0 and few.bins == 4
