@@ -7,6 +7,7 @@ The public face: networks (:mod:`partax.nets`), activation codes and region keys
 
 from partax import bounds
 from partax import datasets
+from partax import distributed
 from partax import geometry
 from partax import info
 from partax import plots
@@ -43,6 +44,7 @@ __all__ = [
     "bounds",
     "codes",
     "datasets",
+    "distributed",
     "geometry",
     "info",
     "load_net",

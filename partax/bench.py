@@ -210,7 +210,8 @@ def run(
         t0 = time.perf_counter()
         if isolate:
             cmd = [sys.executable, "-m", "partax.bench", name, "--reps", str(reps)] + (["--quick"] if quick else [])
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ, **_ENV.get(name, {}))
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if done.returncode:
                 entry = {"name": name, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
             else:
@@ -244,7 +245,22 @@ def _slice_entry(quick: bool) -> dict:
     return {"name": "slices", **slices.bench_slices()}
 
 
-_EXTRA = {"lp": _lp_entry, "slices": _slice_entry}
+def _enumerate_entry(quick: bool) -> dict:
+    from partax.geometry import enumerate as enumeration
+
+    return {"name": "enumerate", **enumeration.bench_enumerate(quick=quick)}
+
+
+def _sharded_entry(quick: bool) -> dict:
+    from partax import distributed
+
+    n = 2**18 if quick else 2**20
+    return {"name": "sharded", **distributed.bench_sharded((12, 10, 7, 5, 4, 3, 2), n, repeats=1 if quick else 2)}
+
+
+_EXTRA = {"lp": _lp_entry, "slices": _slice_entry, "enumerate": _enumerate_entry, "sharded": _sharded_entry}
+# Environment of a workload's own process: the sharded one gets 4 virtual devices on a CPU host.
+_ENV = {"sharded": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}}
 
 
 if __name__ == "__main__":  # one workload in a fresh process: python -m partax.bench NAME [--quick]

@@ -127,7 +127,11 @@ def _add_partition(sub):
     p.add_argument("--scopes", default="layer,prefix,suffix", help="comma-separated scopes")
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--exact", action="store_true", help="detect hash collisions (slower)")
-    p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() from the environment first")
+    p.add_argument("--distributed", action="store_true",
+                   help="run on every device of every process (jax.distributed; see scripts/README.md)")
+    p.add_argument("--coordinator", help="with --distributed: coordinator host:port (default: environment / cluster)")
+    p.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
+    p.add_argument("--process-id", type=int, help="with --distributed: this process's index")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(run=_run_partition)
 
@@ -139,7 +143,9 @@ def _run_partition(args) -> int:
     import partax
 
     if args.distributed:
-        jax.distributed.initialize()
+        from partax import distributed
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     if args.net:
         net = partax.load_net(args.net)
         net_desc = args.net
@@ -150,10 +156,14 @@ def _run_partition(args) -> int:
         raise SystemExit("partax partition: give exactly one of --data X.npy or --sample uniform|gaussian")
     labels = None
     if args.data:
-        source = np.load(args.data, allow_pickle=False)
+        source = np.load(args.data, allow_pickle=False, mmap_mode="r" if args.distributed else None)
         if args.labels:
             labels = np.load(args.labels, allow_pickle=False)
         data_desc = f"{args.data} {source.shape}"
+        if args.distributed:  # each process reads its own contiguous shard
+            share = distributed.process_slice(len(source))
+            source = np.asarray(source[share])
+            labels = None if labels is None else labels[share]
     else:
         if args.labels:
             raise SystemExit("partax partition: --labels goes with --data, not --sample")
@@ -167,9 +177,9 @@ def _run_partition(args) -> int:
     scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
     t0 = time.perf_counter()
     if args.distributed:
-        from partax import distributed
-
         p = distributed.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact)
+        if jax.process_index() != 0:  # every process holds the global tables; process 0 writes them
+            return 0
     else:
         p = partax.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact)
     seconds = time.perf_counter() - t0

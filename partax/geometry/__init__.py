@@ -10,10 +10,13 @@ and runs in float64 under a local x64 context.
 * :func:`region_report` / :class:`RegionReport` — a columnar report over a partition.
 * :mod:`partax.geometry.lp` — batched LPs: ``"highs"`` and the JAX interior point ``"ipm"``.
 * :func:`line_regions`, :class:`Plane`, :func:`slice_regions` — exact 1D / 2D enumeration.
+* :func:`enumerate_regions` — every region of a small box, by traversing the adjacency graph.
 """
 
 from partax.geometry import lp
 from partax.geometry.domains import Box
+from partax.geometry.enumerate import Enumeration
+from partax.geometry.enumerate import enumerate_regions
 from partax.geometry.local import LayerMap
 from partax.geometry.local import LocalMaps
 from partax.geometry.local import OutputMap
@@ -37,6 +40,7 @@ from partax.geometry.slices import slice_regions
 
 __all__ = [
     "Box",
+    "Enumeration",
     "LineRegions",
     "Plane",
     "SliceRegions",
@@ -46,6 +50,7 @@ __all__ = [
     "OutputMap",
     "chebyshev",
     "cli_regions",
+    "enumerate_regions",
     "facets",
     "halfspaces",
     "halfspaces_batch",

@@ -11,22 +11,28 @@ frontier:
    sign-oriented row per unit of layers ``1..layer``, then the ``2d`` box rows), in float64,
    batched.
 3. **Chebyshev centre and inradius** of every frontier region: one batched LP call (the JAX
-   interior point of :mod:`partax.geometry.lp` for large batches, HiGHS for small ones or
-   for the lanes where the interior point fails). The centre is the region's interior
-   point; the float64 forward pass at the centre must give the region's code (counted in
-   ``stats["code_mismatches"]``, 0 in practice).
-4. **Vertices and facets** by the polar (dual) convex hull around the centre: the rows
-   ``a_i·z <= b_i`` map to the points ``a_i / (b_i - a_i·c)``; the vertices of their convex
-   hull are the non-redundant rows (the facets) and each hull facet is a vertex of the
-   region. The exact volume is the volume of the convex hull of the vertices (``d <= 6``).
+   interior point of :mod:`partax.geometry.lp` for batches of 256 or more, HiGHS for smaller
+   ones and for the lanes where the interior point fails). The centre is the region's
+   interior point; the float64 forward pass there must give the region's code (a candidate
+   whose code is not met there, or whose inradius is ``<= min_radius``, is empty). The
+   next chunk's LPs run on a worker thread while this chunk's hulls are computed.
+4. **Facets and vertices** from the polar (dual) convex hull around the centre
+   (``scipy.spatial.ConvexHull``, one per region): the rows ``a_i·z <= b_i`` map to the
+   points ``a_i / (b_i - a_i·c)``; the hull's vertices are the non-redundant rows (the
+   facets) and each (triangulated) hull facet is a vertex of the region, tight at its
+   ``d`` rows. **Volumes** (exact): for ``d <= 4`` by the flag triangulation of every
+   region of the chunk at once — one simplex per flag ``facet ⊃ ridge ⊃ … ⊃ vertex``
+   spanned by the centre and the centroids of the flag's faces (NumPy, batched); for
+   ``d = 5, 6`` by the convex hull of the vertices; ``d > 6``: NaN.
 5. **Neighbours.** Across a facet of unit ``u`` (domain facets skipped) the neighbour's
    code is the region's code with bit ``u`` flipped: at a point of the facet's relative
    interior every other pre-activation is non-zero, and the pre-activation of ``u`` has the
-   same gradient on both sides, so only ``u`` changes sign (the generic case). The
-   neighbour's interior point is then its own Chebyshev centre (step 3). If that flipped
-   code turns out empty (a non-generic crossing: e.g. two units sharing a hyperplane), the
-   crossing falls back to stepping across the facet's centroid and reading the code there.
-   Unseen keys join the frontier.
+   same gradient on both sides, so only ``u`` changes sign (the generic case); the
+   neighbour's interior point is its own Chebyshev centre (step 3), where its code is
+   checked. If the flipped code is empty (a non-generic crossing: two units sharing a
+   hyperplane, a unit that is constant on the region, ...), every crossing into it steps
+   instead a little beyond the facet's centroid (seen from the region's centre) and reads
+   the float64 code there (``stats["step_fallbacks"]``). Unseen keys join the frontier.
 
 Keys are :func:`partax.codes.keys_from_bits` of the float64 codes: the same 64-bit keys as
 ``partax.region_ids(net, x, "prefix")[:, layer-1]`` at an interior point ``x`` (the net's own
@@ -51,6 +57,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import math
 import time
@@ -66,14 +73,16 @@ from partax.geometry import lp as _lp
 from partax.geometry.domains import Box
 from partax.nets import Net
 
-__all__ = ["Enumeration", "enumerate_regions", "bench_enumerate"]
+__all__ = ["Enumeration", "enumerate_regions", "bench_enumerate", "BENCH_WORKLOADS"]
 
 _SCOPES = ("prefix", "layer", "suffix")
 _MAX_EXACT_DIM = 6
 _IPM_MIN_BATCH = 256  # below this "auto" uses HiGHS (no compilation for small frontiers)
 _CHUNK = 2048  # frontier regions per batched LP call
-_KEY_PAD = 1024
-_FLAG_MAX_DIM = 4  # volumes by flag triangulation up to this dimension, qhull beyond  # pad key batches to a power of two >= this (few compilations)
+_THIN = 1e-7  # interior-point radii below this are re-solved by HiGHS
+_KEY_PAD = 1024  # pad key batches to a power of two >= this (few compilations)
+_PIPELINE = True  # overlap the next chunk's LPs with this chunk's hulls (a worker thread)
+_FLAG_MAX_DIM = 4  # volumes by flag triangulation up to this dimension, qhull beyond
 
 
 class Enumeration(NamedTuple):
@@ -91,15 +100,21 @@ class Enumeration(NamedTuple):
       bits: tuple of ``bool[R, n_l]``, the float64 codes of layers ``1..layer``.
       edges: ``int64[E, 2]`` pairs ``i < j`` of regions sharing a facet (a unit's hyperplane).
       edge_units: ``int64[E]`` the unit whose hyperplane the facet lies on, as a flat index
-        over layers ``1..layer`` (layer order).
+        over layers ``1..layer`` (layer order). In the generic case the two codes differ in
+        exactly this unit; across a non-generic facet (repeated hyperplanes) in more.
       box_volume: volume of the box.
       volume_error: ``|sum(volumes) - box_volume| / box_volume`` (NaN if not computable).
       complete: frontier emptied below ``max_regions`` and ``volume_error <= 1e-9``.
       frontier_left: regions found but not processed (``max_regions`` reached).
       scope, layer: the scope and its 1-based layer.
-      stats: counters and timings (``seconds``, ``lp_seconds``, ``hull_seconds``, ...,
-        ``lp_fallbacks``, ``empty_flips``, ``code_mismatches``, ``one_sided_edges``,
-        ``hull_failures``).
+      stats: counters and timings: ``seconds`` (total), ``lp_seconds`` (rows + Chebyshev
+        LPs, on the worker thread), ``hull_seconds``, ``keys_seconds``, ``batches``,
+        ``ipm_lps``, ``highs_lps``, ``lp_fallbacks`` (interior-point lanes re-solved by
+        HiGHS), ``empty_flips`` (candidate codes found empty), ``code_mismatches`` (of them,
+        those whose centre had another code), ``step_fallbacks`` (points stepped across
+        facets), ``hull_failures`` (qhull errors: facets by LPs instead),
+        ``one_sided_edges`` (edges seen from one side only: 0 when every facet was found
+        from both regions), ``num_seeds``.
     """
 
     keys: np.ndarray
@@ -124,11 +139,7 @@ class Enumeration(NamedTuple):
 
     def index_of(self, keys) -> np.ndarray:
         """``int64`` index of each key in ``self.keys``, -1 where absent."""
-        keys = np.asarray(keys, np.uint64)
-        pos = np.searchsorted(self.keys, keys)
-        pos = np.minimum(pos, max(len(self.keys) - 1, 0))
-        ok = (len(self.keys) > 0) & (self.keys[pos] == keys) if len(self.keys) else np.zeros(keys.shape, bool)
-        return np.where(ok, pos, -1).astype(np.int64)
+        return _index_of(self.keys, keys)
 
 
 # --------------------------------------------------------------------------------------
@@ -239,13 +250,20 @@ def _rows(n64: _Net64, bits: np.ndarray):
     return np.concatenate(As, axis=1), np.concatenate(bs, axis=1)
 
 
-def _unit(A, b):
-    """Unit-norm rows; dead (all-zero) rows become ``0 <= 1`` (or ``0 <= -1`` if violated)."""
+def _unit(A, b, strict):
+    """Unit-norm rows, and which rows are live (not all-zero).
+
+    A dead row is a unit whose pre-activation is a constant ``c`` on the region: the row
+    reads ``0 <= b`` with ``b = c`` for an active unit (``strict``: the code needs
+    ``c > 0``) and ``b = -c`` for an inactive one (``c <= 0``). It becomes ``0 <= 1`` when
+    the code is consistent and ``0 <= -1`` (an empty region) when it is not.
+    """
     nrm = np.linalg.norm(A, axis=-1)
     live = nrm > 1e-12 * max(1.0, float(np.max(nrm, initial=0.0)))
     safe = np.where(live, nrm, 1.0)
     A = np.where(live[..., None], A / safe[..., None], 0.0)
-    b = np.where(live, b / safe, np.where(b >= 0, 1.0, -1.0))
+    consistent = (b > 0) | ((b == 0) & ~strict)
+    b = np.where(live, b / safe, np.where(consistent, 1.0, -1.0))
     return A, b, live
 
 
@@ -300,9 +318,11 @@ def _chebyshev(Au, bu, x0, solver, tol, stats):
         x, status = res.x, res.status
         stats["highs_lps"] += B
     centers, radii = x[:, :d].copy(), x[:, d].copy()
-    # Lanes that failed, or whose centre is not strictly inside by the claimed radius, get HiGHS.
+    # Lanes that failed, whose centre is not strictly inside by the claimed radius, or whose
+    # radius is tiny (empty or razor-thin: decided by the simplex method), get HiGHS.
     slack = bu - np.einsum("bmk,bk->bm", Au, centers)
     bad = (status != _lp.OPTIMAL) | ~np.isfinite(radii) | (slack.min(axis=1) < 0.5 * radii)
+    bad |= radii < _THIN
     if use == "ipm" and bad.any():
         idx = np.flatnonzero(bad)
         res = _lp.solve(c[idx], AL[idx], bL[idx], solver="highs", tol=tol)
@@ -333,19 +353,22 @@ def _polar(Au, bu, live, center, radius, d):
 
     Returns:
       ``(facets: int64[F] row indices, verts: float64[V, d] scaled centred vertices,
-      tight: int64[V, d] sorted row indices of each vertex)``.
+      tight: int64[V, d] row indices of each vertex, unsorted)``.
     """
     rows = np.flatnonzero(live)
-    slack = (bu[rows] - Au[rows] @ center) / radius
-    hull = ConvexHull(Au[rows] / slack[:, None])
+    A = Au[rows]
+    slack = (bu[rows] - A @ center) / radius
+    hull = ConvexHull(A / slack[:, None])
     eq = hull.equations
     verts = eq[:, :d] / (-eq[:, d:])
-    tight = np.sort(rows[hull.simplices], axis=1)
-    return rows[np.sort(hull.vertices)], verts, tight
+    simp = hull.simplices
+    on = np.zeros(len(rows), bool)
+    on[simp.ravel()] = True
+    return rows[on], verts, rows[simp]
 
 
 def _face_ids(reg, tight, cols, m):
-    """Integer ids of the faces ``(region, tight[:, cols])``: ``int64[V]``, and the codes."""
+    """Integer code of the face ``(region, tight[:, cols])`` of every vertex: ``int64[V]``."""
     code = reg.astype(np.int64)
     for c in cols:
         code = code * m + tight[:, c]
@@ -383,17 +406,43 @@ def _flag_volumes(reg, verts, tight, R, m):
     V, d = verts.shape
     if V == 0:
         return np.zeros(R)
-    levels = [_face_centroids(reg, verts, tight, k, m) for k in range(1, d)]
-    lookup = [{c: i for i, c in enumerate(lv[3])} for lv in levels]
+    # points of every face of every vertex, coordinate-major: pts[k][combo] -> [d][V]
+    pts = {}
+    for k in range(1, d):
+        _, cen, inv, combos = _face_centroids(reg, verts, tight, k, m)
+        for c, combo in enumerate(combos):
+            pts[combo] = tuple(np.ascontiguousarray(cen[inv[:, c], j]) for j in range(d))
+    pts[tuple(range(d))] = tuple(np.ascontiguousarray(verts[:, j]) for j in range(d))
     vol = np.zeros(V)
-    M = np.empty((V, d, d))
-    M[:, d - 1] = verts
-    for perm in itertools.permutations(range(d)):
-        for k in range(1, d):
-            _, cen, inv, _ = levels[k - 1]
-            col = lookup[k - 1][tuple(sorted(perm[:k]))]
-            M[:, k - 1] = cen[inv[:, col]]
-        vol += np.abs(np.linalg.det(M))
+    if d == 2:
+        for a in range(2):
+            p, v = pts[(a,)], pts[(0, 1)]
+            vol += np.abs(p[0] * v[1] - p[1] * v[0])
+    elif d == 3:
+        for perm in itertools.permutations(range(3)):
+            p = pts[perm[:1]]
+            q = pts[tuple(sorted(perm[:2]))]
+            v = pts[(0, 1, 2)]
+            cx = q[1] * v[2] - q[2] * v[1]
+            cy = q[2] * v[0] - q[0] * v[2]
+            cz = q[0] * v[1] - q[1] * v[0]
+            vol += np.abs(p[0] * cx + p[1] * cy + p[2] * cz)
+    else:  # d == 4: Laplace expansion along the first two rows, 2x2 minors shared by the flags
+        pairs = list(itertools.combinations(range(4), 2))
+
+        def minors(r, s):
+            return {(i, j): r[i] * s[j] - r[j] * s[i] for i, j in pairs}
+
+        v = pts[(0, 1, 2, 3)]
+        low = {e: minors(pts[e], v) for e in itertools.combinations(range(4), 3)}
+        for a, b in itertools.permutations(range(4), 2):
+            hi = minors(pts[(a,)], pts[tuple(sorted((a, b)))])
+            for c in range(4):
+                if c in (a, b):
+                    continue
+                lo = low[tuple(sorted((a, b, c)))]
+                vol += np.abs(hi[0, 1] * lo[2, 3] - hi[0, 2] * lo[1, 3] + hi[0, 3] * lo[1, 2]
+                              + hi[1, 2] * lo[0, 3] - hi[1, 3] * lo[0, 2] + hi[2, 3] * lo[0, 1])
     return np.bincount(reg, weights=vol, minlength=R) / math.factorial(d)
 
 
@@ -401,46 +450,95 @@ def _flag_volumes(reg, verts, tight, R, m):
 def _geometry(Au, bu, live, centers, radii, tol, want_volume, stats):
     """Facets, facet centroids and volumes of a batch of polytopes (see :func:`_polar`).
 
-    Returns ``(facets: list of int64[F_j], points: list of float64[F_j, d], volumes: float64[B])``.
+    Returns:
+      ``(owner: int64[F], rows: int64[F], points: float64[F, d], volumes: float64[B])``:
+      facet ``f`` of region ``owner[f]`` lies on row ``rows[f]``, ``points[f]`` is the
+      centroid of its vertices (in its relative interior).
     """
     B, m, d = Au.shape
-    facets = [None] * B
-    fpts = [None] * B
     vols = np.full(B, np.nan)
-    regs, verts, tights, good = [], [], [], []
+    regs, verts, tights, good, facs = [], [], [], [], []
+    slow_own, slow_rows, slow_pts = [], [], []
     for j in range(B):
         try:
             f, v, t = _polar(Au[j], bu[j], live[j], centers[j], radii[j], d)
         except (QhullError, ValueError):
             stats["hull_failures"] += 1
-            facets[j], fpts[j], vols[j] = _facets_lp(Au[j], bu[j], live[j], centers[j], radii[j], d, tol,
-                                                     want_volume)
+            f, pts, vols[j] = _facets_lp(Au[j], bu[j], live[j], centers[j], radii[j], d, tol, want_volume)
+            slow_own.append(np.full(len(f), j))
+            slow_rows.append(f)
+            slow_pts.append(pts)
             continue
-        facets[j] = f
-        regs.append(np.full(len(v), len(good)))
+        g = len(good)
+        regs.append(np.full(len(v), g))
+        facs.append(f)
         verts.append(v)
         tights.append(t)
         good.append(j)
-    if not good:
-        return facets, fpts, vols
-    good = np.array(good)
-    reg = np.concatenate(regs)
-    verts = np.concatenate(verts)
-    tight = np.concatenate(tights)
-    scale = radii[good]
-    # facet centroids (faces with one tight row), back in input coordinates
-    codes, cen, _, _ = _face_centroids(reg, verts, tight, 1, m)
-    for g, j in enumerate(good):
-        pos = np.searchsorted(codes, g * m + facets[j])
-        fpts[j] = centers[j] + scale[g] * cen[pos]
-    if want_volume:
-        if d <= _FLAG_MAX_DIM:
-            vols[good] = _flag_volumes(reg, verts, tight, len(good), m) * scale**d
-        else:
-            cuts = np.cumsum([len(r) for r in regs])[:-1]
-            for g, v in enumerate(np.split(verts, cuts)):
-                vols[good[g]] = ConvexHull(v).volume * scale[g] ** d
-    return facets, fpts, vols
+    own = [np.zeros(0, np.int64)] + slow_own
+    rows = [np.zeros(0, np.int64)] + slow_rows
+    pts = [np.zeros((0, d))] + slow_pts
+    if good:
+        good = np.array(good)
+        reg = np.concatenate(regs)
+        verts = np.concatenate(verts)
+        tight = np.sort(np.concatenate(tights), axis=1)
+        scale = radii[good]
+        nf = np.array([len(f) for f in facs])
+        g_own = np.repeat(np.arange(len(good)), nf)
+        g_rows = np.concatenate(facs)
+        # facet centroids (faces with one tight row), back in input coordinates
+        codes, cen, _, _ = _face_centroids(reg, verts, tight, 1, m)
+        pos = np.searchsorted(codes, g_own * m + g_rows)
+        own.append(good[g_own])
+        rows.append(g_rows)
+        pts.append(centers[good[g_own]] + scale[g_own, None] * cen[pos])
+        if want_volume:
+            if d <= _FLAG_MAX_DIM:
+                vols[good] = _flag_volumes(reg, verts, tight, len(good), m) * scale**d
+            else:
+                cuts = np.cumsum([len(r) for r in regs])[:-1]
+                for g, v in enumerate(np.split(verts, cuts)):
+                    vols[good[g]] = ConvexHull(v).volume * scale[g] ** d
+    own = np.concatenate(own).astype(np.int64)
+    order = np.argsort(own, kind="stable")
+    return own[order], np.concatenate(rows).astype(np.int64)[order], np.concatenate(pts)[order], vols
+
+
+class _Frontier:
+    """Regions to visit: codes, IPM starting points, and the crossing that found them."""
+
+    _FIELDS = ("bits", "hint", "parent", "row", "fpt")
+
+    def __init__(self, n_tot: int, d: int):
+        self.bits = np.zeros((0, n_tot), bool)
+        self.hint = np.zeros((0, d))
+        self.parent = np.zeros(0, np.int64)  # region crossed from (processing order; -1: none)
+        self.row = np.zeros(0, np.int64)  # the crossed facet's row
+        self.fpt = np.zeros((0, d))  # a point of the crossed facet (fallback stepping)
+
+    def __len__(self):
+        return len(self.bits)
+
+    def push(self, *arrays):
+        for name, arr in zip(self._FIELDS, arrays):
+            setattr(self, name, np.concatenate([getattr(self, name), arr]))
+
+    def pop(self, n: int):
+        out = tuple(getattr(self, name)[:n] for name in self._FIELDS)
+        for name in self._FIELDS:
+            setattr(self, name, getattr(self, name)[n:])
+        return out
+
+
+def _new_keys(keys, known: set) -> np.ndarray:
+    """Indices of the first occurrence of each key not in ``known`` (which is updated)."""
+    out = []
+    for i, k in enumerate(keys.tolist()):
+        if k not in known:
+            known.add(k)
+            out.append(i)
+    return np.array(out, np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -498,139 +596,165 @@ def enumerate_regions(net: Net, domain: Box, *, scope: str = "prefix", layer: Op
     box_volume = float(np.prod(hi - lo))
     stats = dict(ipm_lps=0, highs_lps=0, lp_fallbacks=0, empty_flips=0, code_mismatches=0,
                  hull_failures=0, step_fallbacks=0, lp_seconds=0.0, hull_seconds=0.0,
-                 rows_seconds=0.0, keys_seconds=0.0, batches=0)
+                 keys_seconds=0.0, batches=0)
 
     if seeds is None:
         rng = np.random.default_rng(0)
         seeds = lo + rng.random((int(num_seeds), d)) * (hi - lo)
     seed_bits = _codes64(n64, seeds)
     seed_bits, first_idx = np.unique(seed_bits, axis=0, return_index=True)
-    seed_pts = seeds[first_idx]
+    known: set = set()
+    new = _new_keys(_keys(n64, seed_bits, first), known)
+    frontier = _Frontier(n_tot, d)
+    none = np.full(len(new), -1, np.int64)
+    frontier.push(seed_bits[new], seeds[first_idx[new]], none, none, seeds[first_idx[new]])
 
-    # frontier: codes (bool) + hint points (IPM starting points)
-    known = set()
-    seed_keys = _keys(n64, seed_bits, first)
-    fr_bits, fr_hint = [], []
-    for kk, bb, pp in zip(seed_keys.tolist(), seed_bits, seed_pts):
-        if kk not in known:
-            known.add(kk)
-            fr_bits.append(bb)
-            fr_hint.append(pp)
-    fr_bits = np.array(fr_bits, bool).reshape(-1, n_tot)
-    fr_hint = np.array(fr_hint, np.float64).reshape(-1, d)
-    fr_from = np.full(len(fr_bits), -1, np.int64)  # (parent, row, facet point) for fallbacks
-    fr_row = np.full(len(fr_bits), -1, np.int64)
-    fr_fpt = fr_hint.copy()
+    def prepare(chunk):
+        """H-representations and Chebyshev LPs of a chunk (runs on the worker thread)."""
+        bits, hint = chunk[0], chunk[1]
+        t0 = time.perf_counter()
+        B = len(bits)
+        A, b = _rows(n64, bits)
+        A = np.concatenate([A, np.broadcast_to(box_A, (B,) + box_A.shape)], axis=1)
+        b = np.concatenate([b, np.broadcast_to(box_b, (B, box_b.shape[0]))], axis=1)
+        strict = np.concatenate([bits, np.zeros((B, box_b.shape[0]), bool)], axis=1)
+        Au, bu, live = _unit(A, b, strict)
+        centers, radii = _chebyshev(Au, bu, hint, solver, tol, stats)
+        stats["lp_seconds"] += time.perf_counter() - t0
+        return chunk, Au, bu, live, centers, radii
 
-    out_bits, out_keys, out_pts, out_rad, out_vol, out_nf = [], [], [], [], [], []
-    arc_src, arc_key, arc_unit = [], [], []
-    processed = 0
+    out = dict(bits=[], keys=[], pts=[], rad=[], vol=[], nf=[])
+    arcs = dict(src=[], key=[], unit=[], fpt=[])
+    all_pts, all_rad = [], []  # interior points and radii by processing order (for stepping)
+    empty_keys: set = set()  # candidate codes found empty (non-generic crossings)
+    count = [0]  # regions processed
+
+    def step(parent, row, fpt):
+        """Fallback for crossings into an empty flipped code: step across the facet."""
+        pts_all = np.concatenate(all_pts) if all_pts else np.zeros((0, d))
+        rad_all = np.concatenate(all_rad) if all_rad else np.zeros(0)
+        src, rows, codes = _step_across(n64, parent, row, fpt, pts_all, rad_all, lo, hi)
+        stats["step_fallbacks"] += len(codes)
+        if not len(codes):
+            return
+        keys = _keys(n64, codes, first)
+        arcs["src"].append(src)
+        arcs["key"].append(keys)
+        arcs["unit"].append(rows)
+        arcs["fpt"].append(np.full((len(src), d), np.nan))
+        nw = _new_keys(keys, known)
+        if len(nw):
+            frontier.push(codes[nw], pts_all[src[nw]], np.full(len(nw), -1, np.int64),
+                          np.full(len(nw), -1, np.int64), pts_all[src[nw]])
+
+    def process(chunk, Au, bu, live, centers, radii):
+        bits, _, parent, prow, fpt = chunk
+        stats["batches"] += 1
+        ok = np.isfinite(radii) & (radii > min_radius)
+        # The float64 code at the interior point must be the candidate's code.
+        mismatch = ok.copy()
+        mismatch[ok] = np.any(_codes64(n64, centers[ok]) != bits[ok], axis=1)
+        stats["code_mismatches"] += int(mismatch.sum())
+        ok &= ~mismatch
+        empty = np.flatnonzero(~ok)
+        if len(empty):
+            stats["empty_flips"] += len(empty)
+            empty_keys.update(_keys(n64, bits[empty], first).tolist())
+            crossed = empty[parent[empty] >= 0]
+            stepped.update(zip(parent[crossed].tolist(), prow[crossed].tolist()))
+            step(parent[crossed], prow[crossed], fpt[crossed])
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
+            return 0
+        bits, centers, radii = bits[idx], centers[idx], radii[idx]
+        Au, bu, live = Au[idx], bu[idx], live[idx]
+        t2 = time.perf_counter()
+        own, frow, fpts, vols = _geometry(Au, bu, live, centers, radii, tol, want_volume, stats)
+        stats["hull_seconds"] += time.perf_counter() - t2
+        base = count[0]
+        count[0] += len(idx)
+        out["bits"].append(bits)
+        out["pts"].append(centers)
+        out["rad"].append(radii)
+        out["vol"].append(vols)
+        out["nf"].append(np.bincount(own, minlength=len(idx)))
+        all_pts.append(centers)
+        all_rad.append(radii)
+        # Crossings through the units' facets (the domain's rows are >= n_tot): flip the unit.
+        t3 = time.perf_counter()
+        unit = frow < n_tot
+        own, frow, fpts = own[unit], frow[unit], fpts[unit]
+        nbits = bits[own]
+        nbits[np.arange(len(own)), frow] ^= True
+        both = _keys(n64, np.concatenate([bits, nbits]), first)
+        out["keys"].append(both[: len(bits)])
+        nkeys = both[len(bits):]
+        arcs["src"].append(base + own)
+        arcs["key"].append(nkeys)
+        arcs["unit"].append(frow)
+        arcs["fpt"].append(fpts)
+        nw = _new_keys(nkeys, known)
+        if len(nw):
+            frontier.push(nbits[nw], centers[own[nw]], base + own[nw], frow[nw], fpts[nw])
+        stats["keys_seconds"] += time.perf_counter() - t3
+        return len(idx)
 
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            bar = tqdm(desc="regions", unit="region")
-        except Exception:  # pragma: no cover - tqdm missing
-            bar = None
-
-    while len(fr_bits) and processed < max_regions:
-        take = min(len(fr_bits), _CHUNK, max_regions - processed)
-        bits, hint = fr_bits[:take], fr_hint[:take]
-        b_from, b_row, b_fpt = fr_from[:take], fr_row[:take], fr_fpt[:take]
-        fr_bits, fr_hint = fr_bits[take:], fr_hint[take:]
-        fr_from, fr_row, fr_fpt = fr_from[take:], fr_row[take:], fr_fpt[take:]
-        stats["batches"] += 1
-
-        t0 = time.perf_counter()
-        A, b = _rows(n64, bits)
-        A = np.concatenate([A, np.broadcast_to(box_A, (take,) + box_A.shape)], axis=1)
-        b = np.concatenate([b, np.broadcast_to(box_b, (take, box_b.shape[0]))], axis=1)
-        Au, bu, live = _unit(A, b)
-        t1 = time.perf_counter()
-        stats["rows_seconds"] += t1 - t0
-        centers, radii = _chebyshev(Au, bu, hint, solver, tol, stats)
-        stats["lp_seconds"] += time.perf_counter() - t1
-
-        ok = np.isfinite(radii) & (radii > min_radius)
-        # Empty candidates (non-generic crossings): step across the parent's facet instead.
-        empty = np.flatnonzero(~ok)
-        if len(empty):
-            stats["empty_flips"] += int(np.sum(b_from[empty] >= 0))
-            retry = _step_across(n64, empty, b_from, b_row, b_fpt, out_pts, out_rad, lo, hi)
-            stats["step_fallbacks"] += len(retry)
-            if len(retry):
-                rk = _keys(n64, retry, first)
-                nb, nh = [], []
-                for kk, bb in zip(rk.tolist(), retry):
-                    if kk not in known:
-                        known.add(kk)
-                        nb.append(bb)
-                        nh.append(np.zeros(d))
-                if nb:
-                    nb = np.array(nb, bool)
-                    fr_bits = np.concatenate([fr_bits, nb])
-                    fr_hint = np.concatenate([fr_hint, (lo + hi)[None] / 2 + 0 * np.array(nh)])
-                    fr_from = np.concatenate([fr_from, np.full(len(nb), -1)])
-                    fr_row = np.concatenate([fr_row, np.full(len(nb), -1)])
-                    fr_fpt = np.concatenate([fr_fpt, np.zeros((len(nb), d))])
-        idx = np.flatnonzero(ok)
-        if len(idx) == 0:
-            continue
-        bits, centers, radii = bits[idx], centers[idx], radii[idx]
-        Au, bu, live = Au[idx], bu[idx], live[idx]
-        chk = _codes64(n64, centers)
-        stats["code_mismatches"] += int(np.sum(np.any(chk != bits, axis=1)))
-        base = processed
-        t2 = time.perf_counter()
-        facets, fpts, vols = _geometry(Au, bu, live, centers, radii, tol, want_volume, stats)
-        stats["hull_seconds"] += time.perf_counter() - t2
-        nfac = np.array([len(f) for f in facets], np.int64)
-        out_bits.append(bits)
-        out_pts.append(centers)
-        out_rad.append(radii)
-        out_vol.append(vols)
-        out_nf.append(nfac)
-        processed += len(idx)
-
-        # crossings through the units' facets (domain rows are >= n_tot)
-        own = np.repeat(np.arange(len(idx)), nfac)
-        rowsf = np.concatenate(facets) if facets else np.zeros(0, np.int64)
-        fptsf = np.concatenate(fpts) if fpts else np.zeros((0, d))
-        unit = rowsf < n_tot
-        own, rowsf, fptsf = own[unit], rowsf[unit], fptsf[unit]
-        t3 = time.perf_counter()
-        nbits = bits[own].copy()
-        nbits[np.arange(len(own)), rowsf] ^= True
-        nkeys = _keys(n64, nbits, first)
-        stats["keys_seconds"] += time.perf_counter() - t3
-        keys_here = _keys(n64, bits, first)
-        out_keys.append(keys_here)
-        arc_src.append(base + own)
-        arc_key.append(nkeys)
-        arc_unit.append(rowsf)
-        new = [i for i, kk in enumerate(nkeys.tolist()) if kk not in known and not known.add(kk)]
-        if new:
-            new = np.array(new, np.int64)
-            fr_bits = np.concatenate([fr_bits, nbits[new]])
-            fr_hint = np.concatenate([fr_hint, centers[own[new]]])
-            fr_from = np.concatenate([fr_from, base + own[new]])
-            fr_row = np.concatenate([fr_row, rowsf[new]])
-            fr_fpt = np.concatenate([fr_fpt, fptsf[new]])
+        bar = tqdm(desc="regions", unit="region")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pending = None
+    stepped: set = set()  # (region, row) crossings already stepped across
+    try:
+        while True:
+            while True:
+                if pending is None:
+                    if not len(frontier) or count[0] >= max_regions:
+                        break
+                    take = min(len(frontier), _CHUNK, max_regions - count[0])
+                    pending = pool.submit(prepare, frontier.pop(take))
+                result = pending.result()
+                pending = None
+                # Pipelining: the next chunk's LPs run while this chunk's hulls are computed.
+                budget = max_regions - count[0] - len(result[0][0])
+                if _PIPELINE and len(frontier) and budget > 0:
+                    pending = pool.submit(prepare, frontier.pop(min(len(frontier), _CHUNK, budget)))
+                done = process(*result)
+                if bar is not None:
+                    bar.update(done)
+                    bar.set_postfix(frontier=len(frontier))
+            if not empty_keys or not arcs["key"] or count[0] >= max_regions:
+                break
+            # Every crossing into a code found empty steps across its facet (once).
+            keys = np.concatenate(arcs["key"])
+            src = np.concatenate(arcs["src"])
+            rows = np.concatenate(arcs["unit"])
+            fpt = np.concatenate(arcs["fpt"])
+            hit = np.array([k in empty_keys for k in keys.tolist()], bool) & np.isfinite(fpt[:, 0])
+            hit &= np.array([(a, b) not in stepped for a, b in zip(src.tolist(), rows.tolist())], bool)
+            if not hit.any():
+                break
+            stepped.update(zip(src[hit].tolist(), rows[hit].tolist()))
+            step(src[hit], rows[hit], fpt[hit])
+            if not len(frontier):
+                break
+    finally:
+        if pending is not None:
+            pending.cancel()
+        pool.shutdown(wait=True)
         if bar is not None:
-            bar.update(len(idx))
-            bar.set_postfix(frontier=len(fr_bits))
-    if bar is not None:
-        bar.close()
+            bar.close()
+    processed = count[0]
 
     cat = lambda xs, shape, dt: np.concatenate(xs) if xs else np.zeros(shape, dt)
-    bits = cat(out_bits, (0, n_tot), bool)
-    keys = cat(out_keys, (0,), np.uint64)
-    pts = cat(out_pts, (0, d), np.float64)
-    rad = cat(out_rad, (0,), np.float64)
-    vol = cat(out_vol, (0,), np.float64)
-    nf = cat(out_nf, (0,), np.int64)
+    bits = cat(out["bits"], (0, n_tot), bool)
+    keys = cat(out["keys"], (0,), np.uint64)
+    pts = cat(out["pts"], (0, d), np.float64)
+    rad = cat(out["rad"], (0,), np.float64)
+    vol = cat(out["vol"], (0,), np.float64)
+    nf = cat(out["nf"], (0,), np.int64)
     order = np.argsort(keys, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -639,62 +763,75 @@ def enumerate_regions(net: Net, domain: Box, *, scope: str = "prefix", layer: Op
         raise RuntimeError("enumerate_regions: a region was visited twice (please report)")
 
     # edges: arcs whose target was enumerated, made undirected
-    src = rank[cat(arc_src, (0,), np.int64)]
-    unit = cat(arc_unit, (0,), np.int64)
-    res_tmp = Enumeration(keys, pts, rad, vol, nf, (), np.zeros((0, 2), np.int64), np.zeros(0, np.int64),
-                          box_volume, np.nan, False, 0, scope, layer, {})
-    dst = res_tmp.index_of(cat(arc_key, (0,), np.uint64))
-    keep = dst >= 0
+    src = rank[cat(arcs["src"], (0,), np.int64)]
+    unit = cat(arcs["unit"], (0,), np.int64)
+    dst = _index_of(keys, cat(arcs["key"], (0,), np.uint64))
+    keep = (dst >= 0) & (dst != src)
     src, dst, unit = src[keep], dst[keep], unit[keep]
-    pairs = np.stack([np.minimum(src, dst), np.maximum(src, dst)], axis=1)
-    if len(pairs):
-        uniq, inv, cnt = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
-        eu = np.zeros(len(uniq), np.int64)
-        eu[inv.ravel()] = unit
+    if len(src):
+        _, once = np.unique(np.stack([src, dst], axis=1), axis=0, return_index=True)  # directed arcs
+        src, dst, unit = src[once], dst[once], unit[once]
+        pairs = np.stack([np.minimum(src, dst), np.maximum(src, dst)], axis=1)
+        edges, inv, cnt = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+        edge_units = np.zeros(len(edges), np.int64)
+        edge_units[inv.ravel()] = unit
     else:
-        uniq, cnt, eu = np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        edges, cnt, edge_units = np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     stats["one_sided_edges"] = int(np.sum(cnt == 1))
-    stats["seconds"] = time.perf_counter() - t_start
     stats["num_seeds"] = int(len(seeds))
+    stats["seconds"] = time.perf_counter() - t_start
 
-    frontier_left = int(len(fr_bits))
-    if want_volume and len(vol):
-        verr = abs(float(vol.sum()) - box_volume) / box_volume
-    else:
-        verr = np.nan
-    complete = frontier_left == 0 and processed < max_regions + 1 and (not want_volume or verr <= 1e-9)
-    if frontier_left:
-        complete = False
-    split_bits = tuple(_split(n64, bits))
-    return Enumeration(keys=keys, points=pts, radii=rad, volumes=vol, num_facets=nf, bits=split_bits,
-                       edges=uniq.astype(np.int64), edge_units=eu, box_volume=box_volume,
-                       volume_error=float(verr), complete=bool(complete), frontier_left=frontier_left,
-                       scope=scope, layer=layer, stats=stats)
+    frontier_left = int(len(frontier))
+    verr = abs(float(vol.sum()) - box_volume) / box_volume if want_volume else float("nan")
+    complete = frontier_left == 0 and (not want_volume or verr <= 1e-9)
+    return Enumeration(keys=keys, points=pts, radii=rad, volumes=vol, num_facets=nf,
+                       bits=tuple(_split(n64, bits)), edges=edges.astype(np.int64), edge_units=edge_units,
+                       box_volume=box_volume, volume_error=float(verr), complete=bool(complete),
+                       frontier_left=frontier_left, scope=scope, layer=layer, stats=stats)
 
 
-def _step_across(n64, empty, b_from, b_row, b_fpt, out_pts, out_rad, lo, hi):
-    """Codes met just across the parent's facet for candidates whose flipped code is empty."""
-    pts_all = np.concatenate(out_pts) if out_pts else np.zeros((0, n64.d))
-    rad_all = np.concatenate(out_rad) if out_rad else np.zeros(0)
-    found = []
-    for e in empty:
-        p = int(b_from[e])
+def _index_of(sorted_keys, keys) -> np.ndarray:
+    keys = np.asarray(keys, np.uint64)
+    if len(sorted_keys) == 0:
+        return np.full(keys.shape, -1, np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
+
+
+def _step_across(n64, parent, row, fpt, pts_all, rad_all, lo, hi):
+    """Codes met just across facets, for crossings whose flipped code is empty.
+
+    From the parent region's interior point through the facet's centroid, points slightly
+    beyond the facet (at three distances); the float64 code there names a real region.
+
+    Returns:
+      ``(src: int64[K], rows: int64[K], codes: bool[K, n_tot])``, unique per (src, code).
+    """
+    n_tot = int(sum(n64.widths))
+    src, rows, pts = [], [], []
+    for p, r, f in zip(parent.tolist(), row.tolist(), fpt):
         if p < 0:
             continue
-        fpt = b_fpt[e]
-        c = pts_all[p]
-        # step from the parent's centre through the facet centroid, a little beyond it
-        direction = fpt - c
+        direction = f - pts_all[p]
         length = np.linalg.norm(direction)
         if not length > 0:
             continue
         for frac in (1e-3, 1e-5, 1e-7):
-            q = fpt + frac * max(rad_all[p], 1e-9) * direction / length
+            q = f + frac * max(rad_all[p], 1e-9) * direction / length
             if np.all((q >= lo) & (q <= hi)):
-                found.append(_codes64(n64, q[None])[0])
-    if not found:
-        return np.zeros((0, int(sum(n64.widths))), bool)
-    return np.unique(np.array(found, bool), axis=0)
+                src.append(p)
+                rows.append(r)
+                pts.append(q)
+    if not pts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, n_tot), bool)
+    src = np.array(src, np.int64)
+    rows = np.array(rows, np.int64)
+    codes = _codes64(n64, np.array(pts))
+    # one arc per (parent, code); an arc back to the parent itself is dropped with the edges
+    key = np.concatenate([src[:, None], codes.astype(np.int64)], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    first = np.sort(first)
+    return src[first], rows[first], codes[first]
 
 
 def _facets_lp(Au, bu, live, center, radius, d, tol, want_volume):
@@ -726,22 +863,40 @@ def _facets_lp(Au, bu, live, center, radius, d, tol, want_volume):
 # --------------------------------------------------------------------------------------
 # benchmark
 # --------------------------------------------------------------------------------------
-def bench_enumerate(quick: bool = False, *, seed: int = 0, solver: str = "auto") -> dict:
+# name -> (widths, half-width of the box [-h, h]^d, quick)
+BENCH_WORKLOADS = {
+    "3-8-8-1": ([3, 8, 8, 1], 2.0, True),
+    "3-16-16-1": ([3, 16, 16, 1], 2.0, False),
+    "4-8-8-8-1": ([4, 8, 8, 8, 1], 2.0, True),
+    "4-12-12-12-1": ([4, 12, 12, 12, 1], 2.0, False),
+}
+
+
+def bench_enumerate(quick: bool = False, *, seed: int = 0, solver: str = "auto", bias_std: float = 0.5,
+                    workloads=None) -> dict:
     """Regions per second of :func:`enumerate_regions` on small 3- and 4-input nets.
 
-    Workloads (``partax.mlp(jax.random.key(seed), widths, bias_std=0.5)`` over ``[-1, 1]^d``):
-    ``3-8-8-1``, ``3-16-16-1``, ``4-8-8-8-1`` (``quick``: only ``3-8-8-1`` and ``4-8-8-8-1``
-    capped at 4000 regions). Each is run once to warm up (compilation excluded) and then
-    timed once. The machine load (``os.getloadavg``) is reported next to the rates.
+    Each workload is ``partax.mlp(jax.random.key(seed), widths, bias_std=bias_std)`` over the
+    box ``[-h, h]^d`` of :data:`BENCH_WORKLOADS`. It is run once to warm up (JIT compilation
+    of the interior point excluded from the timing), then timed once. The 1-minute load
+    average before and after each timed run is reported next to the rate (the rate is that
+    of a shared machine).
+
+    Args:
+      quick: only the workloads marked quick (``3-8-8-1``, ``4-8-8-8-1``).
+      seed, bias_std: the nets' initialisation.
+      solver: the Chebyshev LP backend (see :func:`enumerate_regions`).
+      workloads: optional names from :data:`BENCH_WORKLOADS` (overrides ``quick``).
 
     Returns:
-      ``dict(workloads=[dict(widths, box, regions, complete, volume_error, seconds,
-      regions_per_s, stats)], loadavg, cpus, backend)``.
+      ``dict(workloads=[dict(name, widths, box, regions, complete, volume_error, seconds,
+      regions_per_s, warmup_seconds, loadavg, stats)], cpus, backend)``.
 
     Example:
-      >>> r = bench_enumerate(quick=True)   # doctest: +SKIP
-      >>> r["workloads"][0]["regions_per_s"] > 0   # doctest: +SKIP
-      True
+      >>> r = bench_enumerate(workloads=["3-8-8-1"])
+      >>> w = r["workloads"][0]
+      >>> w["complete"], w["regions_per_s"] > 0
+      (True, True)
     """
     import os
 
@@ -749,22 +904,29 @@ def bench_enumerate(quick: bool = False, *, seed: int = 0, solver: str = "auto")
 
     from partax.nets import mlp
 
-    if quick:
-        specs = [([3, 8, 8, 1], None), ([4, 8, 8, 8, 1], 4000)]
+    if workloads is None:
+        names = [k for k, v in BENCH_WORKLOADS.items() if v[2] or not quick]
     else:
-        specs = [([3, 8, 8, 1], None), ([3, 16, 16, 1], None), ([4, 8, 8, 8, 1], None)]
+        names = list(workloads)
+        for n in names:
+            if n not in BENCH_WORKLOADS:
+                raise ValueError(f"workloads: unknown workload {n!r}; expected names from {list(BENCH_WORKLOADS)}")
     out = []
-    for widths, cap in specs:
-        net = mlp(jax.random.key(seed), widths, bias_std=0.5)
-        box = Box(-1.0, 1.0)
-        kw = dict(progress=False, solver=solver, max_regions=cap or 1_000_000)
+    for name in names:
+        widths, h, _ = BENCH_WORKLOADS[name]
+        net = mlp(jax.random.key(seed), widths, bias_std=bias_std)
+        box = Box(-h, h)
+        kw = dict(progress=False, solver=solver, max_regions=10_000_000)
+        t0 = time.perf_counter()
         enumerate_regions(net, box, **kw)  # warm-up: compilations
+        warm = time.perf_counter() - t0
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         res = enumerate_regions(net, box, **kw)
         dt = time.perf_counter() - t0
-        out.append(dict(widths=widths, box=[-1.0, 1.0], regions=res.num_regions, complete=res.complete,
-                        volume_error=res.volume_error, seconds=dt, regions_per_s=res.num_regions / dt,
-                        loadavg=[load0, os.getloadavg()[0]],
+        out.append(dict(name=name, widths=list(widths), box=[-h, h], regions=res.num_regions,
+                        complete=res.complete, volume_error=res.volume_error, seconds=round(dt, 3),
+                        regions_per_s=round(res.num_regions / dt, 1), warmup_seconds=round(warm, 3),
+                        loadavg=[round(load0, 2), round(os.getloadavg()[0], 2)],
                         stats={k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.stats.items()}))
-    return dict(workloads=out, loadavg=list(os.getloadavg()), cpus=os.cpu_count(), backend=jax.default_backend())
+    return dict(workloads=out, cpus=os.cpu_count(), backend=jax.default_backend())

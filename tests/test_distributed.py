@@ -1,0 +1,227 @@
+"""Sharded (4 CPU devices, conftest) and multi-process (2 x 2 devices, gloo) partitions.
+
+Oracles: a NumPy float64 forward pass with ``np.unique`` over code rows (independent of
+partax), and the single-device ``partax.partition`` on the concatenated data (the contract
+of ``partax.distributed.partition``: the same Partition).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import partax
+from partax import distributed as dist
+from oracle import forward_preacts, groups, table
+
+SCOPES = ("layer", "prefix", "suffix")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _net(widths, seed=0, activation="relu"):
+    return partax.mlp(jax.random.key(seed), widths, activation=activation, bias_std=0.3)
+
+
+def _same(p, q):
+    assert p.scopes == q.scopes
+    assert p.total == q.total and p.near_boundary == q.near_boundary and p.widths == q.widths
+    for s in q.scopes:
+        for l in range(1, q.num_layers + 1):
+            a, b = p.table(s, l), q.table(s, l)
+            assert a == b, (s, l, a, b)  # keys, counts, exemplars, label counts, total
+
+
+def test_four_devices_are_used():
+    assert jax.device_count() == 4
+    assert dist.data_mesh().devices.size == 4
+
+
+@pytest.mark.parametrize(
+    "widths, n, batch_size",
+    [
+        ([2, 5, 1], 1003, 64),  # n not divisible by 4 nor by the batch
+        ([3, 33, 7, 2], 777, None),
+        ([12, 10, 7, 5, 4, 3, 2], 2050, 128),
+    ],
+)
+def test_matches_float64_oracle_and_single_device(widths, n, batch_size):
+    net = _net(widths, activation=("leaky_relu", 0.1) if widths[0] == 3 else "relu")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, widths[0])).astype(np.float32)
+    arrays = [np.asarray(a) for a in net.arrays()]
+    pre = forward_preacts(arrays, x, net.alpha)
+    keep = np.all([np.abs(z).min(axis=1) > 1e-3 for z in pre], axis=0)
+    x, pre = x[keep], [z[keep] for z in pre]
+    C = 3
+    y = rng.integers(0, C, len(x))
+    p = dist.partition(net, x, y, batch_size=batch_size, progress=False)
+    L = len(pre)
+    for scope in SCOPES:
+        for l in range(1, L + 1):
+            t = p.table(scope, l)
+            _, first, counts, lc, _ = table(groups(pre, scope, l), y, C)
+            # regions <-> oracle groups through their exemplars (the global first index)
+            assert len(t) == len(first), (scope, l)
+            by_ex = np.argsort(t.exemplars)
+            by_first = np.argsort(first)
+            np.testing.assert_array_equal(t.exemplars[by_ex], first[by_first])
+            np.testing.assert_array_equal(t.counts[by_ex], counts[by_first])
+            np.testing.assert_array_equal(t.label_counts[by_ex], lc[by_first])
+            assert t.total == len(x)
+    # keys: the key of each region is the key of its exemplar input
+    t = p.table("prefix", L)
+    np.testing.assert_array_equal(partax.region_ids(net, x[t.exemplars], "prefix")[:, L - 1], t.keys)
+    _same(p, partax.partition(net, x, y, progress=False))
+
+
+def test_sub_meshes_and_scopes_subset():
+    net = _net([4, 20, 10, 3], seed=3)
+    x = np.random.default_rng(2).uniform(-1, 1, (517, 4)).astype(np.float32)
+    q = partax.partition(net, x, scopes=("suffix",), progress=False)
+    for k in (1, 3):  # 3: the owner hash over a device count that is not a power of two
+        m = dist.data_mesh(jax.devices()[:k])
+        _same(dist.partition(net, x, mesh=m, scopes=("suffix",), batch_size=64, progress=False), q)
+
+
+def test_bucket_overflow_reruns_the_step(monkeypatch):
+    """Force one-row buckets: every step overflows and is re-run with a larger capacity."""
+    monkeypatch.setattr(dist, "_initial_cap", lambda B, D: 1)
+    net = _net([3, 16, 8, 2], seed=1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(601, 3)).astype(np.float32)
+    y = rng.integers(0, 2, 601)
+    tim = {}
+    p = dist.partition(net, x, y, batch_size=64, progress=False, _timings=tim)
+    assert tim["cap"] > 1
+    _same(p, partax.partition(net, x, y, progress=False))
+
+
+def test_sampler_iterable_and_exact():
+    net = _net([3, 16, 8, 2], seed=1)
+    s = partax.sources.uniform_box(-1.0, 1.0, 5000, jax.random.key(4), block=512)
+    p = dist.partition(net, s, batch_size=512, progress=False)
+    _same(p, partax.partition(net, s, progress=False))
+    # exemplars are stream indices of the sampler: they regenerate inputs of their region
+    t = p.table("prefix", 2)
+    ex = s.bind(3).inputs_at(t.exemplars[:20])
+    np.testing.assert_array_equal(partax.region_ids(net, ex, "prefix")[:, 1], t.keys[:20])
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(900, 3)).astype(np.float32)
+    y = rng.integers(0, 5, 900)
+    sizes = [100, 7, 300, 1, 492]
+    bounds = np.cumsum([0] + sizes)
+    it = ((x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+    q = partax.partition(net, x, y, progress=False)
+    _same(dist.partition(net, it, batch_size=64, progress=False), q)
+    pe = dist.partition(net, x, y, batch_size=64, exact=True, progress=False)
+    qe = partax.partition(net, x, y, exact=True, progress=False)
+    _same(pe, qe)
+    np.testing.assert_array_equal(pe.table("layer", 1).exemplar_codes, qe.table("layer", 1).exemplar_codes)
+
+
+def test_stacked_nets():
+    nets = [_net([3, 12, 6, 2], seed=s) for s in range(3)]
+    stacked = partax.stack_nets(nets)
+    x = np.random.default_rng(6).normal(size=(333, 3)).astype(np.float32)
+    out = dist.partition(stacked, x, batch_size=64, progress=False)
+    assert isinstance(out, tuple) and len(out) == 3
+    for p, n in zip(out, nets):
+        _same(p, partax.partition(n, x, progress=False))
+    with pytest.raises(ValueError, match="source"):
+        dist.partition(stacked, iter([x]), progress=False)
+
+
+def test_bad_input_is_named():
+    net = _net([3, 8, 2])
+    x = np.zeros((10, 3), np.float32)
+    with pytest.raises(ValueError, match="source"):
+        dist.partition(net, np.zeros((10, 4), np.float32), progress=False)
+    bad = x.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        dist.partition(net, bad, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        dist.partition(net, x, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="scopes"):
+        dist.partition(net, x, scopes=("nope",), progress=False)
+    with pytest.raises(TypeError, match="mesh"):
+        dist.partition(net, x, mesh="data", progress=False)
+    with pytest.raises(TypeError, match="net"):
+        dist.partition("net", x, progress=False)
+    with pytest.raises(ValueError, match="block"):
+        dist.partition(net, partax.sources.uniform_box(0.0, 1.0, 100, 0, block=256), batch_size=100)
+
+
+# --- two processes on localhost ----------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_workers(tmp_path, cases):
+    port = _free_port()
+    env = dict(os.environ, PARTAX_WORKER_CASES=",".join(cases), JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "_distributed_worker.py"), str(port), str(i), "2", str(tmp_path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in range(2)
+    ]
+    logs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=150)
+            logs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+
+
+def _references(cases):
+    sys.path.insert(0, HERE)
+    import _distributed_worker as w
+
+    net = w.make_net()
+    xs, ys = zip(*(w.shard_data(p) for p in range(2)))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    s = partax.sources.uniform_box(-2.0, 2.0, 9000, jax.random.key(7), block=1024).bind(5)
+    refs = {}
+    if "array" in cases or "iterable" in cases:
+        refs["array"] = refs["iterable"] = partax.partition(net, x, y, progress=False)
+    if "array_exact" in cases:
+        refs["array_exact"] = partax.partition(net, x, exact=True, scopes=("prefix",), progress=False)
+    if "sampler_split" in cases:
+        refs["sampler_split"] = partax.partition(net, s, progress=False)
+    if "sampler_per_process" in cases:  # per_process folds the process index into the key
+        import dataclasses
+
+        streams = [dataclasses.replace(s, key=jax.random.fold_in(s.key, p)).inputs_at(np.arange(9000)) for p in (0, 1)]
+        refs["sampler_per_process"] = partax.partition(net, np.concatenate(streams), progress=False)
+    return {c: refs[c] for c in cases}
+
+
+def _check_two_processes(tmp_path, cases):
+    _run_workers(tmp_path, cases)
+    for name, q in _references(cases).items():
+        for p in range(2):
+            _same(partax.load_partition(tmp_path / f"{name}.p{p}.npz"), q)
+
+
+def test_two_processes_receive_the_global_partition(tmp_path):
+    _check_two_processes(tmp_path, ["array"])  # labels, uneven shards
+
+
+@pytest.mark.slow
+def test_two_processes_all_sources(tmp_path):
+    _check_two_processes(tmp_path, ["array", "array_exact", "iterable", "sampler_split", "sampler_per_process"])
