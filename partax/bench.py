@@ -236,7 +236,7 @@ def _lp_entry(quick: bool) -> dict:
 
     sizes = [(10, 60)] if quick else [(10, 60), (100, 300)]
     num = 200 if quick else 1000
-    return {"name": "chebyshev_lp", "sizes": [dict(d=d, m=m, num=num, **lp.bench_chebyshev(num=num, d=d, m=m)) for d, m in sizes]}
+    return {"name": "chebyshev_lp", "sizes": [{**lp.bench_chebyshev(num=num, d=d, m=m), "d": d, "m": m} for d, m in sizes]}
 
 
 def _slice_entry(quick: bool) -> dict:

@@ -13,8 +13,9 @@ layer ``l`` (1-based):
   the net; the natural bins of the latent space ``h^{l-1}``).
 
 Keys are 64-bit: two independently seeded 32-bit lanes of murmur3-style mixing, so no
-x64 is needed on the device. Each layer's words are hashed to a per-layer lane value;
-the key of a range of layers ``l..m`` is a chained mix of those per-layer values. The key
+x64 is needed on the device. Each layer's words are hashed to a per-layer lane value,
+salted with the layer's position; the key of a range of layers ``l..m`` is the finalised
+sum of those values over the range (running sums make every range cost O(1)). The key
 depends only on the codes in the range, so equal ranges get equal keys across scopes:
 ``layer`` at 1 equals ``prefix`` at 1, ``suffix`` at ``L`` equals ``layer`` at ``L``,
 and ``suffix`` at 1 equals ``prefix`` at ``L``.
@@ -126,12 +127,27 @@ def _hash_words(words, seed):
     return _fmix32(h ^ np.uint32(words.shape[-1]))
 
 
-def _range_key(layer_hashes, first: int, last: int, lane: int):
-    """Chains per-layer lane hashes of layers ``first..last`` (1-based) into one lane."""
-    h = jnp.full(layer_hashes[0].shape, np.uint32(_LANE_SEEDS[lane] ^ 0x5BD1E995), jnp.uint32)
-    for l in range(first, last + 1):
-        h = _mix(h, layer_hashes[l - 1])
-    return _fmix32(h ^ np.uint32(last - first + 1))
+def _range_keys(layer_hashes, ranges):
+    """Keys of layer ranges from per-layer hashes of one lane.
+
+    Each layer's hash is salted with its position (``g_l = fmix(h_l ^ salt_l)``, a bijection
+    of ``h_l``); the key of layers ``first..last`` is ``fmix((G_last - G_{first-1}) ^ len)``
+    with ``G`` the running sum mod 2^32. So every range costs one subtraction and one
+    finaliser whatever its length, and depends only on the codes it covers.
+
+    Args:
+      layer_hashes: per hidden layer, ``uint32[...]`` hashes of one lane (layers ``1..L``).
+      ranges: 1-based inclusive ``(first, last)`` pairs.
+
+    Returns:
+      A list of ``uint32[...]``, one per range.
+    """
+    total = jnp.zeros(layer_hashes[0].shape, jnp.uint32)
+    running = [total]
+    for l, h in enumerate(layer_hashes, start=1):
+        total = total + _fmix32(h ^ np.uint32((l * 0x9E3779B9) & 0xFFFFFFFF))
+        running.append(total)
+    return [_fmix32((running[t] - running[f - 1]) ^ np.uint32(t - f + 1)) for f, t in ranges]
 
 
 def _pack(bits):
@@ -191,11 +207,12 @@ def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
         lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
         lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
         h = net.act(z)
-    keys = [
-        jnp.stack([_range_key(lane_a, f, t, 0), _range_key(lane_b, f, t, 1)], axis=-1)
-        for f, t in ranges
-    ]
-    keys = jnp.stack(keys, axis=-2) if keys else jnp.zeros((*near.shape, 0, 2), jnp.uint32)
+    if ranges:
+        keys = jnp.stack(
+            [jnp.stack(pair, axis=-1) for pair in zip(_range_keys(lane_a, ranges), _range_keys(lane_b, ranges))], axis=-2
+        )
+    else:
+        keys = jnp.zeros((*near.shape, 0, 2), jnp.uint32)
     return tuple(words), keys, near, finite
 
 
@@ -204,7 +221,8 @@ def _keys_from_bits_jit(bits, first, last):
     words = [_pack(b) for b in bits[:last]]
     lane_a = [_hash_words(w, _LANE_SEEDS[0]) for w in words]
     lane_b = [_hash_words(w, _LANE_SEEDS[1]) for w in words]
-    return jnp.stack([_range_key(lane_a, first, last, 0), _range_key(lane_b, first, last, 1)], axis=-1)
+    (a,), (b,) = _range_keys(lane_a, ((first, last),)), _range_keys(lane_b, ((first, last),))
+    return jnp.stack([a, b], axis=-1)
 
 
 def keys_from_bits(bits, first: int, last: int) -> np.ndarray:

@@ -298,14 +298,16 @@ def partition(
 
     L = net.num_hidden
     ranges, index = tables_for(scopes, L)
-    # Every range table is a function of the full code (S^1..S^L): stream one *base* table
-    # keyed by the full-range key, carrying each row's range keys, and derive the range
-    # tables from it at the end. Per chunk that is one sort of the chunk instead of one
-    # per table, and the derivations sort only the (far fewer) base regions.
+    # Every range table is a function of the full code (S^1..S^L). Per chunk, one sort groups
+    # the inputs by their full-range key (the chunk's *base* table, each row carrying every
+    # range's key); each range's chunk table is then reduced from the base rows, which are
+    # far fewer than the inputs when regions repeat.
     kernel_ranges = ranges if (1, L) in ranges else ranges + ((1, L),)
     base = kernel_ranges.index((1, L))
+    R = len(kernel_ranges)
+    word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
     num_nets = net.stack_shape[0] if net.stack_shape else 1
-    accs = [_Accumulator(exact) for _ in range(num_nets)]
+    accs = [[_Accumulator(exact) for _ in ranges] for _ in range(num_nets)]
     near_count = np.zeros(num_nets, np.int64)
     num_classes = [0]
     total = [0]
@@ -319,7 +321,7 @@ def partition(
         return out, y, chunk
 
     def reduce(item):
-        """Chunk -> (one base table per net, near-boundary counts, valid rows, classes seen).
+        """Chunk -> (range tables per net, near-boundary counts, valid rows, classes seen).
 
         Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
         once while the device computes the next.
@@ -347,18 +349,29 @@ def partition(
                 payload += [np.asarray(w)[k, :n] for w in words]
             payload = np.ascontiguousarray(np.concatenate(payload, axis=1) if len(payload) > 1 else payload[0])
             base_keys = np.ascontiguousarray(keys[k, :, base]).view(np.uint64)[:, 0]
-            tables.append(
-                RegionTable.from_keys(
-                    base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
-                    codes=payload, check_codes=exact,
-                )
+            chunk_base = RegionTable.from_keys(
+                base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
+                codes=payload, check_codes=exact,
             )
+            rows = chunk_base.exemplar_codes
+            range_keys = np.ascontiguousarray(rows[:, : 2 * R]).view(np.uint64)  # [G, R]
+            per_range = []
+            for r, (f, t) in enumerate(ranges):
+                code = rows[:, 2 * R + word_ends[f - 1] : 2 * R + word_ends[t]] if exact else None
+                per_range.append(
+                    reduce_by_key(
+                        range_keys[:, r].copy(), chunk_base.counts, chunk_base.exemplars, chunk_base.label_counts,
+                        code, n, check_codes=exact,
+                    )
+                )
+            tables.append(per_range)
         return tables, nears, n, classes
 
     def collect(future):
         tables, nears, n, classes = future.result()
         for k in range(num_nets):
-            accs[k].add(tables[k])
+            for acc, table in zip(accs[k], tables[k]):
+                acc.add(table)
             near_count[k] += nears[k]
         num_classes[0] = max(num_classes[0], classes)
         total[0] += n
@@ -388,24 +401,15 @@ def partition(
         raise ValueError("source: holds no inputs")
 
     results = []
-    R = len(kernel_ranges)
-    word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
+    C = num_classes[0]
     for k in range(num_nets):
-        base_table = accs[k].result()
-        payload = base_table.exemplar_codes
-        range_keys = np.ascontiguousarray(payload[:, : 2 * R]).view(np.uint64)  # [M, R]
-        lc = base_table.label_counts
-        if lc is not None and lc.shape[1] < num_classes[0]:  # pad to the final class count
-            lc = np.pad(lc, ((0, 0), (0, num_classes[0] - lc.shape[1])))
-        built = []
-        for r, (f, t) in enumerate(ranges):
-            code = payload[:, 2 * R + word_ends[f - 1] : 2 * R + word_ends[t]] if exact else None
-            built.append(
-                reduce_by_key(
-                    range_keys[:, r].copy(), base_table.counts, base_table.exemplars, lc, code, total[0],
-                    check_codes=exact,
-                )
-            )
+        built = [acc.result() for acc in accs[k]]
+        if src.has_labels:  # pad every table to the final class count
+            built = [
+                t if t.label_counts.shape[1] == C
+                else dataclasses.replace(t, label_counts=np.pad(t.label_counts, ((0, 0), (0, C - t.label_counts.shape[1]))))
+                for t in built
+            ]
         tables = {key: built[r] for key, r in index.items()}
         results.append(Partition(tables, net.widths, net.input_dim, total[0], int(near_count[k]), tol))
     return tuple(results) if net.stack_shape else results[0]

@@ -35,6 +35,26 @@ __all__ = ["RegionTable", "merge_tables", "reduce_by_key"]
 _FORMAT = "partax.table"
 
 
+def _argsort_keys(keys: np.ndarray) -> np.ndarray:
+    """An order that sorts ``uint64`` keys (ties in any order).
+
+    For chunk-sized arrays: a two-pass 16-bit radix sort (NumPy's stable sort of ``uint16``)
+    on the high 32 bits, about 3x faster than a general sort. It sorts the keys whenever no
+    two *distinct* keys share their high half, which is checked; otherwise (and for large
+    arrays, where such pairs are certain) a general sort.
+    """
+    n = keys.shape[0]
+    if n < 1024 or n > 2**17:
+        return np.argsort(keys)
+    hi = np.ascontiguousarray(keys).view(np.uint32)[1::2]  # little-endian: (lo, hi) pairs
+    order = np.argsort(hi.astype(np.uint16), kind="stable")
+    order = order[np.argsort((hi[order] >> np.uint32(16)).astype(np.uint16), kind="stable")]
+    k, h = keys[order], hi[order]
+    if ((h[1:] == h[:-1]) & (k[1:] != k[:-1])).any():
+        return np.argsort(keys)
+    return order
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RegionTable:
     """Regions met by a stream of inputs.
@@ -152,7 +172,7 @@ class RegionTable:
         """
         keys = np.asarray(keys, np.uint64)
         n = keys.shape[0]
-        order = np.argsort(keys)  # unstable (SIMD) sort; exemplars are the minimum index
+        order = _argsort_keys(keys)  # ties in any order: exemplars are the minimum index
         k = keys[order]
         first = np.empty(n, bool)
         first[:1] = True
@@ -266,11 +286,13 @@ def merge_tables(tables: Sequence[RegionTable], *, check_codes: bool = True) -> 
         codes,
         total,
         check_codes=check_codes,
+        sorted_runs=True,
     )
 
 
 def reduce_by_key(
-    keys, counts, exemplars, label_counts=None, codes=None, total=None, *, check_codes: bool = True
+    keys, counts, exemplars, label_counts=None, codes=None, total=None, *, check_codes: bool = True,
+    sorted_runs: bool = False,
 ) -> RegionTable:
     """Groups rows with equal keys into a table: counts and label counts add, exemplars min.
 
@@ -282,6 +304,8 @@ def reduce_by_key(
       codes: optional ``uint32[n, W]`` kept per key; with ``check_codes`` rows with one key
         must agree, else :class:`HashCollisionError`.
       total: the table's total (default ``counts.sum()``).
+      sorted_runs: ``keys`` is a concatenation of a few sorted runs (tables being merged):
+        a stable (run-merging) sort is then about ten times faster than a general one.
     """
     n = keys.shape[0]
     total = int(counts.sum()) if total is None else total
@@ -290,7 +314,7 @@ def reduce_by_key(
             None if label_counts is None else label_counts.shape[1], None if codes is None else codes.shape[1]
         )
         return dataclasses.replace(empty, total=total)
-    order = np.argsort(keys)
+    order = np.argsort(keys, kind="stable") if sorted_runs else _argsort_keys(keys)
     k = keys[order]
     first = np.empty(n, bool)
     first[:1] = True
