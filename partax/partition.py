@@ -4,9 +4,9 @@
 computes the hidden pre-activations (``precision=HIGHEST``), packs the sign bits, hashes
 them into 64-bit keys for every distinct layer range the requested scopes need, and flags
 inputs near a boundary; the host folds the keys into :class:`~partax.tables.RegionTable` s.
-JAX dispatch is asynchronous and the host reductions run in two worker threads (NumPy's
-sorts release the GIL), so the device computes chunk ``i + 2`` while chunks ``i`` and
-``i + 1`` are reduced.
+JAX dispatch is asynchronous and the host reductions run in two worker threads, and the
+merges into the running tables in a third (NumPy's sorts release the GIL), so the device
+computes chunk ``i + 2`` while chunks ``i`` and ``i + 1`` are reduced.
 Memory is one chunk plus the tables: pending chunk tables are merged into the running table
 whenever they outgrow it, so the run never holds more than about twice the final tables.
 
@@ -367,11 +367,15 @@ def partition(
             tables.append(per_range)
         return tables, nears, n, classes
 
-    def collect(future):
-        tables, nears, n, classes = future.result()
+    def fold(tables):
         for k in range(num_nets):
             for acc, table in zip(accs[k], tables[k]):
                 acc.add(table)
+
+    def collect(future):
+        tables, nears, n, classes = future.result()
+        merges.append(merger.submit(fold, tables))  # merges run in order, off the main thread
+        for k in range(num_nets):
             near_count[k] += nears[k]
         num_classes[0] = max(num_classes[0], classes)
         total[0] += n
@@ -384,14 +388,20 @@ def partition(
 
         bar = tqdm(total=src.num_inputs, unit="in", unit_scale=True, delay=1.0, desc="partition", leave=False)
     in_flight = collections.deque()
+    merges = []
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool, \
+                concurrent.futures.ThreadPoolExecutor(max_workers=1) as merger:
             for chunk in src.chunks(batch_size):
                 in_flight.append(pool.submit(reduce, dispatch(chunk)))  # dispatch is asynchronous
                 while len(in_flight) > _REDUCE_THREADS:
                     collect(in_flight.popleft())
+                while merges and merges[0].done():
+                    merges.pop(0).result()  # surfaces errors (hash collisions) early
             while in_flight:
                 collect(in_flight.popleft())
+            for m in merges:
+                m.result()
     finally:
         for f in in_flight:
             f.cancel()
