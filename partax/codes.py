@@ -16,7 +16,8 @@ Keys are 64-bit: two independently seeded 32-bit lanes of murmur3-style mixing, 
 x64 is needed on the device. Each layer's words are hashed to a per-layer lane value,
 salted with the layer's position; the key of a range of layers ``l..m`` is the finalised
 sum of those values over the range (running sums make every range cost O(1)). The key
-depends only on the codes in the range, so equal ranges get equal keys across scopes:
+depends only on the codes in the range and on the range's place in the net, so the same
+range gets the same key in every scope:
 ``layer`` at 1 equals ``prefix`` at 1, ``suffix`` at ``L`` equals ``layer`` at ``L``,
 and ``suffix`` at 1 equals ``prefix`` at ``L``.
 
@@ -34,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import sys
 from typing import NamedTuple
 
 import jax
@@ -53,6 +55,9 @@ __all__ = [
 ]
 
 SCOPES = ("layer", "prefix", "suffix")
+
+if sys.byteorder != "little":  # keys travel as (lo, hi) uint32 lanes viewed as uint64
+    raise ImportError("partax needs a little-endian host")
 
 # Seeds of the two hash lanes (arbitrary odd constants, fixed forever: keys are saved).
 _LANE_SEEDS = (0x9E3779B1, 0x85EBCA77)
@@ -127,7 +132,7 @@ def _hash_words(words, seed):
     return _fmix32(h ^ np.uint32(words.shape[-1]))
 
 
-def _range_keys(layer_hashes, ranges):
+def _range_keys(layer_hashes, ranges, start: int = 1):
     """Keys of layer ranges from per-layer hashes of one lane.
 
     Each layer's hash is salted with its position (``g_l = fmix(h_l ^ salt_l)``, a bijection
@@ -136,18 +141,20 @@ def _range_keys(layer_hashes, ranges):
     finaliser whatever its length, and depends only on the codes it covers.
 
     Args:
-      layer_hashes: per hidden layer, ``uint32[...]`` hashes of one lane (layers ``1..L``).
-      ranges: 1-based inclusive ``(first, last)`` pairs.
+      layer_hashes: per hidden layer, ``uint32[...]`` hashes of one lane, of layers
+        ``start, start + 1, ...``.
+      ranges: 1-based inclusive ``(first, last)`` pairs (absolute layer numbers).
+      start: the absolute number of the layer of ``layer_hashes[0]``.
 
     Returns:
       A list of ``uint32[...]``, one per range.
     """
     total = jnp.zeros(layer_hashes[0].shape, jnp.uint32)
     running = [total]
-    for l, h in enumerate(layer_hashes, start=1):
+    for l, h in enumerate(layer_hashes, start=start):
         total = total + _fmix32(h ^ np.uint32((l * 0x9E3779B9) & 0xFFFFFFFF))
         running.append(total)
-    return [_fmix32((running[t] - running[f - 1]) ^ np.uint32(t - f + 1)) for f, t in ranges]
+    return [_fmix32((running[t - start + 1] - running[f - start]) ^ np.uint32(t - f + 1)) for f, t in ranges]
 
 
 def _pack(bits):
@@ -216,24 +223,28 @@ def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
     return tuple(words), keys, near, finite
 
 
-@functools.partial(jax.jit, static_argnames=("first", "last"))
-def _keys_from_bits_jit(bits, first, last):
-    words = [_pack(b) for b in bits[:last]]
+@functools.partial(jax.jit, static_argnames=("first", "last", "start"))
+def _keys_from_bits_jit(bits, first, last, start):
+    words = [_pack(b) for b in bits]
     lane_a = [_hash_words(w, _LANE_SEEDS[0]) for w in words]
     lane_b = [_hash_words(w, _LANE_SEEDS[1]) for w in words]
-    (a,), (b,) = _range_keys(lane_a, ((first, last),)), _range_keys(lane_b, ((first, last),))
+    ranges = ((first, last),)
+    (a,), (b,) = _range_keys(lane_a, ranges, start), _range_keys(lane_b, ranges, start)
     return jnp.stack([a, b], axis=-1)
 
 
-def keys_from_bits(bits, first: int, last: int) -> np.ndarray:
+def keys_from_bits(bits, first: int, last: int, *, start: int = 1) -> np.ndarray:
     """Region keys of the layer range ``first..last`` (1-based) from unpacked codes.
 
     The same hash as :func:`region_ids`, for codes obtained some other way (exact
-    enumeration, float64 geometry).
+    enumeration, float64 geometry, a sub-network). Keys depend on the codes of the range and
+    on where the range sits in the net (its absolute layer numbers).
 
     Args:
-      bits: a sequence with one ``bool[R, n_l]`` per hidden layer ``1..last`` (or more).
-      first, last: the inclusive range of layers.
+      bits: a sequence of ``bool[R, n_l]``, one per hidden layer ``start, start + 1, ...``,
+        covering ``first..last``.
+      first, last: the inclusive range of (absolute, 1-based) layers.
+      start: the absolute layer number of ``bits[0]`` (default 1).
 
     Returns:
       ``numpy.uint64[R]``.
@@ -246,17 +257,28 @@ def keys_from_bits(bits, first: int, last: int) -> np.ndarray:
       >>> c = partax.codes(net, x)
       >>> bool((keys_from_bits([c.bits(1), c.bits(2)], 1, 2) == partax.region_ids(net, x)[:, 1]).all())
       True
+      >>> bool((keys_from_bits([c.bits(2)], 2, 2, start=2) == partax.region_ids(net, x, "layer")[:, 1]).all())
+      True
     """
     bits = [np.asarray(b, bool) for b in bits]
-    if not (1 <= first <= last <= len(bits)):
-        raise ValueError(f"first, last: expected 1 <= first <= last <= {len(bits)}, got {first}, {last}")
+    if not (start <= first <= last <= start + len(bits) - 1):
+        raise ValueError(
+            f"first, last: expected start <= first <= last <= {start + len(bits) - 1} "
+            f"(bits covers layers {start}..{start + len(bits) - 1}), got {first}, {last}"
+        )
     R = bits[0].shape[0]
     if R == 0:
         return np.zeros(0, np.uint64)
     size = 1 << max(0, (R - 1).bit_length())  # pad to a power of two: few compilations
-    padded = tuple(np.pad(b[:, :], ((0, size - R), (0, 0))) for b in bits[:last])
-    k = np.asarray(_keys_from_bits_jit(padded, first, last))[:R]
-    return np.ascontiguousarray(k).view(np.uint64)[:, 0].copy()
+    padded = tuple(np.pad(b, ((0, size - R), (0, 0))) for b in bits[: last - start + 1])
+    k = np.asarray(_keys_from_bits_jit(padded, first, last, start))[:R]
+    return _as_uint64(k)
+
+
+def _as_uint64(lanes: np.ndarray) -> np.ndarray:
+    """``uint32[..., 2]`` lanes ``(lo, hi)`` -> ``uint64[...]`` (on any byte order)."""
+    lanes = np.asarray(lanes, np.uint32)
+    return lanes[..., 0].astype(np.uint64) | (lanes[..., 1].astype(np.uint64) << np.uint64(32))
 
 
 def _check_net(net) -> None:
@@ -279,7 +301,15 @@ def check_inputs(net: Net, x, name: str = "x") -> np.ndarray | jax.Array:
 
 @jax.jit
 def _codes_jit(net, x):
-    return codes_and_keys(net, x, ())[0]
+    words, _, _, finite = codes_and_keys(net, x, ())
+    return words, finite
+
+
+def _check_finite(finite, name: str = "x") -> None:
+    finite = np.asarray(finite)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name}: input {row} has a NaN or inf coordinate; expected finite inputs")
 
 
 def codes(net: Net, x) -> Codes:
@@ -302,7 +332,8 @@ def codes(net: Net, x) -> Codes:
     if net.stack_shape:
         raise ValueError("net: codes() takes an unstacked Net; index it first (net[i])")
     x = check_inputs(net, x)
-    words = _codes_jit(net, x)
+    words, finite = _codes_jit(net, x)
+    _check_finite(finite)
     return Codes(tuple(np.asarray(w) for w in words), net.widths)
 
 
@@ -337,8 +368,9 @@ def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np
     x = check_inputs(net, x)
     L = net.num_hidden
     ranges = tuple(scope_range(scope, l, L) for l in range(1, L + 1))
-    words, keys, _, _ = _region_ids_jit(net, x, ranges=ranges)
-    keys = np.ascontiguousarray(np.asarray(keys)).view(np.uint64)[..., 0]
+    words, keys, _, finite = _region_ids_jit(net, x, ranges=ranges)
+    _check_finite(finite)
+    keys = _as_uint64(np.asarray(keys))
     if exact:
         words = [np.asarray(w) for w in words]
         for l, (f, t) in enumerate(ranges):

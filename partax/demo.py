@@ -6,9 +6,11 @@
 2. trains the 12-10-7-5-4-3-2 ReLU network with Adam (lr 4e-4, batch 256) for 8000 epochs and
    traces, at the 274 log-spaced epochs of the IB literature (plus epoch 0), per-layer region
    counts, ``I(X;T)`` and ``I(T;Y)`` for the ``layer``, ``prefix`` and ``suffix`` scopes, and the
-   30-bin baseline on the activations;
-3. partitions the input box ``[0,1]^12`` of the final net with ``2**20`` uniform samples and, when
-   :func:`partax.geometry.region_report` is available, writes the region report (``regions.npz``);
+   ``binned30`` baseline on the activations (30 bin edges over each layer's observed range, as
+   Shwartz-Ziv & Tishby's code: see :func:`partax.info.binned_mi`);
+3. partitions the input box ``[0,1]^12`` of the final net with ``2**20`` uniform samples and
+   writes the region report of :func:`partax.geometry.region_report` (``regions.npz``; if it
+   fails, the error is recorded in ``report.md`` and the demo goes on);
 4. writes ``out/``: ``trace.jsonl``, ``tables/`` (partitions at a few checkpoints),
    ``infoplane.png``, ``regions_per_epoch.png``, ``net.npz``, ``history.npz`` and ``report.md``.
 
@@ -239,8 +241,9 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         f"- network: {'-'.join(map(str, ARCHITECTURE))}, ReLU, Adam lr 4e-4, batch 256, {epochs} epochs, seed {seed}",
         f"- final training loss {hist['loss'][-1]:.4f}, accuracy {hist['accuracy'][-1]:.4f}",
         f"- traced {len(np.unique(tr['step']))} checkpoints (epoch 0 and log_spaced({epochs}, {n_trace})); "
-        f"scopes {', '.join(_SCOPES)}; baseline `{_BASELINE}` (30 equal bins over each layer's observed "
-        "activation range at the checkpoint)",
+        f"scopes {', '.join(_SCOPES)}; baseline `{_BASELINE}` (Shwartz-Ziv & Tishby "
+        "binning with 30 bin edges over each layer's observed activation range at the checkpoint, "
+        "i.e. 29 equal intervals plus the bin of the maximum)",
         f"- time: {seconds['total']:.1f} s total; training + tracing {t_train:.1f} s "
         f"(of which tracing {trace_seconds:.1f} s); box partition {box['seconds']:.1f} s",
         "",
@@ -258,15 +261,17 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         cells = [str(r["_layer"]), str(r.get("width", ""))]
         for s in _SCOPES + (_BASELINE,):
             d = r.get(s, {})
-            sat = " (sat)" if d.get("saturated") is True or d.get("saturated") == 1.0 else ""
-            cells += [_fmt(int(d["regions"])) + sat if "regions" in d else "–", _fmt(d.get("I_XT", np.nan)),
+            sat = " (sat)" if d.get("saturated", False) else ""  # load_trace: always bool
+            regions = int(d.get("regions", -1))  # int64, -1 where not recorded
+            cells += [_fmt(regions) + sat if regions >= 0 else "–", _fmt(d.get("I_XT", np.nan)),
                       _fmt(d.get("I_TY", np.nan))]
         md.append("| " + " | ".join(cells) + " |")
     md += [
         "",
         "## Figures",
         "",
-        "Information plane per scope and the 30-bin baseline (one curve per layer, colour = epoch):",
+        "Information plane per scope and the `binned30` baseline (30 bin edges over each layer's observed "
+        "range; one curve per layer, colour = epoch):",
         "",
         "![information plane](infoplane.png)",
         "",

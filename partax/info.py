@@ -19,7 +19,7 @@ the network does. :func:`measures` flags ``saturated=True`` when the plug-in ``H
 their region (Good–Turing coverage ``1 - f1/N < 0.5``).
 
 Baselines on raw activations ``t[N, width]`` (for side-by-side comparison):
-:func:`binned_mi` (fixed-range bins of Shwartz-Ziv & Tishby, or the unbounded ``floor(t/binsize)``
+:func:`binned_mi` (fixed-range bins of Shwartz-Ziv & Tishby, ``bins`` edges, or the unbounded ``floor(t/binsize)``
 of Saxe et al.), :func:`adaptive_binned_mi` (per-unit quantile edges) and :func:`kde_mi`
 (the Kolchinsky–Tracey pairwise-distance bounds used by Saxe et al. 2018, computed in blocks).
 
@@ -199,8 +199,9 @@ def information_plane(partition, scope: str = "layer", estimator: str = "plugin"
     """Per-layer information measures of a partition.
 
     Args:
-      partition: a :class:`~partax.partition.Partition` (uses ``partition.widths`` and
-        ``partition.table(scope, l)`` for ``l = 1..L``).
+      partition: one :class:`~partax.partition.Partition` (uses ``partition.widths`` and
+        ``partition.table(scope, l)`` for ``l = 1..L``); for a stacked net, pass one member's
+        (``partax.partition`` returns a tuple, one per member).
       scope: ``"layer"``, ``"prefix"`` or ``"suffix"``.
       estimator: ``"plugin"`` or ``"miller_madow"``.
 
@@ -214,6 +215,13 @@ def information_plane(partition, scope: str = "layer", estimator: str = "plugin"
       >>> ip["I_XT"], ip["I_TY"]  # doctest: +SKIP
     """
     _check_estimator(estimator)
+    if isinstance(partition, (tuple, list)):
+        raise TypeError(
+            f"partition: expected one Partition, got a {type(partition).__name__} of {len(partition)} "
+            "(partax.partition of a stacked net returns one per member): pass one element, e.g. partition[0]"
+        )
+    if not hasattr(partition, "widths") or not hasattr(partition, "table"):
+        raise TypeError(f"partition: expected a partax Partition, got {type(partition).__name__}")
     L = len(partition.widths)
     rows = [measures(partition.table(scope, l), estimator) for l in range(1, L + 1)]
     out = {"layer": np.arange(1, L + 1, dtype=np.int64)}
@@ -317,11 +325,15 @@ def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: f
 
     Two modes:
 
-    * ``binsize=None`` (Shwartz-Ziv & Tishby 2017): ``bins`` equal bins with edges
-      ``np.linspace(lo, hi, bins + 1)``; each value goes to the left edge of its bin, i.e. bin
-      ``np.digitize(v, edges) - 1``, bins closed on the left and open on the right, except the
-      last which also holds ``hi``. Values outside ``[lo, hi]`` are **clipped** into the first or
-      last bin. ``range=None`` uses the data's own ``(t.min(), t.max())``.
+    * ``binsize=None`` (Shwartz-Ziv & Tishby 2017): ``bins`` is the number of bin **edges**,
+      exactly as ``num_of_bins`` in their code: ``edges = np.linspace(lo, hi, bins)`` (so
+      ``bins - 1`` equal intervals, 29 for the default 30), and each value ``v`` is mapped to the
+      left edge of its bin, ``edges[np.digitize(v, edges) - 1]``. Inside ``[lo, hi]`` this is
+      their binning exactly: intervals ``[e_i, e_{i+1})`` closed on the left, plus one more bin
+      for the value ``hi`` itself (``np.digitize`` puts it past the last edge). Values above ``hi``
+      join that last bin (as in the reference); values below ``lo`` are **clipped** into the first
+      bin (the reference's ``edges[-1]`` would wrap them round to ``hi``, an artefact not
+      reproduced). ``range=None`` uses the data's own ``(t.min(), t.max())``.
     * ``binsize=s`` (Saxe et al. 2018): bin ``floor(v / s)``, unbounded (``bins`` and ``range``
       are ignored).
 
@@ -330,7 +342,8 @@ def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: f
     Args:
       t: activations ``[N, width]`` (or ``[N]``), floating.
       y: integer labels ``[N]`` or None.
-      bins: number of bins per unit (fixed-range mode).
+      bins: number of bin edges per unit (fixed-range mode, ``>= 2``): ``bins - 1`` equal
+        intervals over ``range`` plus the bin of ``hi``, as in Shwartz-Ziv & Tishby's code.
       range: ``(lo, hi)`` with ``lo < hi``, or None for the data range.
       binsize: bin width for the unbounded mode.
       estimator: ``"plugin"`` or ``"miller_madow"``.
@@ -340,8 +353,10 @@ def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: f
 
     Example:
       >>> import numpy as np
-      >>> binned_mi(np.array([[-0.9], [0.0], [0.95]]), np.array([0, 1, 1]), bins=2).bins
+      >>> binned_mi(np.array([[-0.9], [0.0], [0.95]]), np.array([0, 1, 1]), bins=3).bins
       2
+      >>> binned_mi(np.array([[-0.9], [0.0], [1.0]]), bins=3).bins  # hi has its own bin
+      3
     """
     _check_estimator(estimator)
     t = _check_t(t)
@@ -352,8 +367,8 @@ def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: f
             raise ValueError(f"binsize: expected a positive finite number, got {binsize}")
         b = np.floor(t.astype(np.float64) / binsize).astype(np.int64)
     else:
-        if bins is None or int(bins) < 1:
-            raise ValueError(f"bins: expected a positive int, got {bins}")
+        if bins is None or isinstance(bins, bool) or int(bins) != bins or int(bins) < 2:
+            raise ValueError(f"bins: expected an int >= 2 (the number of bin edges), got {bins!r}")
         bins = int(bins)
         if range is None:
             lo, hi = float(t.min()), float(t.max())
@@ -366,8 +381,9 @@ def binned_mi(t, y=None, *, bins: int | None = 30, range=(-1.0, 1.0), binsize: f
                 raise ValueError(f"range: expected (lo, hi) or None, got {range!r}") from None
             if not (lo < hi and np.isfinite(lo) and np.isfinite(hi)):
                 raise ValueError(f"range: expected finite lo < hi, got {range!r}")
-        edges = np.linspace(lo, hi, bins + 1)
-        b = np.clip(np.searchsorted(edges, t.astype(np.float64), side="right") - 1, 0, bins - 1)
+        edges = np.linspace(lo, hi, bins)
+        # index of the left edge, as edges[np.digitize(t, edges) - 1]; below lo: clipped to 0
+        b = np.maximum(np.digitize(t.astype(np.float64), edges) - 1, 0)
     return _mi_from_ids(_row_ids(b), y, estimator)
 
 

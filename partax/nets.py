@@ -60,7 +60,7 @@ def _parse_activation(activation) -> tuple[str, float]:
 
 
 @jax.tree_util.register_pytree_node_class
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Net:
     """An MLP with piecewise-linear hidden activations, as an immutable pytree.
 
@@ -164,6 +164,9 @@ class Net:
     @property
     def dtype(self):
         return self.weights[0].dtype
+
+    def __bool__(self) -> bool:
+        return True
 
     def __len__(self) -> int:
         if not self.stack_shape:
@@ -270,6 +273,9 @@ def _atomic_write_bytes(path, data: bytes) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -322,7 +328,7 @@ def load_net(path) -> Net:
     path = os.fspath(path)
     try:
         loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
+    except OSError:
         raise
     except Exception:  # not a NumPy file at all
         loaded = None
@@ -332,7 +338,7 @@ def load_net(path) -> Net:
         files = dict(f)
     try:
         header = json.loads(bytes(files["header"]).decode())
-        ok = header.get("format") == _FORMAT
+        ok = header.get("format") == _FORMAT and {"version", "num_layers", "activation"} <= set(header)
     except Exception:
         ok = False
     if not ok:

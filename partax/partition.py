@@ -139,7 +139,7 @@ def load_partition(path) -> Partition:
             arrays = dict(f)
         header = json.loads(bytes(arrays["header"]).decode())
         ok = header.get("format") == _FORMAT
-    except FileNotFoundError:
+    except OSError:
         raise
     except Exception:
         ok = False
@@ -275,7 +275,7 @@ def partition(
     if len(net.stack_shape) > 1:
         raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
     scopes = _validate_scopes(scopes)
-    if not (np.isfinite(boundary_tol) and boundary_tol >= 0):
+    if not (isinstance(boundary_tol, (int, float, np.floating)) and np.isfinite(boundary_tol) and boundary_tol >= 0):
         raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
     src = as_source(source, labels)
     if isinstance(src, Sampler):
@@ -396,15 +396,13 @@ def partition(
                 in_flight.append(pool.submit(reduce, dispatch(chunk)))  # dispatch is asynchronous
                 while len(in_flight) > _REDUCE_THREADS:
                     collect(in_flight.popleft())
-                while merges and merges[0].done():
-                    merges.pop(0).result()  # surfaces errors (hash collisions) early
+                while merges and (merges[0].done() or len(merges) > _REDUCE_THREADS):
+                    merges.pop(0).result()  # bounded queue; surfaces errors (collisions) early
             while in_flight:
                 collect(in_flight.popleft())
             for m in merges:
                 m.result()
     finally:
-        for f in in_flight:
-            f.cancel()
         if bar is not None:
             bar.close()
     if total[0] == 0:

@@ -78,6 +78,8 @@ def _check_labels(y, n: int, name: str = "labels") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) (one label per input), got {y.shape}")
+    if y.dtype == bool:
+        y = y.astype(np.int64)
     if y.size and not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.floor(y) == y):
             y = y.astype(np.int64)
@@ -158,11 +160,33 @@ class BatchSource(Source):
         if self._used:
             raise ValueError("source: this iterable of batches was already consumed")
         self._used = True
-        buf_x, buf_y, have, start = [], [], 0, 0
+        pending_x, pending_y, have, start = [], [], 0, 0  # rows not yet cut into chunks
 
         def batches():
             yield self._first
             yield from self._it
+
+        def cut(size):
+            """Takes ``size`` rows off the front of the pending batches (copies ``size`` rows)."""
+            nonlocal have
+            xs, ys, need = [], [], size
+            while need:
+                x, y = pending_x[0], (pending_y[0] if pending_y else None)
+                take = min(need, x.shape[0])
+                xs.append(x[:take])
+                if y is not None:
+                    ys.append(y[:take])
+                if take == x.shape[0]:
+                    pending_x.pop(0)
+                    if pending_y:
+                        pending_y.pop(0)
+                else:
+                    pending_x[0] = x[take:]
+                    if pending_y:
+                        pending_y[0] = y[take:]
+                need -= take
+            have -= size
+            return np.concatenate(xs), (np.concatenate(ys) if ys else None)
 
         for i, batch in enumerate(batches()):
             x, y = self._split(batch, i)
@@ -170,23 +194,21 @@ class BatchSource(Source):
                 raise ValueError(f"source: batch {i} has {x.shape[1]} columns, expected {self.dim}")
             if (y is not None) != self.has_labels:
                 raise ValueError(f"source: batch {i} {'lacks' if y is None else 'has'} labels unlike batch 0")
-            x = np.asarray(x)
-            buf_x.append(x)
+            if x.shape[0] == 0:
+                continue
+            pending_x.append(np.asarray(x))
             if y is not None:
-                buf_y.append(y)
+                pending_y.append(y)
             have += x.shape[0]
             while have >= batch_size:
-                xs = np.concatenate(buf_x)
-                ys = np.concatenate(buf_y) if buf_y else None
-                yield Chunk(xs[:batch_size], None if ys is None else ys[:batch_size], start, batch_size)
+                xs, ys = cut(batch_size)
+                yield Chunk(xs, ys, start, batch_size)
                 start += batch_size
-                buf_x, have = [xs[batch_size:]], have - batch_size
-                buf_y = [ys[batch_size:]] if ys is not None else []
         if have:
-            xs = np.concatenate(buf_x)
-            ys = np.concatenate(buf_y) if buf_y else None
-            yield Chunk(np.pad(xs, ((0, batch_size - have), (0, 0))), ys, start, have)
-            start += have
+            n = have
+            xs, ys = cut(n)
+            yield Chunk(np.pad(xs, ((0, batch_size - n), (0, 0))), ys, start, n)
+            start += n
         if start == 0:
             raise ValueError("source: the iterable of batches holds no inputs")
 
@@ -262,13 +284,18 @@ class Sampler(Source):
             return None
         idx = np.asarray(indices, np.int64)
         blocks, inverse = np.unique(idx // self.block, return_inverse=True)
-        y = np.asarray(jax.jit(lambda s, b: s.generate_labels(b))(self, jnp.asarray(blocks, jnp.int32)))
+        y = np.asarray(_generate_labels_jit(self, jnp.asarray(blocks, jnp.int32)))
         return y.reshape(len(blocks), self.block)[inverse.reshape(-1), idx % self.block]
 
 
 @jax.jit
 def _generate_jit(sampler, blocks):
     return sampler.generate(blocks)
+
+
+@jax.jit
+def _generate_labels_jit(sampler, blocks):
+    return sampler.generate_labels(blocks)
 
 
 def _register(cls, data_fields, meta_fields):
@@ -358,12 +385,12 @@ _PlaneGrid = _register(_PlaneGrid, ["origin", "u", "v", "extent"], ["resolution"
 
 def _vector(a, name, dim, dtype):
     a = np.asarray(a, dtype)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: expected finite values, got {a!r}")
     if a.ndim == 0:
         return a, dim
     if a.ndim != 1 or (dim is not None and a.shape[0] != dim):
         raise ValueError(f"{name}: expected a scalar or a vector of length {dim or 'd'}, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: expected finite values")
     return a, a.shape[0]
 
 

@@ -185,6 +185,8 @@ class RegionTable:
             labels = np.asarray(labels)
             if num_classes is None:
                 num_classes = int(labels.max()) + 1 if n else 1
+            elif n and (labels.min() < 0 or labels.max() >= num_classes):
+                raise ValueError(f"labels: expected labels in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
             group = np.repeat(np.arange(starts.size), counts)
             label_counts = np.bincount(
                 group * num_classes + labels[order], minlength=starts.size * num_classes
@@ -243,7 +245,7 @@ class RegionTable:
             with np.load(path, allow_pickle=False) as f:
                 arrays = dict(f)
             ok = json.loads(bytes(arrays["header"]).decode()).get("format") == _FORMAT
-        except FileNotFoundError:
+        except OSError:
             raise
         except Exception:
             ok = False

@@ -165,7 +165,7 @@ def _parse_baseline(name: str) -> Callable:
         try:
             if kind in ("binned", "binned_fixed", "adaptive"):
                 k = int(arg)
-                if k < 1:
+                if k < (1 if kind == "adaptive" else 2):  # binned<K>: K edges, at least 2
                     raise ValueError
             else:
                 v = float(arg) if arg else 1e-3
@@ -199,8 +199,8 @@ def _parse_baseline(name: str) -> Callable:
         kde.per_estimator = False
         return kde
     raise ValueError(
-        f"baselines: unknown baseline {name!r}; expected 'binned<K>' (K bins over the layer's range), "
-        "'binned<K>_fixed' (K bins over (-1, 1)), 'binsize<s>' (floor(t/s)), 'adaptive<K>' "
+        f"baselines: unknown baseline {name!r}; expected 'binned<K>' (K >= 2 bin edges over the layer's "
+        "observed range), 'binned<K>_fixed' (K >= 2 edges over [-1, 1]), 'binsize<s>' (floor(t/s)), 'adaptive<K>' "
         "(quantile bins) or 'kde[<noise_var>]'"
     )
 
@@ -254,6 +254,7 @@ def _scan(path: str):
 
 
 def _column(values) -> np.ndarray:
+    """An unknown column: its dtype follows the values found."""
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool) for v in present):
         if len(present) == len(values):
@@ -268,19 +269,56 @@ def _column(values) -> np.ndarray:
     return np.asarray(["" if v is None else str(v) for v in values])
 
 
+#: Known columns and their fixed dtypes (whatever baselines were traced): integers use -1 for a
+#: missing value, ``saturated`` False, strings "", floats NaN.
+_INT_COLUMNS = ("step", "member", "layer", "width", "regions", "N")
+_BOOL_COLUMNS = ("saturated",)
+_STR_COLUMNS = ("scope", "estimator")
+_FLOAT_COLUMNS = ("H_T", "I_XT", "I_TY", "H_Y", "regions_per_input", "singleton_fraction", "coverage",
+                  "time", "seconds")
+
+
+def _typed_column(name: str, values) -> np.ndarray:
+    if name in _INT_COLUMNS:
+        return np.asarray([-1 if v is None else int(v) for v in values], dtype=np.int64)
+    if name in _BOOL_COLUMNS:
+        return np.asarray([False if v is None else bool(v) for v in values], dtype=bool)
+    if name in _STR_COLUMNS:
+        return np.asarray(["" if v is None else str(v) for v in values], dtype=str)
+    if name in _FLOAT_COLUMNS:
+        return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return _column(values)
+
+
+def _columns(rows) -> dict:
+    cols: list = []
+    for r in rows:
+        for k in r:
+            if k not in cols and k != "kind":
+                cols.append(k)
+    return {k: _typed_column(k, [r.get(k) for r in rows]) for k in cols}
+
+
 def load_trace(path) -> dict:
     """Reads a trace written by :class:`Tracer`.
 
     Args:
-      path: the trace directory (or the ``trace.jsonl`` file itself).
+      path: the trace directory (or the trace file itself, a path ending in ``.jsonl``).
 
     Returns:
       A dict column -> NumPy array, one entry per record of every committed checkpoint, in file
-      order: ``step`` (int64), ``scope`` and ``estimator`` (str), ``layer`` (int64), ``width``,
-      ``regions``, ``N``, ``H_T``, ``I_XT``, ``I_TY`` (float64; ``nan`` where absent), ``H_Y``,
-      ``regions_per_input``, ``singleton_fraction``, ``coverage``, ``saturated``, ``member``
-      (index in a stacked net, 0 otherwise), ``time`` (unix seconds), ``seconds`` (time to compute
-      the checkpoint). A partially written tail (crash) is ignored.
+      order. The known columns have fixed dtypes, whichever baselines were traced:
+
+      * int64 (``-1`` where a record has no value, e.g. ``regions`` of a ``kde`` baseline):
+        ``step``, ``member`` (index in a stacked net, 0 otherwise), ``layer``, ``width``,
+        ``regions``, ``N``;
+      * bool (``False`` where absent): ``saturated``;
+      * str: ``scope``, ``estimator``;
+      * float64 (``nan`` where absent): ``H_T``, ``I_XT``, ``I_TY``, ``H_Y``,
+        ``regions_per_input``, ``singleton_fraction``, ``coverage``, ``time`` (unix seconds),
+        ``seconds`` (time to compute the checkpoint).
+
+      Other columns take the dtype of their values. A partially written tail (crash) is ignored.
 
     Raises:
       FileNotFoundError: if there is no trace file at ``path``.
@@ -293,12 +331,7 @@ def load_trace(path) -> dict:
     if not os.path.exists(p):
         raise FileNotFoundError(f"path: no trace file at {p!r}")
     rows, _, _ = _scan(p)
-    cols: list = []
-    for r in rows:
-        for k in r:
-            if k not in cols and k != "kind":
-                cols.append(k)
-    return {k: _column([r.get(k) for r in rows]) for k in cols}
+    return _columns(rows)
 
 
 def _json_value(v):
@@ -336,14 +369,18 @@ class Tracer:
       scopes: scopes to record (``"layer"``, ``"prefix"``, ``"suffix"``).
       estimators: entropy estimators (``"plugin"``, ``"miller_madow"``).
       baselines: estimators on the hidden activations ``act(preactivations(x))``, recorded with
-        ``scope`` = the name: ``"binned<K>"`` (``K`` equal bins over the layer's observed
-        ``[min, max]`` at that checkpoint; suited to unbounded ReLU activations),
-        ``"binned<K>_fixed"`` (``K`` bins over ``(-1, 1)``, Shwartz-Ziv & Tishby for tanh),
+        ``scope`` = the name: ``"binned<K>"`` (``K`` bin *edges* over the layer's observed
+        ``[min, max]`` at that checkpoint, i.e. ``K - 1`` equal intervals plus the bin of the
+        maximum, Shwartz-Ziv & Tishby's ``num_of_bins`` convention, see
+        :func:`partax.info.binned_mi`; suited to unbounded ReLU activations),
+        ``"binned<K>_fixed"`` (``K`` edges over ``[-1, 1]``, Shwartz-Ziv & Tishby for tanh),
         ``"binsize<s>"`` (Saxe et al. ``floor(t/s)``), ``"adaptive<K>"`` (quantile bins),
         ``"kde"`` / ``"kde<var>"`` (Kolchinsky–Tracey bounds, ``estimator`` = ``"upper"`` /
         ``"lower"``; default noise variance 1e-3). Binning baselines use each of ``estimators``.
-      out: trace directory (created), or None to keep the records in memory only.
-      save_tables: also write each checkpoint's partition to ``out/tables/step_XXXXXX.npz``
+      out: trace directory (created; the trace is ``out/trace.jsonl``), or a path ending in
+        ``.jsonl`` naming the trace file itself (its directory is created, and ``tables/`` goes
+        next to it), or None to keep the records in memory only.
+      save_tables: also write each checkpoint's partition to ``tables/step_XXXXXX.npz`` next to the trace file
         (``_m<i>`` suffix per member of a stacked net; :func:`partax.load_partition` reads them):
         True (every checkpoint), False, or a sequence of steps (only those).
       batch_size: chunk size passed to :func:`partax.partition`.
@@ -430,8 +467,8 @@ class Tracer:
         self.records: list = []
         self.steps_done: set = set()
         if self.out is not None:
-            os.makedirs(self.out, exist_ok=True)
             path = _trace_path(self.out)
+            os.makedirs(self._dir, exist_ok=True)
             _, steps, end = _scan(path)
             self.steps_done.update(int(s) for s in steps)
             if os.path.exists(path) and os.path.getsize(path) != end:
@@ -439,6 +476,11 @@ class Tracer:
                     f.truncate(end)
                     f.flush()
                     os.fsync(f.fileno())
+
+    @property
+    def _dir(self) -> str:
+        """The directory holding the trace file (and ``tables/``)."""
+        return os.path.dirname(_trace_path(self.out)) or "."
 
     # -- schedule --------------------------------------------------------------------
     def wants(self, step: int) -> bool:
@@ -494,7 +536,7 @@ class Tracer:
                                              "width": widths[l - 1], "estimator": label, **fields})
         keep = self._table_steps is True or (isinstance(self._table_steps, frozenset) and step in self._table_steps)
         if keep and parts is not None:
-            d = os.path.join(self.out, "tables")
+            d = os.path.join(self._dir, "tables")
             os.makedirs(d, exist_ok=True)
             for i, p in enumerate(parts):
                 suffix = f"_m{i}" if net.stack_shape else ""
@@ -519,19 +561,14 @@ class Tracer:
                 f.flush()
                 os.fsync(f.fileno())
             if new:
-                _fsync_dir(self.out)
+                _fsync_dir(self._dir)
         self.records.extend(recs)
         self.steps_done.add(step)
 
     def trace(self) -> dict:
         """The records of this tracer (this session only) as columns, like :func:`load_trace`."""
         rows = [{k: _json_value(v) for k, v in r.items()} for r in self.records]
-        cols: list = []
-        for r in rows:
-            for k in r:
-                if k not in cols:
-                    cols.append(k)
-        return {k: _column([r.get(k) for r in rows]) for k in cols}
+        return _columns(rows)
 
     def __repr__(self) -> str:
         return (f"Tracer(N={self.x.shape[0]}, scopes={self.scopes}, estimators={self.estimators}, "

@@ -93,7 +93,7 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
-    key,
+    key=None,
     callbacks: Sequence[Callable] = (),
     progress: bool = False,
 ):
@@ -112,7 +112,8 @@ def fit(
       optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(4e-4)``).
       epochs: number of epochs (>= 0).
       batch_size: minibatch size (>= 1; capped at ``N``).
-      key: a ``jax.random`` key for the shuffling.
+      key: a ``jax.random`` key for the shuffling, or an int seed; None (the default) means
+        ``jax.random.key(0)``, so a run without a key is reproducible.
       callbacks: callables ``(epoch, net)``, e.g. a :class:`partax.Tracer`.
       progress: show a tqdm bar over epochs.
 
@@ -124,6 +125,7 @@ def fit(
     Example:
       >>> net, hist = fit(net, x, y, optax.adam(1e-3), epochs=10, batch_size=32,
       ...                 key=jax.random.key(0))  # doctest: +SKIP
+      >>> net, hist = fit(net, x, y, optax.adam(1e-3), epochs=10, batch_size=32)  # key(0)  # doctest: +SKIP
     """
     if not isinstance(net, Net):
         raise TypeError(f"net: expected a partax Net, got {type(net).__name__}")
@@ -146,6 +148,13 @@ def fit(
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    if key is None:
+        key = jax.random.key(0)
+    elif isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        key = jax.random.key(int(key))
+    elif not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                             or (key.dtype == jnp.uint32 and key.shape == (2,)))):
+        raise TypeError(f"key: expected a jax.random key, an int seed or None, got {type(key).__name__}")
     n = x.shape[0]
     batch_size = min(batch_size, n)
     callbacks = tuple(callbacks)

@@ -38,3 +38,49 @@ def table(code_rows, labels=None, num_classes=None):
         lc = np.zeros((len(uniq), C), np.int64)
         np.add.at(lc, (inverse, labels), 1)
     return uniq, first, counts, lc, inverse
+
+
+# --- the key function, written out in NumPy from its specification (partax.codes docstring) ---
+_M32 = 0xFFFFFFFF
+
+
+def _fmix32(h):
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _M32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def _mix(h, k):
+    k = (k * 0xCC9E2D51) & _M32
+    k = ((k << 15) | (k >> 17)) & _M32
+    k = (k * 0x1B873593) & _M32
+    h ^= k
+    h = ((h << 13) | (h >> 19)) & _M32
+    return (h * 5 + 0xE6546B64) & _M32
+
+
+def layer_words(bits_row):
+    """Packed uint32 words of one layer's code (bit i % 32 of word i // 32 is unit i)."""
+    words = [0] * (-(-len(bits_row) // 32))
+    for i, b in enumerate(bits_row):
+        if b:
+            words[i // 32] |= 1 << (i % 32)
+    return words
+
+
+def range_key(code_rows, first, last, seeds=(0x9E3779B1, 0x85EBCA77)):
+    """The 64-bit key of layers first..last of one input, from its per-layer bit rows (1..L)."""
+    lanes = []
+    for seed in seeds:
+        total = 0
+        for l in range(first, last + 1):
+            words = layer_words(code_rows[l - 1])
+            h = seed
+            for w in words:
+                h = _mix(h, w)
+            h = _fmix32(h ^ len(words))
+            total = (total + _fmix32(h ^ ((l * 0x9E3779B9) & _M32))) & _M32
+        lanes.append(_fmix32(total ^ (last - first + 1)))
+    return lanes[0] | (lanes[1] << 32)

@@ -129,3 +129,44 @@ def test_bad_inputs():
         partax.region_ids(net, np.zeros((2, 3), np.float32), "middle")
     with pytest.raises(TypeError, match="net"):
         partax.codes("net", np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("widths", [[3, 5, 40, 7, 1], [2, 33, 64, 1]])
+def test_keys_equal_the_written_out_key_function(widths):
+    """Pins the key function (keys are saved): a pure-Python version of its specification."""
+    from oracle import range_key
+
+    net = _net(widths)
+    x, pre = _safe_inputs(net, 20, seed=4)
+    L = len(widths) - 2
+    for scope in ("layer", "prefix", "suffix"):
+        ids = partax.region_ids(net, x, scope)
+        for n in range(len(x)):
+            rows = [list(z[n] > 0) for z in pre]
+            for l in range(1, L + 1):
+                f, t = {"layer": (l, l), "prefix": (1, l), "suffix": (l, L)}[scope]
+                assert int(ids[n, l - 1]) == range_key(rows, f, t)
+
+
+def test_non_finite_inputs_are_named():
+    net = _net([3, 4, 1])
+    x = np.zeros((5, 3), np.float32)
+    x[3, 2] = np.nan
+    with pytest.raises(ValueError, match="x: input 3 has a NaN or inf"):
+        partax.region_ids(net, x)
+    x[3, 2] = np.inf
+    with pytest.raises(ValueError, match="x: input 3 has a NaN or inf"):
+        partax.codes(net, x)
+
+
+def test_keys_from_bits_with_start():
+    from partax.codes import keys_from_bits
+
+    net = _net([3, 6, 5, 4, 1])
+    x, _ = _safe_inputs(net, 50, seed=2)
+    c = partax.codes(net, x)
+    bits = [c.bits(l) for l in (1, 2, 3)]
+    np.testing.assert_array_equal(keys_from_bits(bits[1:], 2, 3, start=2), partax.region_ids(net, x, "suffix")[:, 1])
+    np.testing.assert_array_equal(keys_from_bits(bits, 2, 2), partax.region_ids(net, x, "layer")[:, 1])
+    with pytest.raises(ValueError, match="first, last"):
+        keys_from_bits(bits[1:], 1, 2, start=2)

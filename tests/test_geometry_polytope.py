@@ -8,7 +8,8 @@ from scipy.optimize import linprog
 from scipy.spatial import ConvexHull, HalfspaceIntersection
 
 import partax
-from partax.geometry import Box, chebyshev, facets, halfspaces_batch, margins, neighbors, volumes
+from partax.geometry import (Box, chebyshev, facets, halfspaces_batch, margins, neighbors, region_keys,
+                             volumes)
 
 
 def _net(widths, seed=0, act="relu"):
@@ -193,19 +194,95 @@ def test_volumes_sum_to_box_in_1d():
     assert vol.sum() == pytest.approx(4.0, abs=1e-6)
 
 
-def test_suffix_scope_chebyshev_and_keys():
+def _identity_first_net(seed=6, d=6, widths=(8, 7), shift=5.0):
+    """A net whose first layer is ``h^1 = x + shift`` (all units active for |x| < shift), so a
+    latent point ``z`` of h^1 is the image of the input ``z - shift`` (the second layer undoes
+    the shift, so its hyperplanes cross the image of the input box)."""
+    rest = partax.mlp(jax.random.key(seed), [d, *widths, 2], bias_std=0.3)
+    W1 = np.eye(d, dtype=np.float32)
+    b1 = np.full(d, shift, np.float32)
+    W2 = np.asarray(rest.weights[0])
+    b2 = (np.asarray(rest.biases[0]) - shift * W2.sum(axis=0)).astype(np.float32)  # undo the shift
+    return partax.Net((W1, *rest.weights), (b1, b2, *rest.biases[1:]), rest.activation, rest.alpha)
+
+
+@pytest.mark.parametrize("scope", ["suffix", "layer"])
+def test_latent_scope_chebyshev_and_keys(scope):
+    # Oracle: partax.region_ids on the FULL net, at inputs mapped back from latent points.
+    net = _identity_first_net()
+    shift = 5.0
+    x = _x(6, 4, 40)
+    dom = Box(shift - 1.5, shift + 1.5)  # latent box: every point maps back to |input| < 1.5 < shift
+    c, r = chebyshev(net, x, scope=scope, layer=2, domain=dom, solver="highs")
+    assert c.shape == (4, 6) and np.all(r > 0)
+    own = partax.region_ids(net, x, scope)[:, 1]
+    np.testing.assert_array_equal(region_keys(net, x, scope=scope, layer=2), own)
+    rng = np.random.default_rng(0)
+    for n in range(4):
+        u = rng.normal(size=(50, 6))
+        u *= 0.9 * r[n] * rng.uniform(size=(50, 1)) / np.linalg.norm(u, axis=1, keepdims=True)
+        z = c[n] + u
+        back = (z - shift).astype(np.float32)
+        assert partax.codes(net, back).bits(1).all()  # the first layer is the identity there
+        np.testing.assert_array_equal(partax.region_ids(net, back, scope)[:, 1], own[n])
+        # region_keys of latent points agrees with the full net's keys at the mapped-back inputs
+        np.testing.assert_array_equal(region_keys(net, x, scope=scope, layer=2, points=z),
+                                      partax.region_ids(net, back, scope)[:, 1])
+
+
+def test_suffix_scope_chebyshev_codes_random_net():
+    # A random net (latent points cannot be mapped back): compare float64 NumPy codes of the
+    # rest of the net at points of the Chebyshev ball with the full net's codes of the exemplar.
     net = _net([3, 10, 8, 2], 6)
     x = _x(3, 4, 40)
     c, r = chebyshev(net, x, scope="suffix", layer=2, solver="highs")
     assert c.shape == (4, 10) and np.all(r > 0)
-    keys = partax.region_ids(net, x, "suffix")[:, 1]
-    sub = partax.Net(net.weights[1:], net.biases[1:], net.activation, net.alpha)
+    W2, b2 = np.asarray(net.weights[1], np.float64), np.asarray(net.biases[1], np.float64)
+    own = partax.codes(net, x).bits(2)
     rng = np.random.default_rng(0)
     for n in range(4):
         u = rng.normal(size=(50, 10))
         u *= 0.9 * r[n] * rng.uniform(size=(50, 1)) / np.linalg.norm(u, axis=1, keepdims=True)
-        k = partax.region_ids(sub, (c[n] + u).astype(np.float32), "suffix")[:, 0]
-        assert np.all(k == keys[n])
+        bits = (c[n] + u) @ W2 + b2 > 0
+        assert np.all(bits == own[n])
+
+
+@pytest.mark.parametrize("scope", ["prefix", "layer", "suffix"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_region_keys_match_region_ids_every_layer(scope, act):
+    net = _net([3, 9, 8, 7, 2], 11, act)
+    x = np.random.default_rng(5).normal(size=(64, 3)).astype(np.float32)
+    ref = partax.region_ids(net, x, scope)
+    for layer in (1, 2, 3):
+        np.testing.assert_array_equal(region_keys(net, x, scope=scope, layer=layer), ref[:, layer - 1])
+    np.testing.assert_array_equal(region_keys(net, x, scope=scope), ref[:, -1])
+
+
+def test_neighbors_suffix_keys_are_sampled_regions():
+    # The regions across the net facets of a suffix region at layer 2 are regions met by dense
+    # sampling: their keys appear in partax.partition's table. The first layer is x + shift,
+    # so sampling the input box samples the whole latent domain box.
+    shift = 5.0
+    net = _identity_first_net(seed=7, d=2, widths=(8, 6), shift=shift)
+    S = 400_000
+    z = np.random.default_rng(3).uniform(-1, 1, size=(S, 2)).astype(np.float32)
+    table = partax.partition(net, z, scopes=("suffix",), progress=False).table("suffix", 2)
+    t_keys = np.asarray(table.keys)
+    order = np.argsort(-np.asarray(table.counts))[:6]
+    ex = z[np.asarray(table.exemplars)[order]]
+    dom = Box(shift - 1, shift + 1)
+    fac, keys = neighbors(net, ex, scope="suffix", layer=2, domain=dom, solver="highs", return_facets=True)
+    units = 8 + 6  # rows of the scope's units, then the domain's
+    own = partax.region_ids(net, ex, "suffix")[:, 1]
+    net_keys = []
+    for n in range(len(ex)):
+        k = keys[n][fac[n] < units]
+        assert not np.any(k == own[n])  # across a net facet lies another region
+        net_keys.append(k)
+    net_keys = np.concatenate(net_keys)
+    assert net_keys.size >= 10
+    found = np.isin(net_keys, t_keys)
+    assert found.mean() >= 0.9, found.mean()
 
 
 def test_validation():
@@ -219,3 +296,42 @@ def test_validation():
         chebyshev(net, x, solver="glpk")
     with pytest.raises(ValueError, match="dimension"):
         volumes(partax.mlp(jax.random.key(0), [7, 4, 1]), np.zeros((1, 7), np.float32), domain=Box(-1, 1), method="exact")
+
+
+def test_empty_inputs_give_empty_results():
+    net = _net([3, 6, 5, 2], 0)
+    x0 = np.zeros((0, 3), np.float32)
+    box = Box(-1, 1)
+    assert margins(net, x0, domain=box).shape == (0,)
+    c, r = chebyshev(net, x0, solver="highs")
+    assert c.shape == (0, 3) and r.shape == (0,)
+    c, r = chebyshev(net, x0, scope="suffix", layer=2, solver="highs")
+    assert c.shape == (0, 6) and r.shape == (0,)
+    assert facets(net, x0, domain=box, solver="highs") == []
+    assert neighbors(net, x0, solver="highs") == []
+    assert neighbors(net, x0, solver="highs", return_facets=True) == ([], [])
+    for method in ("exact", "mc"):
+        v, e = volumes(net, x0, domain=box, method=method, solver="highs")
+        assert v.shape == (0,) and e.shape == (0,)
+    assert region_keys(net, x0).shape == (0,)
+    A, b = halfspaces_batch(net, x0, domain=box)
+    assert A.shape == (0, 6 + 5 + 6, 3) and b.shape == (0, 17)
+
+
+def test_bad_reach_and_samples_are_named():
+    net = _net([2, 8, 8, 1], 0)
+    x = _x(2, 2, 0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="reach"):
+            chebyshev(net, x, reach=bad, solver="highs")
+        with pytest.raises(ValueError, match="reach"):
+            facets(net, x, reach=bad, solver="highs")
+        with pytest.raises(ValueError, match="reach"):
+            neighbors(net, x, reach=bad, solver="highs")
+    with pytest.raises(ValueError, match="radius_cap"):
+        chebyshev(net, x, radius_cap=0, solver="highs")
+    for bad in (0, -5, 2.5):
+        with pytest.raises(ValueError, match="num_samples"):
+            volumes(net, x, domain=Box(-1, 1), method="mc", num_samples=bad)
+    with pytest.raises(ValueError, match="num_rays"):
+        facets(net, x, num_rays=0, solver="highs")

@@ -30,6 +30,7 @@ def test_report_columns(setup):
     # exemplars are the inputs at the table's exemplar indices, and lie in their regions
     np.testing.assert_array_equal(rep.exemplars, x[t.exemplars])
     np.testing.assert_array_equal(partax.region_ids(net, rep.exemplars, "prefix")[:, 1], t.keys)
+    assert rep.key_ok.dtype == bool and rep.key_ok.all()
     # cheap columns everywhere, LP columns for the 6 most populated
     assert np.all(np.isfinite(rep.margin)) and np.all(np.isfinite(rep.out_norm))
     assert rep.has_lp.sum() == 6
@@ -58,6 +59,56 @@ def test_report_columns(setup):
     assert np.all(rep.radius[lp_rows] >= rep.margin[lp_rows] - 1e-9)
 
 
+def test_report_volumes_reuse_chebyshev(setup, monkeypatch):
+    # one Chebyshev LP batch per LP batch of regions (facets' centres are passed on to volumes),
+    # and the volumes still equal those of partax.geometry.volumes
+    from partax.geometry import lp, volumes
+
+    net, x, p = setup
+    box = Box(-1, 1)
+    calls = []
+    real = lp.chebyshev
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(lp, "chebyshev", counting)
+    rep = region_report(net, p, x, domain=box, max_regions=6, solver="highs", progress=False)
+    assert len(calls) == 1
+    monkeypatch.setattr(lp, "chebyshev", real)
+    rows = np.flatnonzero(rep.has_lp)
+    v, _ = volumes(net, rep.exemplars[rows], domain=box, solver="highs")
+    np.testing.assert_allclose(rep.volume[rows], v, rtol=1e-9, atol=1e-12)
+
+
+def test_report_rejects_wrong_source(setup):
+    net, x, p = setup
+    other = np.random.default_rng(99).uniform(-1, 1, x.shape).astype(np.float32)  # same shape, other inputs
+    with pytest.raises(ValueError, match="source"):
+        region_report(net, p, other, max_regions=0, progress=False)
+    other_net = partax.mlp(jax.random.key(7), [2, 8, 8, 1], bias_std=0.3)
+    with pytest.raises(ValueError, match="net differs"):
+        region_report(other_net, p, x, max_regions=0, progress=False)
+
+
+def test_report_key_ok_marks_a_few_moved_exemplars(setup):
+    net, x, p = setup
+    t = p.table("prefix", 2)
+    moved = x.copy()
+    # move the exemplars of 3 regions onto the exemplar input of another region
+    own = partax.region_ids(net, x[t.exemplars], "prefix")[:, 1]
+    rows = [0, 1, 2]
+    for r in rows:
+        moved[t.exemplars[r]] = x[t.exemplars[r + 3]]
+    with pytest.warns(RuntimeWarning, match="3 of"):
+        rep = region_report(net, p, moved, max_regions=0, progress=False)
+    # independent: keys of the regenerated exemplars on the full net
+    ref = partax.region_ids(net, moved[t.exemplars], "prefix")[:, 1] == t.keys
+    np.testing.assert_array_equal(rep.key_ok, ref)
+    assert not ref[rows].any() and ref.sum() == len(t) - 3 and np.all(own == t.keys)
+
+
 def test_report_save_load(setup, tmp_path):
     net, x, p = setup
     rep = region_report(net, p, x, max_regions=3, solver="highs", progress=False)
@@ -79,6 +130,9 @@ def test_report_suffix_scope(setup):
     assert rep.center.shape == (len(rep), 8)
     assert rep.meta["dim"] == 8
     assert np.all(rep.radius[rep.has_lp] > 0)
+    # the exemplars lie in their suffix regions: keys as partax.region_ids on the full net
+    assert rep.key_ok.all()
+    np.testing.assert_array_equal(partax.region_ids(net, rep.exemplars, "suffix")[:, 1], rep.keys)
 
 
 def test_report_validation(setup):

@@ -145,6 +145,23 @@ def test_information_plane_per_layer():
     assert ip["saturated"].dtype == bool and ip["regions"].dtype == np.int64
 
 
+def test_information_plane_rejects_stacked_tuple():
+    import jax
+
+    import partax
+
+    nets = partax.stack_nets([partax.mlp(jax.random.key(s), [3, 4, 2]) for s in range(2)])
+    x = np.random.default_rng(0).uniform(-1, 1, (50, 3)).astype(np.float32)
+    parts = partax.partition(nets, x, progress=False)
+    assert isinstance(parts, tuple)
+    with pytest.raises(TypeError, match="partition.*one element"):
+        info.information_plane(parts)
+    with pytest.raises(TypeError, match="partition"):
+        info.information_plane(np.zeros(3))
+    ip = info.information_plane(parts[1])  # one element works
+    assert ip["regions"].shape == (1,) and ip["regions"][0] >= 1
+
+
 # -- binning baselines ------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,w,bins,rng_,seed", [(300, 3, 30, (-1, 1), 0), (1000, 5, 4, (0, 2), 1),
@@ -155,15 +172,50 @@ def test_binned_fixed_range_vs_digitize(n, w, bins, rng_, seed):
     y = rng.integers(0, 3, n)
     r = info.binned_mi(t, y, bins=bins, range=rng_)
     lo, hi = (t.min(), t.max()) if rng_ is None else rng_
-    edges = np.linspace(lo, hi, bins + 1)
-    # oracle: Shwartz-Ziv & Tishby left-edge assignment, values clipped into [lo, hi]
+    # oracle: Shwartz-Ziv & Tishby's formula (``bins`` edges, left edge of the bin) on the
+    # values clipped into [lo, hi] (the documented handling of values outside the range)
+    edges = np.linspace(lo, hi, bins)
     tc = np.clip(t.astype(np.float64), lo, hi)
-    idx = np.minimum(np.digitize(tc, edges) - 1, bins - 1)
-    left = edges[idx]
+    left = edges[np.digitize(tc, edges) - 1]
     rows = [tuple(r_) for r_ in left.tolist()]
     assert r.I_XT == pytest.approx(_h_counter(rows), abs=1e-10)
     assert r.I_TY == pytest.approx(_mi_counter(rows, y.tolist()), abs=1e-10)
     assert r.bins == len(set(rows)) and r.N == n
+
+
+def _sz_tishby_reference(data, labels, num_of_bins):
+    """Shwartz-Ziv & Tishby's binning, formula for formula: ``num_of_bins`` edges on [-1, 1],
+    each value replaced by the left edge of its bin, one outcome per distinct row."""
+    bins = np.linspace(-1, 1, num_of_bins)
+    digitized = bins[np.digitize(np.squeeze(data.reshape(1, -1)), bins) - 1].reshape(len(data), -1)
+    b2 = np.ascontiguousarray(digitized).view(np.dtype((np.void, digitized.dtype.itemsize * digitized.shape[1])))
+    _, unique_inverse_t, unique_counts = np.unique(b2, return_index=False, return_inverse=True, return_counts=True)
+    p_ts = unique_counts / float(sum(unique_counts))
+    H_T = -np.sum(p_ts * np.log2(p_ts))
+    # I(T;Y) = H(T) - sum_y p(y) H(T | Y = y)
+    H_T_given_Y = 0.0
+    for c in np.unique(labels):
+        sel = unique_inverse_t.ravel()[labels == c]
+        _, cnt = np.unique(sel, return_counts=True)
+        p = cnt / cnt.sum()
+        H_T_given_Y += (cnt.sum() / len(labels)) * -np.sum(p * np.log2(p))
+    return H_T, H_T - H_T_given_Y, len(unique_counts)
+
+
+@pytest.mark.parametrize("n,w,num_of_bins,seed", [(500, 4, 30, 0), (2000, 2, 30, 1), (800, 3, 7, 2),
+                                                  (300, 10, 2, 3)])
+def test_binned_matches_shwartz_ziv_tishby_reference(n, w, num_of_bins, seed):
+    rng = np.random.default_rng(seed)
+    t = np.tanh(rng.normal(0, 2.0, (n, w)).astype(np.float32))
+    t[:5] = np.tanh(np.float32(20.0))  # float32 tanh saturates to exactly 1: the edge hi
+    t[5:8] = -1.0
+    assert np.any(t == 1.0) and np.any(t == -1.0)
+    y = rng.integers(0, 2, n)
+    h_ref, i_ref, k_ref = _sz_tishby_reference(t, y, num_of_bins)
+    r = info.binned_mi(t, y, bins=num_of_bins, range=(-1, 1))
+    assert abs(r.H_T - h_ref) < 1e-12 and abs(r.I_XT - h_ref) < 1e-12
+    assert abs(r.I_TY - i_ref) < 1e-12
+    assert r.bins == k_ref
 
 
 @pytest.mark.parametrize("binsize,seed", [(0.07, 0), (0.5, 1)])
@@ -199,6 +251,8 @@ def test_binned_errors():
         info.binned_mi(t, range=(1, -1))
     with pytest.raises(ValueError, match="binsize"):
         info.binned_mi(t, binsize=0)
+    with pytest.raises(ValueError, match="bins"):
+        info.binned_mi(t, bins=1)  # one edge is not a binning
     with pytest.raises(ValueError, match="y"):
         info.binned_mi(t, np.zeros(4, int))
     with pytest.raises(ValueError, match="t"):

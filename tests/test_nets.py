@@ -40,6 +40,8 @@ def test_net_is_a_pytree_and_jits():
     x = jnp.ones((3, 4))
     np.testing.assert_allclose(jax.jit(lambda n, x: n(x))(net, x), net(x), rtol=1e-6)
     assert doubled.activation == net.activation
+    np.testing.assert_allclose(np.asarray(doubled.weights[0]), 2 * np.asarray(net.weights[0]))
+    assert bool(net) and net != doubled and net == net  # identity equality, no array truth values
     with pytest.raises(dataclasses_error()):
         net.activation = "x"
 

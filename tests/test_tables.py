@@ -93,3 +93,19 @@ def test_save_load(tmp_path):
 def test_lookup():
     t = RegionTable.from_keys(np.array([9, 3, 3], np.uint64))
     np.testing.assert_array_equal(t.lookup(np.array([3, 4, 9], np.uint64)), [0, -1, 1])
+
+
+def test_labels_out_of_range_are_rejected():
+    with pytest.raises(ValueError, match=r"labels: expected labels in 0..1"):
+        RegionTable.from_keys(np.array([1, 2], np.uint64), labels=np.array([2, 0]), num_classes=2)
+
+
+def test_saved_files_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    t = RegionTable.from_keys(np.array([1, 2], np.uint64))
+    t.save(tmp_path / "t.npz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "t.npz").st_mode) == 0o666 & ~umask

@@ -122,6 +122,11 @@ def test_tracer_records_match_numpy_oracle(tmp_path):
         assert d["I_XT"][sel][0] == pytest.approx(_h(rows), abs=1e-9)
         sel = (d["scope"] == "binned30") & (d["layer"] == l) & (d["estimator"] == "plugin")
         assert d["I_XT"][sel][0] == pytest.approx(info.binned_mi(a, y, bins=30, range=None).I_XT, abs=1e-6)
+        # independent: Shwartz-Ziv & Tishby's binning, 30 edges over the observed range
+        a64 = a.astype(np.float64)
+        edges = np.linspace(a64.min(), a64.max(), 30)
+        left = edges[np.digitize(a64, edges) - 1]
+        assert d["I_XT"][sel][0] == pytest.approx(_h([tuple(r) for r in left.tolist()]), abs=1e-9)
     # the tables side file is a loadable Partition
     p = partax.load_partition(tmp_path / "tables" / "step_000007.npz")
     assert p.num_regions("prefix").tolist() == d["regions"][(d["scope"] == "prefix") & (d["estimator"] == "plugin")].astype(int).tolist()
@@ -165,6 +170,8 @@ def test_tracer_validation(tmp_path):
         Tracer(x, y, estimators=("nsb?",))
     with pytest.raises(ValueError, match="baselines"):
         Tracer(x, y, baselines=("binnedX",))
+    with pytest.raises(ValueError, match="baselines"):
+        Tracer(x, y, baselines=("binned1",))  # one edge is not a binning
     with pytest.raises(ValueError, match="y"):
         Tracer(x, y[:5])
     with pytest.raises(ValueError, match="every"):
@@ -176,6 +183,53 @@ def test_tracer_validation(tmp_path):
         tr(0, partax.mlp(jax.random.key(0), [4, 3, 2]))
     with pytest.raises(FileNotFoundError):
         load_trace(tmp_path / "nothing")
+
+
+def test_tracer_out_jsonl_file(tmp_path):
+    # out= may name the trace file itself (as load_trace accepts): its directory is created and
+    # tables/ goes next to it
+    x, y = _data(100, 3)
+    net = partax.mlp(jax.random.key(0), [3, 4, 2])
+    path = tmp_path / "runs" / "a" / "run.jsonl"
+    tr = Tracer(x, y, out=path, save_tables=True)
+    tr(0, net)
+    tr(1, net)
+    assert path.is_file()
+    assert (tmp_path / "runs" / "a" / "tables" / "step_000001.npz").is_file()
+    assert not (path / "tables").exists()
+    d = load_trace(path)
+    assert sorted(set(d["step"].tolist())) == [0, 1]
+    assert Tracer(x, y, out=path).steps_done == {0, 1}  # resumes from the same file
+    # a bare file name in the working directory
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        tr = Tracer(x, y, out="bare.jsonl")
+        tr(0, net)
+        assert load_trace("bare.jsonl")["step"].tolist()[0] == 0
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("baselines", [(), ("binned30",), ("kde",), ("binned30", "kde")])
+def test_load_trace_fixed_dtypes(tmp_path, baselines):
+    x, y = _data(120, 3)
+    net = partax.mlp(jax.random.key(0), [3, 5, 4, 2], bias_std=0.2)
+    tr = Tracer(x, y, out=tmp_path, scopes=("layer",), baselines=baselines)
+    tr(0, net)
+    for d in (load_trace(tmp_path), tr.trace()):
+        for k in ("step", "member", "layer", "width", "regions", "N"):
+            assert d[k].dtype == np.int64, k
+        assert d["saturated"].dtype == bool
+        assert d["scope"].dtype.kind == "U" and d["estimator"].dtype.kind == "U"
+        for k in ("H_T", "I_XT", "I_TY", "time", "seconds"):
+            assert d[k].dtype == np.float64, k
+        kde = d["scope"] == "kde"
+        assert np.all(d["regions"][kde] == -1) and not d["saturated"][kde].any()
+        assert np.all(d["regions"][~kde] >= 1) and np.all(d["N"] == 120)
+        signs, _ = _np_signs(net, x)
+        sel = (d["scope"] == "layer") & (d["layer"] == 1)
+        assert d["regions"][sel][0] == len(set(map(tuple, signs[0].tolist())))
 
 
 # -- crash safety ----------------------------------------------------------------------

@@ -104,3 +104,21 @@ def test_fit_validation():
         fit(net, x, y, optax.sgd(0.1), epochs=-1, batch_size=4, key=k)
     net0, h = fit(net, x, y, optax.sgd(0.1), epochs=0, batch_size=4, key=k)
     assert h["loss"].shape == (0,)
+
+
+def test_fit_key_optional():
+    # key=None is documented as jax.random.key(0): same run as passing it, and an int seed works
+    x, y = _toy(40)
+    net = partax.mlp(jax.random.key(0), [3, 6, 2])
+    a, ha = fit(net, x, y, optax.sgd(0.1), epochs=3, batch_size=8)
+    b, hb = fit(net, x, y, optax.sgd(0.1), epochs=3, batch_size=8, key=jax.random.key(0))
+    c, hc = fit(net, x, y, optax.sgd(0.1), epochs=3, batch_size=8, key=0)
+    d, hd = fit(net, x, y, optax.sgd(0.1), epochs=3, batch_size=8, key=jax.random.key(5))
+    assert ha["loss"].shape == (3,) and np.all(np.isfinite(ha["loss"]))
+    np.testing.assert_array_equal(ha["loss"], hb["loss"])
+    np.testing.assert_array_equal(ha["loss"], hc["loss"])
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))
+    assert not np.array_equal(ha["loss"], hd["loss"])  # the key does drive the shuffling
+    with pytest.raises(TypeError, match="key"):
+        fit(net, x, y, optax.sgd(0.1), epochs=1, batch_size=8, key="seed")

@@ -171,6 +171,8 @@ def _words(net: Net, x):
 
 def _masks(net: Net, x) -> tuple:
     """Activation codes of every hidden layer, as :func:`partax.codes` computes them."""
+    if np.shape(x)[0] == 0:
+        return tuple(np.zeros((0, w), bool) for w in net.widths)
     c = Codes(tuple(np.asarray(w) for w in _words(net, jnp.asarray(x))), net.widths)
     return tuple(c.bits(l) for l in range(1, net.num_hidden + 1))
 

@@ -115,41 +115,49 @@ def _max_step(v, dv):
     return jnp.minimum(1.0, jnp.min(ratio))
 
 
+_INIT = 1
+_INIT_FLOOR = 1e-2
+
+
 def _ipm_one(c, A, b, x0, tol, max_iter):
     m, n = A.shape
     bn = 1.0 + jnp.linalg.norm(b)
     cn = 1.0 + jnp.linalg.norm(c)
     eye = jnp.eye(n, dtype=A.dtype)
+    hi = jax.lax.Precision.HIGHEST
 
-    def merit(x, s, y):
-        """Largest of the relative primal residual, dual residual and duality gap."""
-        rp = A @ x + s - b
-        rd = A.T @ y + c
+    def residuals(x, s, y):
+        """Primal and dual residuals and the merit: the largest of the relative primal
+        residual, dual residual and duality gap."""
+        rp = jnp.dot(A, x, precision=hi) + s - b
+        rd = jnp.dot(y, A, precision=hi) + c
         gap = s @ y / (1.0 + jnp.abs(c @ x))
         return rp, rd, jnp.maximum(jnp.maximum(jnp.linalg.norm(rp) / bn, jnp.linalg.norm(rd) / cn), gap)
 
-    def newton(chol, M, s, y, rp, rd, rc):
-        rhs = -rd - A.T @ ((-rc + y * rp) / s)
+    def factor(M):
+        return jnp.linalg.cholesky(M + (1e-13 * jnp.max(jnp.diag(M)) + 1e-300) * eye)
+
+    def newton(chol, M, s, y, rp, rd, rc, refine):
+        rhs = -rd - jnp.dot((-rc + y * rp) / s, A, precision=hi)
         dx = jax.scipy.linalg.cho_solve((chol, True), rhs)
-        # one step of iterative refinement against the unregularised normal matrix
-        dx = dx + jax.scipy.linalg.cho_solve((chol, True), rhs - M @ dx)
-        ds = -rp - A @ dx
+        if refine:  # one step of iterative refinement against the unregularised normal matrix
+            dx = dx + jax.scipy.linalg.cho_solve((chol, True), rhs - jnp.dot(M, dx, precision=hi))
+        ds = -rp - jnp.dot(A, dx, precision=hi)
         dy = (-rc - y * ds) / s
         return dx, ds, dy
 
     def body(state):
-        x, s, y, k, done, best, best_x, best_k = state
-        rp, rd, _ = merit(x, s, y)
+        x, s, y, rp, rd, k, done, best, best_x, best_k = state
         mu = s @ y / m
-        d = y / s
-        M = (A.T * d) @ A
-        chol = jnp.linalg.cholesky(M + (1e-13 * jnp.max(jnp.diag(M)) + 1e-300) * eye)
-        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y)
+        M = jnp.dot(A.T * (y / s), A, precision=hi)
+        chol = factor(M)
+        # predictor (affine-scaling) direction: only its step lengths and second-order term are used
+        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y, False)
         ap = _max_step(s, ds)
         ad = _max_step(y, dy)
         mu_aff = (s + ap * ds) @ (y + ad * dy) / m
         sigma = jnp.clip((mu_aff / mu) ** 3, 0.0, 1.0)
-        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y + ds * dy - sigma * mu)
+        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y + ds * dy - sigma * mu, True)
         ap = jnp.minimum(1.0, 0.99 * _max_step(s, ds))
         ad = jnp.minimum(1.0, 0.99 * _max_step(y, dy))
         xn, sn, yn = x + ap * dx, s + ap * ds, y + ad * dy
@@ -159,21 +167,35 @@ def _ipm_one(c, A, b, x0, tol, max_iter):
         s = jnp.where(bad, s, sn)
         y = jnp.where(bad, y, yn)
         k = k + 1
-        _, _, phi = merit(x, s, y)
+        rpn, rdn, phi = residuals(x, s, y)
+        rp = jnp.where(bad, rp, rpn)
+        rd = jnp.where(bad, rd, rdn)
         better = (phi < 0.5 * best) & ~bad
         best_x = jnp.where(better | (phi < best) & ~bad, x, best_x)
         best = jnp.where(~bad, jnp.minimum(best, phi), best)
         best_k = jnp.where(better, k, best_k)
         stalled = (k - best_k >= 15) | ((k - best_k >= 3) & (best <= 100 * tol))
         done = bad | (best <= tol) | (k >= max_iter) | stalled
-        return x, s, y, k, done, best, best_x, best_k
+        return x, s, y, rp, rd, k, done, best, best_x, best_k
 
     x = x0
-    s = jnp.maximum(b - A @ x, 1.0)
-    y = jnp.ones_like(b)
-    _, _, phi = merit(x, s, y)
-    state = (x, s, y, jnp.int32(0), phi <= tol, phi, x, jnp.int32(0))
-    _, _, _, k, _, best, x, _ = jax.lax.while_loop(lambda st: ~st[4], body, state)
+    if _INIT == 0:
+        s = jnp.maximum(b - jnp.dot(A, x, precision=hi), 1.0)
+        y = jnp.ones_like(b)
+    else:
+        # Mehrotra's starting point around x0: slacks b - A x0 and the least-norm dual
+        # solution of A^T y = -c, both shifted to be positive and centred.
+        s = b - jnp.dot(A, x, precision=hi)
+        M = jnp.dot(A.T, A, precision=hi)
+        y = -jnp.dot(A, jax.scipy.linalg.cho_solve((factor(M), True), c), precision=hi)
+        s = s + jnp.maximum(-1.5 * jnp.min(s), 0.0)
+        y = y + jnp.maximum(-1.5 * jnp.min(y), 0.0)
+        sy = s @ y
+        s, y = s + 0.5 * sy / jnp.sum(y) + _INIT_FLOOR, y + 0.5 * sy / jnp.sum(s) + _INIT_FLOOR
+    rp, rd, phi = residuals(x, s, y)
+    state = (x, s, y, rp, rd, jnp.int32(0), phi <= tol, phi, x, jnp.int32(0))
+    state = jax.lax.while_loop(lambda st: ~st[6], body, state)
+    k, best, x = state[5], state[7], state[8]
     # Stagnation near the optimum (ill-conditioned normal equations) is accepted within 100 tol.
     status = jnp.where(best <= 100 * tol, OPTIMAL, jnp.where(k >= max_iter, MAX_ITER, FAILED))
     return x, c @ x, status.astype(jnp.int32), k
@@ -193,7 +215,7 @@ def _solve_ipm(c, A, b, x0, tol, max_iter):
         pad = lambda v: np.concatenate([v, np.repeat(v[:1], P - B, axis=0)])
         cs, A, b, x0 = pad(cs), pad(A), pad(b), pad(x0)
     m = A.shape[1]
-    mp = -(-m // 16) * 16  # and the rows to a multiple of 16 with inert rows 0·x <= 1
+    mp = -(-m // 8) * 8  # and the rows to a multiple of 8 with inert rows 0·x <= 1
     if mp != m:
         A = np.concatenate([A, np.zeros((P, mp - m, A.shape[2]))], axis=1)
         b = np.concatenate([b, np.ones((P, mp - m))], axis=1)

@@ -15,6 +15,11 @@ Unbounded regions (``domain=None``): the LPs stay bounded because the Chebyshev
 region is large or unbounded. For facets, the same box bounds the LPs, so a facet that
 lies entirely farther than ``reach`` from the exemplar is not reported.
 
+An empty batch (``x`` with ``N = 0`` rows) gives empty results of the documented shapes.
+Keys (:func:`region_keys`, :func:`neighbors`) are always those of
+``partax.region_ids(net, x, scope)[:, layer-1]`` on the full net, also for the latent spaces
+of ``"layer"``/``"suffix"`` at ``layer >= 2``.
+
 Example:
     >>> import jax, numpy as np, partax
     >>> from partax.geometry import Box, margins, chebyshev
@@ -33,7 +38,7 @@ import warnings
 import numpy as np
 from scipy.spatial import ConvexHull, HalfspaceIntersection
 
-from partax.codes import region_ids
+from partax.codes import keys_from_bits
 from partax.geometry import lp as _lp
 from partax.geometry.local import _scope_rows
 
@@ -62,9 +67,46 @@ def _unit_rows(A, b):
     return A, b, live
 
 
+def _check_positive(name: str, value) -> float:
+    """``value`` as a float, or a ValueError naming the argument unless it is finite and > 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return v
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return int(value)
+
+
 def _setup(net, x, scope, layer, domain):
     A, b, space, _ = _scope_rows(net, x, scope, layer, domain)
     return A, b, space
+
+
+def _space_keys(space, pts) -> np.ndarray:
+    """Keys (as ``partax.region_ids(net, x, scope)[:, layer-1]``) of points of a scope's space.
+
+    The codes are those of the space's sub-network (the net's dtype); the keys are salted
+    with the scope's *absolute* layer range, so they equal the full net's keys.
+    """
+    from partax.geometry.local import _masks
+
+    pts = np.asarray(pts, space.net.dtype)
+    if pts.shape[0] == 0:
+        return np.zeros(0, np.uint64)
+    bits = _masks(space.net, pts)[: space.depth]
+    return _keys_of_bits(space, bits)
+
+
+def _keys_of_bits(space, bits) -> np.ndarray:
+    first = space.first
+    return keys_from_bits(bits, first, first + space.depth - 1, start=first)
 
 
 def region_keys(net, x, *, scope: str = "prefix", layer=None, points=None):
@@ -73,18 +115,35 @@ def region_keys(net, x, *, scope: str = "prefix", layer=None, points=None):
     Args:
       net, x, scope, layer: as elsewhere in this module.
       points: optional points ``[P, k]`` *in the scope's space* whose keys are wanted
-        instead (e.g. points across a facet); ``x`` is then only used to find the space.
+        instead (e.g. points across a facet); ``x`` is then only used to find the space
+        (it may have no rows).
 
     Returns:
-      ``numpy.uint64[N]`` (or ``[P]``).
-    """
-    from partax.geometry.local import scope_space
+      ``numpy.uint64[N]`` (or ``[P]``): the hash of the codes of the scope's layer range,
+      the same keys as :func:`partax.region_ids` on the full net (a latent point ``z`` of a
+      ``"layer"``/``"suffix"`` space gets the key any input mapped to ``z`` would get).
 
-    space = scope_space(net, x[:1] if points is not None else x, scope, layer)
-    pts = space.points if points is None else np.asarray(points, space.net.dtype)
-    if pts.shape[0] == 0:
-        return np.zeros(0, np.uint64)
-    return region_ids(space.net, pts, "prefix")[:, space.depth - 1]
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> from partax.geometry import region_keys
+      >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 8, 1], bias_std=0.1)
+      >>> x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+      >>> k = region_keys(net, x, scope="suffix", layer=2)
+      >>> bool((k == partax.region_ids(net, x, "suffix")[:, 1]).all())
+      True
+    """
+    from partax.geometry.local import _check_net, _check_x, scope_space
+
+    _check_net(net)
+    x = _check_x(x, net.input_dim)
+    if points is None:
+        space = scope_space(net, x, scope, layer)
+        return _space_keys(space, space.points)
+    space = scope_space(net, np.zeros((1, net.input_dim), net.dtype), scope, layer)
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] != space.dim:
+        raise ValueError(f"points: expected shape (P, {space.dim}) in the scope's space, got {tuple(pts.shape)}")
+    return _space_keys(space, pts)
 
 
 # --- margins ------------------------------------------------------------------------------------
@@ -141,8 +200,11 @@ def chebyshev(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
       ``(centers: float64[N, k], radii: float64[N])`` in the scope's space.
     """
     solver = _solver(solver)
+    reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
     A, b, space = _setup(net, x, scope, layer, domain)
     p = np.asarray(space.points, np.float64)
+    if p.shape[0] == 0:
+        return np.zeros((0, space.dim)), np.zeros(0)
     return _cheb(A, b, p, domain, solver, reach, radius_cap, tol)
 
 
@@ -206,8 +268,12 @@ def facets(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: st
       A list of ``N`` sorted ``int64`` arrays.
     """
     solver = _solver(solver)
+    reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
+    _check_count("num_rays", num_rays), _check_count("chunk", chunk)
     A, b, space = _setup(net, x, scope, layer, domain)
     p = np.asarray(space.points, np.float64)
+    if p.shape[0] == 0:
+        return []
     out = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol, num_rays, seed, chunk)
     return out[0]
 
@@ -241,21 +307,21 @@ def _facet_points(Au, bu, rows, centers, domain, solver, reach, radius_cap, tol)
     return base + np.einsum("fkj,fj->fk", Nb, w), rho
 
 
-def _step_keys(net, x, scope, layer, z, a, eps, floor, tries: int = 4):
+def _step_keys(space, z, a, eps, floor, tries: int = 4):
     """Keys of the points ``z + eps a``, shrinking ``eps`` (by 10, ``tries`` times) until the
     region found there has ``z`` in its closure (so no other boundary was jumped over)."""
-    from partax.geometry.local import _maps, _masks, _rows, scope_space
+    from partax.geometry.local import _maps, _masks, _rows
 
-    space = scope_space(net, x[:1], scope, layer)
     sub, depth = space.net, space.depth
     keys = np.zeros(len(z), np.uint64)
     todo = np.arange(len(z))
     for t in range(tries):
         q = (z[todo] + eps[todo, None] * a[todo]).astype(sub.dtype)
-        keys[todo] = region_ids(sub, q, "prefix")[:, depth - 1]
+        masks = _masks(sub, q)
+        keys[todo] = _keys_of_bits(space, masks[:depth])
         if t == tries - 1:
             break
-        A, b = _rows(_maps(sub, q, _masks(sub, q)), depth, None, z.shape[1])
+        A, b = _rows(_maps(sub, q, masks), depth, None, z.shape[1])
         A, b, live = _unit_rows(A, b)
         viol = np.where(live, np.einsum("fmk,fk->fm", A, z[todo]) - b, -np.inf).max(axis=1)
         ok = viol <= 1e-6 * (1.0 + np.abs(z[todo]).max(axis=1))
@@ -286,8 +352,12 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
       ``return_facets``).
     """
     solver = _solver(solver)
+    reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
+    _check_count("num_rays", num_rays), _check_count("chunk", chunk)
     A, b, space = _setup(net, x, scope, layer, domain)
     p = np.asarray(space.points, np.float64)
+    if p.shape[0] == 0:
+        return ([], []) if return_facets else []
     fac, Au, bu, centers, _ = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol,
                                       num_rays, seed, chunk)
     owner = np.concatenate([np.full(len(f), n) for n, f in enumerate(fac)]).astype(np.int64)
@@ -307,7 +377,7 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
         eps = 0.1 * np.minimum(np.nan_to_num(rho, nan=0.0), lim)
         floor = 64 * np.finfo(np.float32).eps * (1.0 + np.abs(z).max(axis=1))
         eps = np.minimum(np.maximum(eps, floor), 1.0)
-        keys[start : start + chunk] = _step_keys(net, x, scope, layer, z, a, eps, floor)
+        keys[start : start + chunk] = _step_keys(space, z, a, eps, floor)
     split = np.cumsum([len(f) for f in fac])[:-1]
     out = np.split(keys, split) if len(fac) else []
     return (fac, out) if return_facets else out
@@ -354,18 +424,32 @@ def volumes(net, x, *, scope: str = "prefix", layer=None, domain=None, method: s
         raise ValueError("domain: volumes need a bounded domain, pass a partax.Box")
     if method not in ("auto", "exact", "mc"):
         raise ValueError(f"method: expected 'auto', 'exact' or 'mc', got {method!r}")
+    num_samples = _check_count("num_samples", num_samples)
     solver = _solver(solver)
     A, b, space = _setup(net, x, scope, layer, domain)
+    p = np.asarray(space.points, np.float64)
+    return _volumes(A, b, p, None, None, method=method, num_samples=num_samples, key=key, solver=solver,
+                    tol=tol, facet_tol=facet_tol)
+
+
+def _volumes(A, b, p, centers, radii, *, method, num_samples, key, solver, tol, facet_tol):
+    """:func:`volumes` from the rows ``A[N, m, k], b[N, m]`` of a bounded domain's regions.
+
+    ``p``: the exemplars' points (IPM start); ``centers``/``radii``: the regions' Chebyshev data
+    if already known (else None: solved here).
+    """
     N, m, k = A.shape
     if method == "auto":
         method = "exact" if k <= _EXACT_MAX_DIM else "mc"
     if method == "exact" and k > _EXACT_MAX_DIM:
         raise ValueError(f"method: 'exact' supports dimension <= {_EXACT_MAX_DIM}, the scope's space has {k}")
-    p = np.asarray(space.points, np.float64)
-    Au, bu, live = _unit_rows(A, b)
-    centers, radii = _cheb(A, b, p, domain, solver, None, RADIUS_CAP, tol)
     vol = np.zeros(N)
     err = np.zeros(N)
+    if N == 0:
+        return vol, err
+    Au, bu, live = _unit_rows(A, b)
+    if centers is None:
+        centers, radii = _cheb(A, b, p, None, solver, None, RADIUS_CAP, tol)  # reach None: no reach box
     full = np.isfinite(radii) & (radii > facet_tol)
     if method == "exact":
         for n in np.flatnonzero(full):

@@ -9,7 +9,8 @@ scope/layer, regenerates each region's exemplar input, and fills one row per reg
   to the region's boundary), ``out_norm`` (Frobenius norm of the region's output map,
   from the scope's space), and — when the inputs were sampled uniformly from a box
   (``sample_box``) — ``mc_volume = count / total × box volume`` with its binomial
-  standard error ``mc_volume_err``;
+  standard error ``mc_volume_err``; ``key_ok`` (the regenerated exemplar lies in its region:
+  a check that ``source`` is the one the partition was computed from);
 * LP columns for the ``max_regions`` most populated regions (NaN, or -1 for integers,
   elsewhere): ``radius`` and ``center`` (Chebyshev), ``num_facets``, ``volume`` and
   ``volume_err`` (:func:`partax.geometry.volumes`, only with a bounded ``domain``).
@@ -30,20 +31,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 
 import numpy as np
 
 from partax.geometry import lp as _lp
 from partax.geometry.domains import Box, check_domain
 from partax.geometry.local import _scope_rows
-from partax.geometry.polytope import RADIUS_CAP, REACH, _cheb, _facets, _unit_rows, volumes
+from partax.geometry.polytope import (RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits, _unit_rows,
+                                      _volumes)
 from partax.nets import atomic_savez
 
 __all__ = ["RegionReport", "region_report", "cli_regions"]
 
 _FORMAT = "partax.regions"
 _COLUMNS = ("keys", "counts", "exemplar_index", "exemplars", "margin", "out_norm", "mc_volume",
-            "mc_volume_err", "radius", "center", "num_facets", "volume", "volume_err", "has_lp")
+            "mc_volume_err", "radius", "center", "num_facets", "volume", "volume_err", "has_lp", "key_ok")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,6 +60,10 @@ class RegionReport:
       ``sample_box``); radius: ``float64[M]``; center: ``float64[M, k]``;
       num_facets: ``int64[M]`` (-1 where not computed); volume, volume_err: ``float64[M]``;
       has_lp: ``bool[M]`` rows that got the LP columns.
+      key_ok: ``bool[M]`` the regenerated exemplar lies in the row's region (its key, recomputed
+        from the exemplar, equals the table's key). A few False rows can be legitimate (an
+        exemplar within float32 rounding of a boundary); their polytope columns describe the
+        region the exemplar falls in now, not the table's region.
       meta: dict with ``scope``, ``layer``, ``total``, ``dim``, ``domain`` (``[lo, hi]`` or None),
       ``solver``, ``volume_method``.
     """
@@ -75,6 +82,7 @@ class RegionReport:
     volume: np.ndarray
     volume_err: np.ndarray
     has_lp: np.ndarray
+    key_ok: np.ndarray
     meta: dict
 
     def __len__(self) -> int:
@@ -111,6 +119,8 @@ class RegionReport:
         if not ok:
             raise ValueError(f"path: {path!r} is not a partax region report (.npz with a partax.regions header)")
         header.pop("version", None)
+        if "key_ok" not in arrays:  # written before the column existed: not checked, assumed
+            arrays["key_ok"] = np.ones(arrays["keys"].shape[0], bool)
         return cls(**{name: arrays[name] for name in _COLUMNS}, meta=header)
 
 
@@ -145,6 +155,12 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
 
     Returns:
       A :class:`RegionReport`.
+
+    Raises:
+      ValueError: ``source`` does not regenerate the partition's inputs: most exemplars fall
+        outside the regions the table says they name (a different source, or a different net).
+        When only a few do (float32 rounding near a boundary), a warning gives their number and
+        the ``key_ok`` column marks them.
     """
     from partax.sources import as_source
 
@@ -156,6 +172,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"volume_method: expected 'auto', 'exact', 'mc' or 'none', got {volume_method!r}")
     if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 0):
         raise ValueError(f"max_regions: expected a non-negative int or None, got {max_regions!r}")
+    batch_size = _check_count("batch_size", batch_size)
+    num_samples = _check_count("num_samples", num_samples)
     solver = _lp.default_solver() if solver == "auto" else solver
     if solver not in _lp.SOLVERS:
         raise ValueError(f"solver: expected 'auto', 'ipm' or 'highs', got {solver!r}")
@@ -166,6 +184,7 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"source: expected exemplar inputs of shape {(M, net.input_dim)}, got {ex.shape}")
     margin = np.full(M, np.nan)
     out_norm = np.full(M, np.nan)
+    ex_keys = np.zeros(M, np.uint64)
     k = None
     # cheap columns for every region
     for idx in _batches(np.arange(M), 4 * batch_size):
@@ -175,6 +194,17 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         slack = bu - np.einsum("nmk,nk->nm", Au, np.asarray(space.points, np.float64))
         margin[idx] = np.where(live, slack, np.inf).min(axis=1)
         out_norm[idx] = np.linalg.norm(maps.out.A, axis=(1, 2))
+        ex_keys[idx] = _keys_of_bits(space, maps.masks[: space.depth])
+    key_ok = ex_keys == np.asarray(table.keys, np.uint64)
+    bad = int(M - key_ok.sum())
+    if M and bad > M // 2:
+        raise ValueError(
+            f"source: {bad} of {M} regenerated exemplars do not lie in their regions ({scope!r}, layer {layer}): "
+            "it is not the source this partition was computed from (or the net differs)"
+        )
+    if bad:
+        warnings.warn(f"region_report: {bad} of {M} exemplars do not lie in their table's region (float32 rounding "
+                      "near a boundary?); see the key_ok column", RuntimeWarning, stacklevel=2)
     if k is None:
         k = net.input_dim if scope == "prefix" or layer == 1 else net.widths[layer - 2]
     domain = check_domain(domain, k)
@@ -210,8 +240,10 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         center[idx] = c
         num_facets[idx] = [len(f) for f in fac]
         if domain is not None and volume_method != "none":
-            v, e = volumes(net, ex[idx], scope=scope, layer=layer, domain=domain, method=volume_method,
-                           num_samples=num_samples, key=seed, solver=solver)
+            # the rows include the domain's, and with a domain the Chebyshev LP of _facets is the
+            # one volumes would solve: its centres are reused
+            v, e = _volumes(A, b, pts, c, r, method=volume_method, num_samples=num_samples, key=seed,
+                            solver=solver, tol=1e-8, facet_tol=1e-9)
             volume[idx], volume_err[idx] = v, e
         has_lp[idx] = True
         if bar is not None:
@@ -231,7 +263,7 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         keys=table.keys, counts=table.counts, exemplar_index=table.exemplars, exemplars=ex,
         margin=margin, out_norm=out_norm, mc_volume=mc_volume, mc_volume_err=mc_err,
         radius=radius, center=center, num_facets=num_facets, volume=volume, volume_err=volume_err,
-        has_lp=has_lp, meta=meta,
+        has_lp=has_lp, key_ok=key_ok, meta=meta,
     )
 
 
