@@ -119,9 +119,9 @@ def main(argv=None) -> dict:
         "final_loss": np.asarray(hist["loss"][-1]).tolist(),
         "seconds": seconds, "summary": summary,
     }
-    from partax.nets import _atomic_write_bytes
+    from partax.files import atomic_write_bytes
 
-    _atomic_write_bytes(os.path.join(a.out, "summary.json"), json.dumps(result, indent=1).encode())
+    atomic_write_bytes(os.path.join(a.out, "summary.json"), json.dumps(result, indent=1).encode())
     md = [f"seeds {a.seeds}, epochs {a.epochs}, checkpoints {len(schedule)}, {seconds:.0f} s; final accuracy "
           f"{np.round(np.asarray(hist['accuracy'][-1]), 3).tolist()}", "",
           "| estimator | " + " | ".join(f"L{l} I(X;T)" for l in layers) + " | "
@@ -131,7 +131,7 @@ def main(argv=None) -> dict:
         md.append(f"| {key} | " + " | ".join(f"{per[str(l)]['I_XT_mean']:.2f}±{per[str(l)]['I_XT_sd']:.2f}" for l in layers)
                   + " | " + " | ".join(f"{per[str(l)]['I_TY_mean']:.3f}±{per[str(l)]['I_TY_sd']:.3f}" for l in layers)
                   + " | " + " | ".join(f"{per[str(l)]['compression_mean']:.2f}" for l in layers) + " |")
-    _atomic_write_bytes(os.path.join(a.out, "summary.md"), ("\n".join(md) + "\n").encode())
+    atomic_write_bytes(os.path.join(a.out, "summary.md"), ("\n".join(md) + "\n").encode())
     print("\n".join(md))
     return result
 

@@ -24,7 +24,7 @@ import numpy as np
 import partax
 from partax import bounds
 from partax.geometry.slices import Plane, slice_regions
-from partax.nets import _atomic_write_bytes
+from partax.files import atomic_write_bytes
 
 
 def run(widths, depths, seeds, d_in=16, margin=1.5, bias_std=0.1):
@@ -95,7 +95,7 @@ def plot(rows, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=140, bbox_inches="tight")
     plt.close(fig)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None):
@@ -113,7 +113,7 @@ def main(argv=None):
     print(f"log-log slope of regions vs neurons: {slope:.2f} (Hanin & Rolnick: ~2)")
     os.makedirs(args.out, exist_ok=True)
     result = {"rows": rows, "slope": slope, "quick": args.quick, "d_in": args.d_in}
-    _atomic_write_bytes(os.path.join(args.out, "results.json"), json.dumps(result, indent=2).encode())
+    atomic_write_bytes(os.path.join(args.out, "results.json"), json.dumps(result, indent=2).encode())
     plot(rows, os.path.join(args.out, "slice_density.png"))
     print(f"wrote {args.out}/results.json and slice_density.png")
 

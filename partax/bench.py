@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.codes import SCOPES, tables_for
-from partax.nets import Net, _atomic_write_bytes, mlp
+from partax.files import atomic_write_bytes
+from partax.nets import Net, mlp
 from partax.partition import default_batch_size, partition
 
 __all__ = ["WORKLOADS", "run", "partition_workload", "to_markdown"]
@@ -229,8 +230,8 @@ def run(
                   f"in {entry['seconds']:.1f} s", flush=True)
     if out:
         os.makedirs(out, exist_ok=True)
-        _atomic_write_bytes(os.path.join(out, "bench.json"), json.dumps(result, indent=1).encode())
-        _atomic_write_bytes(os.path.join(out, "bench.md"), to_markdown(result).encode())
+        atomic_write_bytes(os.path.join(out, "bench.json"), json.dumps(result, indent=1).encode())
+        atomic_write_bytes(os.path.join(out, "bench.md"), to_markdown(result).encode())
     return result
 
 

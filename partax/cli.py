@@ -33,9 +33,9 @@ def _widths(s: str) -> list:
 
 
 def _write_json(path: str, obj) -> None:
-    from partax.nets import _atomic_write_bytes
+    from partax.files import atomic_write_bytes
 
-    _atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 def _regions_table(p) -> str:

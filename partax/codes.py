@@ -88,7 +88,7 @@ class Codes(NamedTuple):
         w = np.asarray(self.words[l - 1])
         shifts = np.arange(32, dtype=np.uint32)
         bits = (w[..., None] >> shifts) & np.uint32(1)
-        return bits.reshape(*w.shape[:-1], -1)[..., : self.widths[l - 1]].astype(bool)
+        return bits.reshape(*w.shape[:-1], w.shape[-1] * 32)[..., : self.widths[l - 1]].astype(bool)
 
 
 def scope_range(scope: str, layer: int, num_layers: int) -> tuple[int, int]:

@@ -34,17 +34,14 @@ import jax
 import numpy as np
 import optax
 
+from partax.files import atomic_write_text
+
 __all__ = ["run_demo", "ARCHITECTURE"]
 
 ARCHITECTURE = (12, 10, 7, 5, 4, 3, 2)
 _SCOPES = ("layer", "prefix", "suffix")
 _BASELINE = "binned30"
 
-
-def _atomic_text(path: str, text: str) -> None:
-    from partax.nets import _atomic_write_bytes
-
-    _atomic_write_bytes(path, text.encode())
 
 
 def _fmt(v, nd=3) -> str:
@@ -100,7 +97,7 @@ def _box_region_report(net, n_samples: int, seed: int, data_part, out: str, lp_r
     # Step 3: the region report (DESIGN §3.7): LP columns for the most populated regions, their
     # geometric volume by Monte Carlo in each region's bounding box beside the count-based one.
     from partax.geometry import Box, region_report
-    from partax.nets import atomic_savez
+    from partax.files import atomic_savez
 
     try:
         unit = Box(0.0, 1.0)
@@ -200,7 +197,7 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
                     callbacks=[tracer], progress=progress)
     t_train = time.perf_counter() - t0
     partax.save_net(net, os.path.join(out, "net.npz"))
-    from partax.nets import atomic_savez
+    from partax.files import atomic_savez
 
     atomic_savez(os.path.join(out, "history.npz"), {"loss": hist["loss"], "accuracy": hist["accuracy"]})
 
@@ -301,7 +298,7 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
            "(`partax.load_partition`), `net.npz` (`partax.load_net`), `history.npz`, `infoplane.png`, "
            "`regions_per_epoch.png`" + (", `regions.npz`" if box.get("report") is not None else "") + ".", ""]
     report_path = os.path.join(out, "report.md")
-    _atomic_text(report_path, "\n".join(md))
+    atomic_write_text(report_path, "\n".join(md))
     say(f"wrote {report_path} ({seconds['total']:.1f} s)")
 
     final = {

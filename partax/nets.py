@@ -20,15 +20,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import tempfile
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from partax.files import atomic_savez
 
 __all__ = ["Net", "mlp", "save_net", "load_net", "stack_nets"]
 
@@ -265,33 +265,6 @@ def stack_nets(nets: Sequence[Net]) -> Net:
         ):
             raise ValueError(f"nets: net {i} has a different architecture from net 0")
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *nets)
-
-
-def _atomic_write_bytes(path, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_savez(path, arrays: dict) -> None:
-    """Writes ``arrays`` as an uncompressed ``.npz`` via a temp file and rename."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
 
 
 def save_net(net: Net, path) -> None:

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.codes import SCOPES, codes_and_keys, tables_for
-from partax.nets import Net, atomic_savez
+from partax.files import atomic_savez
+from partax.nets import Net
 from partax.sources import Sampler, Source, as_source
 from partax.tables import RegionTable, merge_tables, reduce_by_key
 

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
@@ -207,17 +206,12 @@ def save(fig, path, **kwargs) -> None:
     The format follows the extension of ``path`` (png, pdf, svg, ...); ``kwargs`` go to
     ``fig.savefig`` (default ``dpi=150``).
     """
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix="." + ext)
-    os.close(fd)
-    try:
-        kwargs.setdefault("dpi", 150)
-        fig.savefig(tmp, format=ext, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    import io
+
+    from partax.files import atomic_write_bytes
+
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    kwargs.setdefault("dpi", 150)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())

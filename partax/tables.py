@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from partax.codes import HashCollisionError
-from partax.nets import atomic_savez
+from partax.files import atomic_savez
 
 __all__ = ["RegionTable", "merge_tables", "reduce_by_key"]
 

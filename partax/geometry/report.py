@@ -40,7 +40,7 @@ from partax.geometry.domains import Box, check_domain
 from partax.geometry.local import _scope_rows
 from partax.geometry.polytope import (RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits, _unit_rows,
                                       _volumes)
-from partax.nets import atomic_savez
+from partax.files import atomic_savez
 
 __all__ = ["RegionReport", "region_report", "cli_regions"]
 

@@ -790,7 +790,8 @@ def cli_slice(args) -> dict:
     import os
 
     from partax import bounds as _bounds
-    from partax.nets import _atomic_write_bytes, load_net
+    from partax.files import atomic_write_bytes
+    from partax.nets import load_net
 
     net = load_net(args.net)
     scope = getattr(args, "scope", None) or "prefix"
@@ -855,8 +856,8 @@ def cli_slice(args) -> dict:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
-    _atomic_write_bytes(out, buf.getvalue())
-    _atomic_write_bytes(os.path.splitext(out)[0] + ".json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(out, buf.getvalue())
+    atomic_write_bytes(os.path.splitext(out)[0] + ".json", json.dumps(summary, indent=2).encode())
     print(f"wrote {out}")
     return summary
 
