@@ -99,8 +99,10 @@ def _run_info(args) -> int:
         plane = info.information_plane(p, scope, estimator=args.estimator)
         result[scope] = {k: np.asarray(v).tolist() for k, v in plane.items()}
         for i, l in enumerate(plane["layer"]):
+            ity = plane["I_TY"][i]
+            ity = f"{ity:>9.3f}" if np.isfinite(ity) else f"{'-':>9}"  # '-': no labels
             print(f"{scope:<8}{int(l):>6}{int(plane['regions'][i]):>10,}{plane['I_XT'][i]:>9.3f}"
-                  f"{plane['I_TY'][i]:>9.3f}{plane['coverage'][i]:>10.3f}  {bool(plane['saturated'][i])}")
+                  f"{ity}{plane['coverage'][i]:>10.3f}  {bool(plane['saturated'][i])}")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         _write_json(os.path.join(args.out, "info.json"), result)
