@@ -121,3 +121,19 @@ def test_bench_chebyshev_small():
     assert set(r) >= {"ipm_ms_per_lp", "highs_ms_per_lp", "speedup", "max_radius_diff"}
     assert r["max_radius_diff"] < 1e-6
     assert r["ipm_failures"] == 0 and r["highs_failures"] == 0
+
+
+def test_slow_tail_lanes_match_single_solves_and_highs():
+    # >= 64 lanes: the slow tail is finished in a batch of its own; results must not depend on it
+    A, b = lp.random_polytopes(100, 4, 12, seed=7)
+    c, AA, bb = lp.chebyshev_lp(A, b)
+    bb[:5, :12] *= 1e-4  # a few thin polytopes that need many more iterations
+    full = lp.solve(c, AA, bb, solver="ipm")
+    assert np.all(full.status == lp.OPTIMAL)
+    assert full.iterations[:5].min() > np.median(full.iterations)
+    ref = lp.solve(c, AA, bb, solver="highs")
+    np.testing.assert_allclose(full.x[:, -1], ref.x[:, -1], atol=1e-6)
+    for i in (0, 4, 50):
+        one = lp.solve(c[i : i + 1], AA[i : i + 1], bb[i : i + 1], solver="ipm")
+        np.testing.assert_allclose(full.x[i], one.x[0], atol=1e-9)
+

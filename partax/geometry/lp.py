@@ -6,10 +6,11 @@ Two backends:
   (``Highs.run`` releases the GIL). The CPU reference.
 * ``"ipm"``: a batched primal-dual interior-point method (Mehrotra predictor-corrector
   on the inequality form with slacks ``s = b - A x >= 0`` and multipliers ``y >= 0``),
-  in JAX float64 under ``jit`` + ``vmap``. Each lane runs a ``lax.while_loop`` with its
-  own ``done`` flag; under ``vmap`` the loop runs until every lane is done and a
-  converged lane is frozen (its state is no longer updated). The normal equations
-  ``A^T diag(y/s) A`` are solved by Cholesky, so the cost per iteration is
+  in JAX float64 under ``jit`` + ``vmap``. Each lane has its own ``done`` flag; the
+  batch iterates until all but an eighth of its lanes are done (a converged lane is
+  frozen: its state is no longer updated), and the slow tail then finishes in a smaller
+  batch of its own. The normal equations ``A^T diag(y/s) A`` are solved by Cholesky (for
+  ``n <= 32`` through an explicit inverse factor), so the cost per iteration is
   ``O(B (m n^2 + n^3))``: it suits many small LPs (``n`` up to a few hundred) and runs
   on accelerators.
 
@@ -115,7 +116,11 @@ def _max_step(v, dv):
     return jnp.minimum(1.0, jnp.min(ratio))
 
 
-def _ipm_one(c, A, b, x0, tol, max_iter):
+_SMALL_N = 32  # normal matrices up to this size are solved through an explicit L^-1
+
+
+def _ipm_lane(c, A, b, tol, max_iter):
+    """The IPM of one LP as ``(init(x0) -> state, body(state) -> state, finish(state))``."""
     m, n = A.shape
     bn = 1.0 + jnp.linalg.norm(b)
     cn = 1.0 + jnp.linalg.norm(c)
@@ -131,14 +136,19 @@ def _ipm_one(c, A, b, x0, tol, max_iter):
         return rp, rd, jnp.maximum(jnp.maximum(jnp.linalg.norm(rp) / bn, jnp.linalg.norm(rd) / cn), gap)
 
     def factor(M):
-        """The inverse Cholesky factor ``L^-1`` of the (slightly regularised) normal matrix:
-        one factorisation and one triangular inversion per iteration (two LAPACK calls per
-        lane), after which every solve is two fused matrix-vector products."""
+        """Cholesky factor of the (slightly regularised) normal matrix. For small ``n`` its
+        inverse ``L^-1`` instead: one factorisation and one triangular inversion per
+        iteration (two LAPACK calls per lane instead of one per triangular solve), after
+        which every solve is two fused matrix-vector products."""
         L = jnp.linalg.cholesky(M + (1e-13 * jnp.max(jnp.diag(M)) + 1e-300) * eye)
-        return jax.scipy.linalg.solve_triangular(L, eye, lower=True)
+        if n <= _SMALL_N:
+            return jax.scipy.linalg.solve_triangular(L, eye, lower=True)
+        return L
 
-    def solve(Li, r):
-        return jnp.dot(jnp.dot(Li, r, precision=hi), Li, precision=hi)
+    def solve(L, r):
+        if n <= _SMALL_N:
+            return jnp.dot(jnp.dot(L, r, precision=hi), L, precision=hi)
+        return jax.scipy.linalg.cho_solve((L, True), r)
 
     def newton(chol, M, s, y, rp, rd, rc, refine):
         rhs = -rd - jnp.dot((-rc + y * rp) / s, A, precision=hi)
@@ -181,28 +191,59 @@ def _ipm_one(c, A, b, x0, tol, max_iter):
         done = bad | (best <= tol) | (k >= max_iter) | stalled
         return x, s, y, rp, rd, k, done, best, best_x, best_k
 
-    x = x0
-    s = jnp.maximum(b - jnp.dot(A, x, precision=hi), 1.0)
-    y = jnp.ones_like(b)
-    rp, rd, phi = residuals(x, s, y)
-    state = (x, s, y, rp, rd, jnp.int32(0), phi <= tol, phi, x, jnp.int32(0))
-    state = jax.lax.while_loop(lambda st: ~st[6], body, state)
-    k, best, x = state[5], state[7], state[8]
-    # Stagnation near the optimum (ill-conditioned normal equations) is accepted within 100 tol.
-    status = jnp.where(best <= 100 * tol, OPTIMAL, jnp.where(k >= max_iter, MAX_ITER, FAILED))
-    return x, c @ x, status.astype(jnp.int32), k
+    def init(x):
+        s = jnp.maximum(b - jnp.dot(A, x, precision=hi), 1.0)
+        y = jnp.ones_like(b)
+        rp, rd, phi = residuals(x, s, y)
+        return (x, s, y, rp, rd, jnp.int32(0), phi <= tol, phi, x, jnp.int32(0))
+
+    def finish(state):
+        k, best, x = state[5], state[7], state[8]
+        # Stagnation near the optimum (ill-conditioned normal equations) is accepted within 100 tol.
+        status = jnp.where(best <= 100 * tol, OPTIMAL, jnp.where(k >= max_iter, MAX_ITER, FAILED))
+        return x, status.astype(jnp.int32), k
+
+    return init, body, finish
+
+
+_DONE = 6  # index of the per-lane ``done`` flag in the state
+
+
+@jax.jit
+def _ipm_init(c, A, b, x0, tol):
+    return jax.vmap(lambda c, A, b, x0: _ipm_lane(c, A, b, tol, 1)[0](x0))(c, A, b, x0)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter", "min_active"))
+def _ipm_run(c, A, b, state, tol, max_iter, min_active):
+    """Iterates every lane that is not done until at most ``min_active`` lanes are left.
+
+    A lane that is done is frozen (its state is no longer updated), so a lane's result does
+    not depend on the batch it runs in."""
+    step = jax.vmap(lambda c, A, b, st: _ipm_lane(c, A, b, tol, max_iter)[1](st))
+
+    def body(st):
+        new = step(c, A, b, st)
+        done = st[_DONE]
+        return jax.tree.map(lambda o, v: jnp.where(done.reshape(done.shape + (1,) * (o.ndim - 1)), o, v), st, new)
+
+    return jax.lax.while_loop(lambda st: jnp.sum(~st[_DONE]) > min_active, body, state)
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))
-def _ipm_batch(c, A, b, x0, tol, max_iter):
-    return jax.vmap(_ipm_one, in_axes=(0, 0, 0, 0, None, None))(c, A, b, x0, tol, max_iter)
+def _ipm_finish(c, A, b, state, tol, max_iter):
+    return jax.vmap(lambda c, A, b, st: _ipm_lane(c, A, b, tol, max_iter)[2](st))(c, A, b, state)
+
+
+def _pow2(k):
+    return max(8, 1 << (k - 1).bit_length())
 
 
 def _solve_ipm(c, A, b, x0, tol, max_iter):
     cn = np.linalg.norm(c, axis=-1, keepdims=True)
     cs = c / np.where(cn > 0, cn, 1.0)
     B = c.shape[0]
-    P = max(8, 1 << (B - 1).bit_length())  # pad the batch to a power of two: fewer compilations
+    P = _pow2(B)  # pad the batch to a power of two: fewer compilations
     if P != B:
         pad = lambda v: np.concatenate([v, np.repeat(v[:1], P - B, axis=0)])
         cs, A, b, x0 = pad(cs), pad(A), pad(b), pad(x0)
@@ -212,12 +253,26 @@ def _solve_ipm(c, A, b, x0, tol, max_iter):
         A = np.concatenate([A, np.zeros((P, mp - m, A.shape[2]))], axis=1)
         b = np.concatenate([b, np.ones((P, mp - m))], axis=1)
     with jax.enable_x64(True):
-        x, _, status, k = _ipm_batch(
-            jnp.asarray(cs), jnp.asarray(A), jnp.asarray(b), jnp.asarray(x0), jnp.float64(tol), max_iter
-        )
-        x = np.asarray(x)[:B]
-        status = np.asarray(status, np.int32)[:B]
-        k = np.asarray(k, np.int32)[:B]
+        cs, A, b, tol = jnp.asarray(cs), jnp.asarray(A), jnp.asarray(b), jnp.float64(tol)
+        state = _ipm_init(cs, A, b, jnp.asarray(x0), tol)
+        # The whole batch iterates until all but an eighth of the lanes are done; the slow
+        # tail then continues in a batch of its own (a power of two) instead of dragging
+        # the finished lanes along (under vmap every lane pays for every iteration).
+        tail = P // 8 if P >= 64 else 0
+        state = _ipm_run(cs, A, b, state, tol, max_iter, tail)
+        if tail:
+            active = np.flatnonzero(~np.asarray(state[_DONE]))
+            if active.size:
+                idx = np.concatenate([active, np.repeat(active[:1], _pow2(active.size) - active.size)])
+                sub = jax.tree.map(lambda v: v[idx], state)
+                sub = _ipm_run(cs[idx], A[idx], b[idx], sub, tol, max_iter, 0)
+                keep = jnp.asarray(active)
+                state = jax.tree.map(lambda v, w: v.at[keep].set(w[: active.size]), state, sub)
+        x, status, k = _ipm_finish(cs, A, b, state, tol, max_iter)
+        # owned NumPy arrays (not read-only views of JAX buffers)
+        x = np.array(x[:B], np.float64)
+        status = np.array(status[:B], np.int32)
+        k = np.array(k[:B], np.int32)
     return x, status, k
 
 
