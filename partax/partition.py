@@ -403,6 +403,8 @@ def partition(
                 collect(in_flight.popleft())
             for m in merges:
                 m.result()
+            # the last merges of the pending chunk tables, every range table at once
+            list(pool.map(_Accumulator.result, [acc for row in accs for acc in row]))
     finally:
         if bar is not None:
             bar.close()
