@@ -165,10 +165,46 @@ def to_markdown(result: dict) -> str:
             f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
             f"{w['ratio_vs_numpy']:.1f} | {w['peak_rss_mb']:,.0f} |"
         )
+    lines += ["", "Peak RSS includes the inputs array (the partition itself streams it in chunks)."]
     for w in result["workloads"]:
         if "partition_inputs_per_s" in w:
             continue
-        lines += ["", f"## {w['name']}", "", "```", json.dumps(w, indent=1), "```"]
+        lines += ["", f"## {w['name']}", ""]
+        if "error" in w:
+            lines += [f"failed: {w['error']}"]
+        elif w["name"] == "chebyshev_lp":
+            lines += [
+                "Chebyshev LPs on the same random polytopes (m halfspaces + a box), side by side.",
+                "",
+                "| d | m | LPs | ipm ms/LP | HiGHS ms/LP | speed-up | max radius diff |",
+                "|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {z['d']} | {z['m']} | {z['num']} | {z['ipm_ms_per_lp']:.3f} | {z['highs_ms_per_lp']:.3f} | "
+                f"{z['speedup']:.1f} | {z['max_radius_diff']:.1e} |"
+                for z in w["sizes"]
+            ]
+        elif w["name"] == "slices":
+            lines += ["| slice | regions | seconds | regions/s |", "|---|---:|---:|---:|"]
+            lines += [
+                f"| {k[len('slice_'):]} | {v['regions']:,} | {v['seconds']:.2f} | {v['regions_per_s']:,.0f} |"
+                for k, v in w.items() if k.startswith("slice_")
+            ]
+        elif w["name"] == "enumerate":
+            lines += ["| net | box | regions | complete | regions/s |", "|---|---|---:|---|---:|"]
+            lines += [
+                f"| {z['name']} | {z['box']} | {z['regions']:,} | {z['complete']} | {z['regions_per_s']:,.0f} |"
+                for z in w["workloads"]
+            ]
+        elif w["name"] == "sharded":
+            lines += [
+                f"IB net on {w['n']:,} uniform inputs: single-device engine {w['single_partition_s']:.2f} s; "
+                f"sharded engine on 1 device {w['one_device_s']:.2f} s (merge {w['one_device_merge_share_of_step']:.0%} "
+                f"of a step), on {w['devices']} devices {w['sharded_s']:.2f} s (merge "
+                f"{w['sharded_merge_share_of_step']:.0%}); results agree: {w['agree']}."
+            ]
+        else:
+            lines += ["```", json.dumps(w, indent=1), "```"]
     return "\n".join(lines) + "\n"
 
 
