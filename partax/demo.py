@@ -34,12 +34,12 @@ import jax
 import numpy as np
 import optax
 
+from partax.codes import SCOPES as _SCOPES
 from partax.files import atomic_write_text
 
 __all__ = ["run_demo", "ARCHITECTURE"]
 
 ARCHITECTURE = (12, 10, 7, 5, 4, 3, 2)
-_SCOPES = ("layer", "prefix", "suffix")
 _BASELINE = "binned30"
 
 

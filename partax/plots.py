@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from partax.codes import SCOPES
+
 __all__ = ["information_plane", "regions_vs_epoch", "estimator_comparison", "save"]
 
 
@@ -179,7 +181,7 @@ def estimator_comparison(trace, *, scopes=None, estimator: str = "plugin", membe
     tr = _trace(trace)
     if scopes is None:
         present = list(dict.fromkeys(tr["scope"].tolist()))
-        first = [s for s in ("layer", "prefix", "suffix") if s in present]
+        first = [s for s in SCOPES if s in present]
         scopes = first + [s for s in present if s not in first]
     scopes = list(scopes)
     if not scopes:

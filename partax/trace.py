@@ -49,12 +49,12 @@ import jax
 import numpy as np
 
 from partax import info
+from partax.codes import SCOPES as _SCOPES
 from partax.nets import Net
 
 __all__ = ["Tracer", "load_trace", "every_k", "log_spaced", "TRACE_FILE"]
 
 TRACE_FILE = "trace.jsonl"
-_SCOPES = ("layer", "prefix", "suffix")
 
 
 # -- schedules ---------------------------------------------------------------------------

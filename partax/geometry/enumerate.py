@@ -69,13 +69,13 @@ from scipy.spatial import ConvexHull
 from scipy.spatial import QhullError
 
 from partax.codes import keys_from_bits, scope_range
+from partax.codes import SCOPES as _SCOPES
 from partax.geometry import lp as _lp
 from partax.geometry.domains import Box
 from partax.nets import Net
 
 __all__ = ["Enumeration", "enumerate_regions", "bench_enumerate", "BENCH_WORKLOADS"]
 
-_SCOPES = ("prefix", "layer", "suffix")
 _MAX_EXACT_DIM = 6
 _IPM_MIN_BATCH = 256  # below this "auto" uses HiGHS (no compilation for small frontiers)
 _CHUNK = 2048  # frontier regions per batched LP call

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.codes import Codes, codes_and_keys
+from partax.codes import SCOPES
 from partax.geometry.domains import check_domain
 from partax.nets import Net
 
@@ -58,7 +59,6 @@ __all__ = [
     "SCOPES",
 ]
 
-SCOPES = ("prefix", "layer", "suffix")
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 

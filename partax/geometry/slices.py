@@ -30,6 +30,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from partax.codes import SCOPES as _SCOPES
+
 __all__ = [
     "Plane",
     "SliceRegions",
@@ -40,8 +42,6 @@ __all__ = [
     "cli_slice",
     "bench_slices",
 ]
-
-_SCOPES = ("layer", "prefix", "suffix")
 
 
 # --------------------------------------------------------------------------------------
