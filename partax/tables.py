@@ -322,10 +322,14 @@ def reduce_by_key(
     first[:1] = True
     np.not_equal(k[1:], k[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    counts = np.add.reduceat(counts[order], starts)
-    exemplars = np.minimum.reduceat(exemplars[order], starts)
-    if label_counts is not None:
-        label_counts = np.add.reduceat(label_counts[order], starts, axis=0)
+    if starts.size == n:  # no key repeats (e.g. merging tables of disjoint regions): a permutation
+        counts, exemplars = counts[order], exemplars[order]
+        label_counts = None if label_counts is None else label_counts[order]
+    else:
+        counts = np.add.reduceat(counts[order], starts)
+        exemplars = np.minimum.reduceat(exemplars[order], starts)
+        if label_counts is not None:
+            label_counts = np.add.reduceat(label_counts[order], starts, axis=0)
     exemplar_codes = None
     if codes is not None and not check_codes:
         exemplar_codes = codes[order[starts]]
@@ -339,5 +343,5 @@ def reduce_by_key(
                 f"two different codes share the key {int(k[row]):#018x}; the merge would join two regions"
             )
         exemplar_codes = c[starts]
-    return RegionTable(k[starts], counts, label_counts, exemplars, total, exemplar_codes)
+    return RegionTable(k if starts.size == n else k[starts], counts, label_counts, exemplars, total, exemplar_codes)
 
