@@ -118,7 +118,7 @@ from jax.sharding import PartitionSpec as P
 
 from partax.codes import SCOPES, HashCollisionError, codes_and_keys, tables_for
 from partax.nets import Net
-from partax.partition import Partition, _validate_scopes, default_batch_size
+from partax.partition import Partition, _validate_scopes, check_net, default_batch_size
 from partax.sources import Chunk, Sampler, as_source
 from partax.tables import reduce_by_key
 
@@ -534,12 +534,7 @@ def partition(
       >>> partax.distributed.partition(net, x, progress=False).total
       101
     """
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-    if len(net.stack_shape) > 1:
-        raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
+    check_net(net)
     if net.stack_shape:
         src = as_source(source, labels)
         if not (isinstance(src, Sampler) or hasattr(src, "x")):

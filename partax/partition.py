@@ -216,6 +216,16 @@ class _Accumulator:
         return self.table
 
 
+def check_net(net) -> None:
+    """Validates a net for partitioning: a :class:`Net`, hidden layers, at most one stack axis."""
+    if not isinstance(net, Net):
+        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
+    if net.num_hidden < 1:
+        raise ValueError("net: expected at least one hidden layer")
+    if len(net.stack_shape) > 1:
+        raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
+
+
 def _validate_scopes(scopes) -> tuple:
     if isinstance(scopes, str):
         scopes = (scopes,)
@@ -269,12 +279,7 @@ def partition(
       >>> int(p.table("prefix", 2).counts.sum()), p.table("layer", 1).label_counts.shape[1]
       (1000, 2)
     """
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-    if len(net.stack_shape) > 1:
-        raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
+    check_net(net)
     scopes = _validate_scopes(scopes)
     if not (isinstance(boundary_tol, (int, float, np.floating)) and np.isfinite(boundary_tol) and boundary_tol >= 0):
         raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")

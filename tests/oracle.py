@@ -84,3 +84,25 @@ def range_key(code_rows, first, last, seeds=(0x9E3779B1, 0x85EBCA77)):
             total = (total + _fmix32(h ^ ((l * 0x9E3779B9) & _M32))) & _M32
         lanes.append(_fmix32(total ^ (last - first + 1)))
     return lanes[0] | (lanes[1] << 32)
+
+
+def prefix_rows(net, x, layer=None):
+    """Sign-oriented rows ``A z <= b`` of the prefix region of one input ``x`` at ``layer``
+    (default the last hidden layer), by an explicit float64 chain of the frozen-mask maps."""
+    Ws = [np.asarray(W, np.float64) for W in net.weights]
+    bs = [np.asarray(b, np.float64) for b in net.biases]
+    alpha = net.alpha if net.activation == "leaky_relu" else 0.0
+    L = net.num_hidden if layer is None else layer
+    d = Ws[0].shape[0]
+    M, v = np.eye(d), np.zeros(d)
+    h = np.asarray(x, np.float64).reshape(-1)
+    As, cs = [], []
+    for W, b in zip(Ws[:L], bs[:L]):
+        A, beta = W.T @ M, W.T @ v + b
+        z = h @ W + b
+        s = np.where(z > 0, -1.0, 1.0)
+        As.append(s[:, None] * A)
+        cs.append(-s * beta)
+        slope = np.where(z > 0, 1.0, alpha)
+        M, v, h = slope[:, None] * A, slope * beta, np.where(z > 0, z, alpha * z)
+    return np.concatenate(As), np.concatenate(cs)

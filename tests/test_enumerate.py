@@ -15,6 +15,7 @@ from partax import bounds
 from partax.geometry import Box
 from partax.geometry.enumerate import Enumeration, enumerate_regions
 from partax.geometry.slices import Plane, slice_regions
+from oracle import prefix_rows
 
 
 # ----------------------------------------------------------------------------------------
@@ -24,25 +25,7 @@ def _net(widths, seed=0, bias_std=0.5, act="relu"):
     return partax.mlp(jax.random.key(seed), widths, activation=act, bias_std=bias_std)
 
 
-def _np_rows(net, x, layer=None):
-    """Sign-oriented rows ``A z <= b`` of the prefix region of ``x`` (explicit float64 chain)."""
-    Ws = [np.asarray(W, np.float64) for W in net.weights]
-    bs = [np.asarray(b, np.float64) for b in net.biases]
-    alpha = net.alpha if net.activation == "leaky_relu" else 0.0
-    L = net.num_hidden if layer is None else layer
-    d = Ws[0].shape[0]
-    M, v = np.eye(d), np.zeros(d)
-    h = np.asarray(x, np.float64).reshape(-1)
-    As, cs = [], []
-    for W, b in zip(Ws[:L], bs[:L]):
-        A, beta = W.T @ M, W.T @ v + b
-        z = h @ W + b
-        s = np.where(z > 0, -1.0, 1.0)
-        As.append(s[:, None] * A)
-        cs.append(-s * beta)
-        slope = np.where(z > 0, 1.0, alpha)
-        M, v, h = slope[:, None] * A, slope * beta, np.where(z > 0, z, alpha * z)
-    return np.concatenate(As), np.concatenate(cs)
+_np_rows = prefix_rows  # the explicit float64 chain of tests/oracle.py
 
 
 def _np_codes(net, x, layer=None):

@@ -10,30 +10,14 @@ from scipy.spatial import ConvexHull, HalfspaceIntersection
 import partax
 from partax.geometry import (Box, chebyshev, facets, halfspaces_batch, margins, neighbors, region_keys,
                              volumes)
+from oracle import prefix_rows
 
 
 def _net(widths, seed=0, act="relu"):
     return partax.mlp(jax.random.key(seed), widths, activation=act, bias_std=0.3)
 
 
-def _np_rows(net, x, layer=None):
-    """Region rows by an explicit NumPy float64 chain (independent of partax.geometry)."""
-    Ws = [np.asarray(W, np.float64) for W in net.weights]
-    bs = [np.asarray(b, np.float64) for b in net.biases]
-    L = net.num_hidden if layer is None else layer
-    d = Ws[0].shape[0]
-    M, v = np.eye(d), np.zeros(d)
-    h = np.asarray(x, np.float64).reshape(-1)
-    As, cs = [], []
-    for W, b in zip(Ws[:L], bs[:L]):
-        A, beta = W.T @ M, W.T @ v + b
-        z = h @ W + b
-        s = np.where(z > 0, -1.0, 1.0)
-        As.append(s[:, None] * A)
-        cs.append(-s * beta)
-        m = (z > 0).astype(float)
-        M, v, h = m[:, None] * A, m * beta, np.maximum(z, 0)
-    return np.concatenate(As), np.concatenate(cs)
+_np_rows = prefix_rows  # the explicit float64 chain of tests/oracle.py
 
 
 def _keys(net, pts, layer=None):
