@@ -386,15 +386,7 @@ def check_collisions(keys: np.ndarray, code: np.ndarray) -> None:
       keys: ``uint64[N]``.
       code: ``uint32[N, W]``, the packed code of the scope's range for each input.
     """
-    order = np.argsort(keys, kind="stable")
-    k = keys[order]
-    c = code[order]
-    same = k[1:] == k[:-1]
-    if same.any():
-        differs = (c[1:] != c[:-1]).any(axis=1) & same
-        if differs.any():
-            i = int(np.flatnonzero(differs)[0])
-            raise HashCollisionError(
-                f"two different codes share the key {int(k[i]):#018x}; "
-                "results under this key would merge two regions"
-            )
+    from partax.tables import check_runs, group_keys  # tables imports codes: import here
+
+    order, k, starts = group_keys(np.asarray(keys, np.uint64))
+    check_runs(k, np.asarray(code)[order], starts)

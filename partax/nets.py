@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Sequence
 
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.files import atomic_savez
+from partax.files import load_npz, save_npz
 
 __all__ = ["Net", "mlp", "save_net", "load_net", "stack_nets"]
 
@@ -277,19 +276,14 @@ def save_net(net: Net, path) -> None:
       >>> partax.save_net(net, p); partax.load_net(p).widths
       (4,)
     """
-    header = {
-        "format": _FORMAT,
-        "version": _FORMAT_VERSION,
-        "activation": net.activation,
-        "alpha": net.alpha,
-        "num_layers": len(net.weights),
-        "stack_shape": list(net.stack_shape),
-    }
-    arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    arrays = {}
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         arrays[f"W{l + 1}"] = np.asarray(W)
         arrays[f"b{l + 1}"] = np.asarray(b)
-    atomic_savez(path, arrays)
+    save_npz(
+        path, arrays, _FORMAT, _FORMAT_VERSION, activation=net.activation, alpha=net.alpha,
+        num_layers=len(net.weights), stack_shape=list(net.stack_shape),
+    )
 
 
 def load_net(path) -> Net:
@@ -298,26 +292,9 @@ def load_net(path) -> Net:
     Raises:
       ValueError: if ``path`` is not a partax net file.
     """
-    path = os.fspath(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except OSError:
-        raise
-    except Exception:  # not a NumPy file at all
-        loaded = None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"path: {path!r} is not a partax net file (an .npz with a partax.net header)")
-    with loaded as f:
-        files = dict(f)
-    try:
-        header = json.loads(bytes(files["header"]).decode())
-        ok = header.get("format") == _FORMAT and {"version", "num_layers", "activation"} <= set(header)
-    except Exception:
-        ok = False
-    if not ok:
-        raise ValueError(f"path: {path!r} is not a partax net file (no partax.net header)")
-    if header["version"] > _FORMAT_VERSION:
-        raise ValueError(f"path: {path!r} was written by a newer partax (format {header['version']})")
+    files, header = load_npz(
+        path, _FORMAT, "net file", version=_FORMAT_VERSION, required=("num_layers", "activation", "alpha")
+    )
     arrays = []
     for l in range(header["num_layers"]):
         arrays += [files[f"W{l + 1}"], files[f"b{l + 1}"]]

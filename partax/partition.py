@@ -31,8 +31,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-import json
-import os
 from typing import Sequence
 
 import jax
@@ -40,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.codes import SCOPES, codes_and_keys, tables_for
-from partax.files import atomic_savez
+from partax.files import load_npz, save_npz
 from partax.nets import Net
 from partax.sources import Sampler, Source, as_source
 from partax.tables import RegionTable, merge_tables, reduce_by_key
@@ -118,34 +116,17 @@ class Partition:
         for r, (f, t) in enumerate(ranges):
             key = next(k for k, v in index.items() if v == r)
             arrays.update(self.tables[key].to_arrays(prefix=f"range{f}_{t}/"))
-        header = {
-            "format": _FORMAT,
-            "version": 1,
-            "widths": list(self.widths),
-            "input_dim": self.input_dim,
-            "scopes": list(self.scopes),
-            "total": self.total,
-            "near_boundary": self.near_boundary,
-            "boundary_tol": self.boundary_tol,
-        }
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-        atomic_savez(path, arrays)
+        save_npz(
+            path, arrays, _FORMAT, widths=list(self.widths), input_dim=self.input_dim, scopes=list(self.scopes),
+            total=self.total, near_boundary=self.near_boundary, boundary_tol=self.boundary_tol,
+        )
 
 
 def load_partition(path) -> Partition:
     """Reads a :class:`Partition` written by :meth:`Partition.save`."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = dict(f)
-        header = json.loads(bytes(arrays["header"]).decode())
-        ok = header.get("format") == _FORMAT
-    except OSError:
-        raise
-    except Exception:
-        ok = False
-    if not ok:
-        raise ValueError(f"path: {path!r} is not a partax partition file")
+    arrays, header = load_npz(
+        path, _FORMAT, "partition file", required=("widths", "input_dim", "scopes", "total", "near_boundary")
+    )
     L = len(header["widths"])
     ranges, index = tables_for(header["scopes"], L)
     loaded = [RegionTable.from_arrays(arrays, prefix=f"range{f}_{t}/") for f, t in ranges]

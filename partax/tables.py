@@ -21,14 +21,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Sequence
 
 import numpy as np
 
 from partax.codes import HashCollisionError
-from partax.files import atomic_savez
+from partax.files import load_npz, save_npz
 
 __all__ = ["RegionTable", "merge_tables", "reduce_by_key"]
 
@@ -53,6 +51,27 @@ def _argsort_keys(keys: np.ndarray) -> np.ndarray:
     if ((h[1:] == h[:-1]) & (k[1:] != k[:-1])).any():
         return np.argsort(keys)
     return order
+
+
+def group_keys(keys: np.ndarray, sorted_runs: bool = False):
+    """Groups equal keys: ``(order, sorted keys, start of each run in the sorted order)``."""
+    order = np.argsort(keys, kind="stable") if sorted_runs else _argsort_keys(keys)
+    k = keys[order]
+    first = np.empty(k.shape[0], bool)
+    first[:1] = True
+    np.not_equal(k[1:], k[:-1], out=first[1:])
+    return order, k, np.flatnonzero(first)
+
+
+def check_runs(k, codes_sorted, starts) -> None:
+    """Raises :class:`HashCollisionError` if a run of equal sorted keys holds two different codes."""
+    ref = np.repeat(codes_sorted[starts], np.diff(np.append(starts, k.shape[0])), axis=0)
+    bad = (codes_sorted != ref).any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise HashCollisionError(
+            f"two different codes share the key {int(k[row]):#018x}; the table would merge two regions"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -172,12 +191,7 @@ class RegionTable:
         """
         keys = np.asarray(keys, np.uint64)
         n = keys.shape[0]
-        order = _argsort_keys(keys)  # ties in any order: exemplars are the minimum index
-        k = keys[order]
-        first = np.empty(n, bool)
-        first[:1] = True
-        np.not_equal(k[1:], k[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
+        order, k, starts = group_keys(keys)  # ties in any order: exemplars are the minimum index
         counts = np.diff(np.append(starts, n))
         exemplar_rows = np.minimum.reduceat(order, starts) if n else order
         label_counts = None
@@ -195,13 +209,8 @@ class RegionTable:
         if codes is not None:
             codes = np.asarray(codes, np.uint32)
             exemplar_codes = codes[exemplar_rows]
-            bad = (codes[order] != np.repeat(exemplar_codes, counts, axis=0)).any(axis=1) if check_codes else None
-            if bad is not None and bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise HashCollisionError(
-                    f"two different codes share the key {int(k[row]):#018x}; "
-                    "the table would merge two regions"
-                )
+            if check_codes:
+                check_runs(k, codes[order], starts)
         return cls(k[starts], counts, label_counts, exemplar_rows.astype(np.int64) + offset, n, exemplar_codes)
 
     # -- the monoid ------------------------------------------------------------------
@@ -233,24 +242,12 @@ class RegionTable:
 
     def save(self, path) -> None:
         """Writes the table as one ``.npz`` (no pickle); the write is atomic."""
-        arrays = self.to_arrays()
-        arrays["header"] = np.frombuffer(json.dumps({"format": _FORMAT, "version": 1}).encode(), np.uint8)
-        atomic_savez(path, arrays)
+        save_npz(path, self.to_arrays(), _FORMAT)
 
     @classmethod
     def load(cls, path) -> "RegionTable":
         """Reads a table written by :meth:`save`."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = dict(f)
-            ok = json.loads(bytes(arrays["header"]).decode()).get("format") == _FORMAT
-        except OSError:
-            raise
-        except Exception:
-            ok = False
-        if not ok:
-            raise ValueError(f"path: {path!r} is not a partax region table (.npz with a partax.table header)")
+        arrays, _ = load_npz(path, _FORMAT, "region table")
         return cls.from_arrays(arrays)
 
 
@@ -316,12 +313,7 @@ def reduce_by_key(
             None if label_counts is None else label_counts.shape[1], None if codes is None else codes.shape[1]
         )
         return dataclasses.replace(empty, total=total)
-    order = np.argsort(keys, kind="stable") if sorted_runs else _argsort_keys(keys)
-    k = keys[order]
-    first = np.empty(n, bool)
-    first[:1] = True
-    np.not_equal(k[1:], k[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
+    order, k, starts = group_keys(keys, sorted_runs)
     if starts.size == n:  # no key repeats (e.g. merging tables of disjoint regions): a permutation
         counts, exemplars = counts[order], exemplars[order]
         label_counts = None if label_counts is None else label_counts[order]
@@ -335,13 +327,7 @@ def reduce_by_key(
         exemplar_codes = codes[order[starts]]
     elif codes is not None:
         c = codes[order]
-        ref = np.repeat(c[starts], np.diff(np.append(starts, n)), axis=0)
-        bad = (c != ref).any(axis=1)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise HashCollisionError(
-                f"two different codes share the key {int(k[row]):#018x}; the merge would join two regions"
-            )
+        check_runs(k, c, starts)
         exemplar_codes = c[starts]
     return RegionTable(k if starts.size == n else k[starts], counts, label_counts, exemplars, total, exemplar_codes)
 

@@ -16,6 +16,14 @@ def forward_preacts(arrays, x, alpha=0.0):
     return out
 
 
+def away_from_boundaries(net, x, margin=1e-3):
+    """``(keep, pre)``: which inputs have every float64 pre-activation farther than ``margin``
+    from 0 (their codes cannot depend on rounding), and the pre-activations of all inputs."""
+    pre = forward_preacts([np.asarray(a) for a in net.arrays()], x, net.alpha)
+    keep = np.all([np.abs(z).min(axis=1) > margin for z in pre], axis=0)
+    return keep, pre
+
+
 def scope_layers(scope, layer, L):
     """1-based inclusive range of layers of a scope at a layer (as DESIGN §3.2 defines)."""
     return {"layer": (layer, layer), "prefix": (1, layer), "suffix": (layer, L)}[scope]

@@ -16,7 +16,7 @@ import pytest
 
 import partax
 from partax import distributed as dist
-from oracle import forward_preacts, groups, table
+from oracle import away_from_boundaries, groups, table
 
 SCOPES = ("layer", "prefix", "suffix")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,9 +52,7 @@ def test_matches_float64_oracle_and_single_device(widths, n, batch_size):
     net = _net(widths, activation=("leaky_relu", 0.1) if widths[0] == 3 else "relu")
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, widths[0])).astype(np.float32)
-    arrays = [np.asarray(a) for a in net.arrays()]
-    pre = forward_preacts(arrays, x, net.alpha)
-    keep = np.all([np.abs(z).min(axis=1) > 1e-3 for z in pre], axis=0)
+    keep, pre = away_from_boundaries(net, x)
     x, pre = x[keep], [z[keep] for z in pre]
     C = 3
     y = rng.integers(0, C, len(x))

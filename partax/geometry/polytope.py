@@ -85,8 +85,9 @@ def _check_count(name: str, value) -> int:
 
 
 def _setup(net, x, scope, layer, domain):
+    """Rows ``A z <= b`` of the regions of ``x``, their space, and the exemplars there (float64)."""
     A, b, space, _ = _scope_rows(net, x, scope, layer, domain)
-    return A, b, space
+    return A, b, space, np.asarray(space.points, np.float64)
 
 
 def _space_keys(space, pts) -> np.ndarray:
@@ -161,8 +162,7 @@ def margins(net, x, *, scope: str = "prefix", layer=None, domain=None) -> np.nda
     Returns:
       ``float64[N]`` (``inf`` for a region with no boundary at all).
     """
-    A, b, space = _setup(net, x, scope, layer, domain)
-    p = np.asarray(space.points, np.float64)
+    A, b, space, p = _setup(net, x, scope, layer, domain)
     A, b, live = _unit_rows(A, b)
     slack = b - np.einsum("nmk,nk->nm", A, p)
     return np.where(live, slack, np.inf).min(axis=1) if A.shape[1] else np.full(len(p), np.inf)
@@ -201,8 +201,7 @@ def chebyshev(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
     """
     solver = _solver(solver)
     reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
-    A, b, space = _setup(net, x, scope, layer, domain)
-    p = np.asarray(space.points, np.float64)
+    A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         return np.zeros((0, space.dim)), np.zeros(0)
     return _cheb(A, b, p, domain, solver, reach, radius_cap, tol)
@@ -270,8 +269,7 @@ def facets(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: st
     solver = _solver(solver)
     reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
     _check_count("num_rays", num_rays), _check_count("chunk", chunk)
-    A, b, space = _setup(net, x, scope, layer, domain)
-    p = np.asarray(space.points, np.float64)
+    A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         return []
     out = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol, num_rays, seed, chunk)
@@ -354,8 +352,7 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
     solver = _solver(solver)
     reach, radius_cap = _check_positive("reach", reach), _check_positive("radius_cap", radius_cap)
     _check_count("num_rays", num_rays), _check_count("chunk", chunk)
-    A, b, space = _setup(net, x, scope, layer, domain)
-    p = np.asarray(space.points, np.float64)
+    A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         return ([], []) if return_facets else []
     fac, Au, bu, centers, _ = _facets(A, b, p, domain, solver, reach, radius_cap, tol, facet_tol,
@@ -426,8 +423,7 @@ def volumes(net, x, *, scope: str = "prefix", layer=None, domain=None, method: s
         raise ValueError(f"method: expected 'auto', 'exact' or 'mc', got {method!r}")
     num_samples = _check_count("num_samples", num_samples)
     solver = _solver(solver)
-    A, b, space = _setup(net, x, scope, layer, domain)
-    p = np.asarray(space.points, np.float64)
+    A, b, space, p = _setup(net, x, scope, layer, domain)
     return _volumes(A, b, p, None, None, method=method, num_samples=num_samples, key=key, solver=solver,
                     tol=tol, facet_tol=facet_tol)
 

@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 
@@ -40,7 +39,7 @@ from partax.geometry.domains import Box, check_domain
 from partax.geometry.local import _scope_rows
 from partax.geometry.polytope import (RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits, _unit_rows,
                                       _volumes)
-from partax.files import atomic_savez
+from partax.files import load_npz, save_npz
 
 __all__ = ["RegionReport", "region_report", "cli_regions"]
 
@@ -98,29 +97,12 @@ class RegionReport:
 
     def save(self, path) -> None:
         """Writes the report as one ``.npz`` (no pickle, JSON header); the write is atomic."""
-        arrays = self.columns()
-        header = {"format": _FORMAT, "version": 1, **self.meta}
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-        atomic_savez(path, arrays)
+        save_npz(path, self.columns(), _FORMAT, **self.meta)
 
     @classmethod
     def load(cls, path) -> "RegionReport":
         """Reads a report written by :meth:`save`."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = dict(f)
-            header = json.loads(bytes(arrays.pop("header")).decode())
-            ok = header.pop("format") == _FORMAT
-        except FileNotFoundError:
-            raise
-        except Exception:
-            ok = False
-        if not ok:
-            raise ValueError(f"path: {path!r} is not a partax region report (.npz with a partax.regions header)")
-        header.pop("version", None)
-        if "key_ok" not in arrays:  # written before the column existed: not checked, assumed
-            arrays["key_ok"] = np.ones(arrays["keys"].shape[0], bool)
+        arrays, header = load_npz(path, _FORMAT, "region report")
         return cls(**{name: arrays[name] for name in _COLUMNS}, meta=header)
 
 
