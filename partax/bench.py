@@ -7,10 +7,12 @@ noisy neighbour hurts both sides alike). Absolute rates are labelled with the de
 Partition workloads (DESIGN §6): the IB net 12-10-7-5-4-3-2 on 2^22 uniform inputs, a
 784-256-256-256-10 MLP on 2^20, a 784-1024-1024-1024-10 MLP on 2^18 (``--quick``: 2^18,
 2^16, 2^14). For each: partition throughput with all three scopes; the bare jitted forward
-pass of the same net on the same chunks; and the common NumPy practice (float32 forward
-pass, ``np.packbits`` of the signs, ``np.unique(axis=0, return_index=True,
-return_counts=True)`` for every distinct range of layers the three scopes need: the same
-tables the partition builds), on the same inputs (at most ``numpy_max`` of them).
+pass of the same net on the same chunks; the common NumPy practice (float32 forward pass,
+``np.packbits`` of the signs, ``np.unique(axis=0, return_index=True, return_counts=True)``
+for every distinct range of layers the three scopes need: the same tables the partition
+builds), on the same inputs (at most ``numpy_max`` of them); and the hidden layers' matmuls
+alone in NumPy: the arithmetic floor, which bounds the ratio to NumPy that any engine can
+reach on the machine (``ratio_vs_numpy_bound``).
 Other entries (LP, slices) are added by the modules that provide them.
 
 Example:
@@ -94,6 +96,21 @@ def _numpy_practice(net: Net, x: np.ndarray) -> Callable[[], None]:
     return run
 
 
+def _numpy_matmuls(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    """The arithmetic floor: only the hidden layers' float32 matmuls, in NumPy (its BLAS),
+    chunk by chunk into preallocated buffers (no bias, no ReLU, no page faults)."""
+    Ws = [np.asarray(W, np.float32) for W in net.weights[:-1]]
+    bufs = [np.empty((batch_size, W.shape[1]), np.float32) for W in Ws]
+
+    def run():
+        for s in range(0, x.shape[0], batch_size):
+            h = x[s : s + batch_size]
+            for W, buf in zip(Ws, bufs):
+                h = np.matmul(h, W, out=buf[: h.shape[0]])
+
+    return run
+
+
 def _flops(widths, n: int) -> float:
     return 2.0 * n * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
@@ -110,12 +127,14 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "partition": lambda: partition(net, x, batch_size=bs, progress=False),
         "forward": _forward_pass(net, x, bs),
         "numpy": _numpy_practice(net, x_np),
+        "numpy_matmul": _numpy_matmuls(net, x_np, bs),
     }
     # warm-up: compile and touch everything once (numpy on a small slice); then one partition
     # alone, so that the peak RSS is that of the inputs plus the partition (not the baselines)
     partition(net, x[: 2 * bs], batch_size=bs, progress=False)
     fns["forward"]()  # compiles the very function that is timed
     _numpy_practice(net, x[:256])()
+    _numpy_matmuls(net, x[:256], 256)()
     p = partition(net, x, batch_size=bs, progress=False)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     best = _best_of(fns, reps)
@@ -130,6 +149,12 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "numpy_inputs": n_np,
         "numpy_inputs_per_s": n_np / best["numpy"],
         "ratio_vs_numpy": (n / best["partition"]) / (n_np / best["numpy"]),
+        "numpy_matmul_inputs_per_s": n_np / best["numpy_matmul"],
+        # the ratio vs NumPy of a partition that cost only its matmuls, at the faster of the
+        # two measured rates (XLA's forward pass, NumPy's BLAS): what no engine can beat here
+        "ratio_vs_numpy_bound": max(n / best["forward"], n_np / best["numpy_matmul"]) / (n_np / best["numpy"]),
+        "forward_gflops": _flops(widths, n) / best["forward"] / 1e9,
+        "numpy_matmul_gflops": _flops(widths[:-1], n_np) / best["numpy_matmul"] / 1e9,
         "regions_prefix_last": int(p.num_regions("prefix")[-1]),
         "inputs_mb": x.nbytes / 2**20,
         "peak_rss_mb": peak_rss_mb,
@@ -154,8 +179,9 @@ def to_markdown(result: dict) -> str:
         f"Device: {dev['platform']} / {dev['device_kind']} × {dev['count']}; jax {result['jax_version']}; "
         f"host {result['host']}; {'quick' if result['quick'] else 'full'} run.",
         "",
-        "| workload | inputs | partition in/s | forward in/s | ratio vs forward | NumPy in/s | ratio vs NumPy | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | inputs | partition in/s | forward in/s | ratio vs forward | NumPy in/s | ratio vs NumPy "
+        "| NumPy ratio bound | forward GFLOP/s | BLAS GFLOP/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" not in w:
@@ -163,9 +189,16 @@ def to_markdown(result: dict) -> str:
         lines.append(
             f"| {w['name']} {'-'.join(map(str, w['widths']))} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
             f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
-            f"{w['ratio_vs_numpy']:.1f} | {w['peak_rss_mb']:,.0f} |"
+            f"{w['ratio_vs_numpy']:.1f} | {w['ratio_vs_numpy_bound']:.1f} | {w['forward_gflops']:,.1f} | "
+            f"{w['numpy_matmul_gflops']:,.1f} | {w['peak_rss_mb']:,.0f} |"
         )
-    lines += ["", "Peak RSS includes the inputs array (the partition itself streams it in chunks)."]
+    lines += [
+        "",
+        "NumPy ratio bound: the ratio to the NumPy practice that a partition costing nothing but its",
+        "hidden layers' matmuls would reach, at the faster of the two FLOP rates measured in the same",
+        "run (XLA's forward pass; NumPy's BLAS on preallocated chunks, the BLAS column).",
+        "Peak RSS includes the inputs array (the partition itself streams it in chunks).",
+    ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" in w:
             continue

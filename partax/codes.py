@@ -138,23 +138,44 @@ def _range_keys(layer_hashes, ranges, start: int = 1):
     Each layer's hash is salted with its position (``g_l = fmix(h_l ^ salt_l)``, a bijection
     of ``h_l``); the key of layers ``first..last`` is ``fmix((G_last - G_{first-1}) ^ len)``
     with ``G`` the running sum mod 2^32. So every range costs one subtraction and one
-    finaliser whatever its length, and depends only on the codes it covers.
+    finaliser whatever its length, and depends only on the codes it covers. Traceable, and
+    the same arithmetic on NumPy arrays (the host finishes range keys this way).
 
     Args:
       layer_hashes: per hidden layer, ``uint32[...]`` hashes of one lane, of layers
-        ``start, start + 1, ...``.
+        ``start, start + 1, ...`` (JAX or NumPy arrays).
       ranges: 1-based inclusive ``(first, last)`` pairs (absolute layer numbers).
       start: the absolute number of the layer of ``layer_hashes[0]``.
 
     Returns:
       A list of ``uint32[...]``, one per range.
     """
-    total = jnp.zeros(layer_hashes[0].shape, jnp.uint32)
+    xp = np if isinstance(layer_hashes[0], np.ndarray) else jnp
+    total = xp.zeros(layer_hashes[0].shape, xp.uint32)
     running = [total]
     for l, h in enumerate(layer_hashes, start=start):
         total = total + _fmix32(h ^ np.uint32((l * 0x9E3779B9) & 0xFFFFFFFF))
         running.append(total)
     return [_fmix32((running[t - start + 1] - running[f - start]) ^ np.uint32(t - f + 1)) for f, t in ranges]
+
+
+def range_keys(layer_hashes: np.ndarray, ranges) -> np.ndarray:
+    """Keys of layer ranges, on the host, from per-layer lane hashes.
+
+    Args:
+      layer_hashes: ``uint32[2, L, G]``, per lane and hidden layer (as returned by
+        :func:`codes_and_layer_hashes`), for ``G`` inputs.
+      ranges: 1-based inclusive ``(first, last)`` pairs.
+
+    Returns:
+      ``numpy.uint64[G, R]``, equal to the keys :func:`codes_and_keys` computes.
+    """
+    layer_hashes = np.asarray(layer_hashes, np.uint32)
+    lanes = [_range_keys(list(layer_hashes[i]), ranges) for i in range(2)]
+    out = np.empty((len(ranges), layer_hashes.shape[-1]), np.uint64)
+    for r, (a, b) in enumerate(zip(*lanes)):
+        out[r] = a.astype(np.uint64) | (b.astype(np.uint64) << np.uint64(32))
+    return out.T  # each range's column is contiguous
 
 
 def _pack(bits):
@@ -186,6 +207,23 @@ def tables_for(scopes, num_layers: int) -> tuple:
     return tuple(ranges), index
 
 
+def _layer_codes(net: Net, x, boundary_tol: float):
+    """Forward pass: packed words, per-layer hashes of both lanes, boundary and finite flags."""
+    h = jnp.asarray(x, net.dtype)
+    finite = jnp.isfinite(h).all(axis=-1)
+    near = jnp.zeros(h.shape[:-1], bool)
+    words, lane_a, lane_b = [], [], []
+    for W, b in zip(net.weights[:-1], net.biases[:-1]):
+        z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
+        near = near | (jnp.abs(z) <= boundary_tol).any(axis=-1)
+        w = _pack(z > 0)
+        words.append(w)
+        lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
+        lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
+        h = net.act(z)
+    return tuple(words), lane_a, lane_b, near, finite
+
+
 def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
     """The traceable kernel: codes, keys of layer ranges, and boundary flags.
 
@@ -202,25 +240,34 @@ def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
       (so a little-endian view as ``uint64`` gives the key); ``near`` ``bool[N]``;
       ``finite`` ``bool[N]`` (all input coordinates finite).
     """
-    h = jnp.asarray(x, net.dtype)
-    finite = jnp.isfinite(h).all(axis=-1)
-    near = jnp.zeros(h.shape[:-1], bool)
-    words, lane_a, lane_b = [], [], []
-    for W, b in zip(net.weights[:-1], net.biases[:-1]):
-        z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
-        near = near | (jnp.abs(z) <= boundary_tol).any(axis=-1)
-        w = _pack(z > 0)
-        words.append(w)
-        lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
-        lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
-        h = net.act(z)
+    words, lane_a, lane_b, near, finite = _layer_codes(net, x, boundary_tol)
     if ranges:
         keys = jnp.stack(
             [jnp.stack(pair, axis=-1) for pair in zip(_range_keys(lane_a, ranges), _range_keys(lane_b, ranges))], axis=-2
         )
     else:
         keys = jnp.zeros((*near.shape, 0, 2), jnp.uint32)
-    return tuple(words), keys, near, finite
+    return words, keys, near, finite
+
+
+def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0):
+    """The streaming engine's kernel: the full-code key per input, and per-layer hashes.
+
+    Every range key is a function of the per-layer hashes, so the engine groups a chunk by
+    the key of the whole code and finishes the other ranges' keys on the host
+    (:func:`range_keys`) for one input per group only: writing ``R`` keys for every input
+    would cost more than the forward pass of a small net.
+
+    Returns:
+      ``(words, full_keys, layer_hashes, near, finite)``: ``full_keys`` ``uint32[N, 2]``
+      (lanes of the key of layers ``1..L``), ``layer_hashes`` ``uint32[2, L, N]``; the rest
+      as in :func:`codes_and_keys`.
+    """
+    words, lane_a, lane_b, near, finite = _layer_codes(net, x, boundary_tol)
+    L = len(lane_a)
+    (ka,), (kb,) = _range_keys(lane_a, ((1, L),)), _range_keys(lane_b, ((1, L),))
+    layer_hashes = jnp.stack([jnp.stack(lane_a), jnp.stack(lane_b)])
+    return words, jnp.stack([ka, kb], axis=-1), layer_hashes, near, finite
 
 
 @functools.partial(jax.jit, static_argnames=("first", "last", "start"))

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES, codes_and_keys, tables_for
+from partax.codes import SCOPES, codes_and_layer_hashes, range_keys, tables_for
 from partax.files import load_npz, save_npz
 from partax.nets import Net
 from partax.sources import Sampler, Source, as_source
@@ -149,27 +149,27 @@ def default_batch_size(net: Net, block: int = 1) -> int:
     return max(block, (b // block) * block)
 
 
-def _kernel(net, x, ranges, boundary_tol, with_words):
+def _kernel(net, x, boundary_tol, with_words):
     def one(n):
-        words, keys, near, finite = codes_and_keys(n, x, ranges, boundary_tol)
-        return (words if with_words else ()), keys, near, finite
+        words, full_keys, layer_hashes, near, finite = codes_and_layer_hashes(n, x, boundary_tol)
+        return (words if with_words else ()), full_keys, layer_hashes, near, finite
 
     if net.stack_shape:
-        words, keys, near, finite = jax.vmap(one)(net)
-        return words, keys, near, finite[0]
+        words, full_keys, layer_hashes, near, finite = jax.vmap(one)(net)
+        return words, full_keys, layer_hashes, near, finite[0]
     return one(net)
 
 
-@functools.partial(jax.jit, static_argnames=("ranges", "boundary_tol", "with_words"))
-def _array_kernel(net, x, ranges, boundary_tol, with_words):
-    return _kernel(net, x, ranges, boundary_tol, with_words)
+@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words"))
+def _array_kernel(net, x, boundary_tol, with_words):
+    return _kernel(net, x, boundary_tol, with_words)
 
 
-@functools.partial(jax.jit, static_argnames=("ranges", "boundary_tol", "with_words"))
-def _sampler_kernel(net, sampler, blocks, ranges, boundary_tol, with_words):
+@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words"))
+def _sampler_kernel(net, sampler, blocks, boundary_tol, with_words):
     x = sampler.generate(blocks).astype(net.dtype)
     labels = sampler.generate_labels(blocks) if sampler.has_labels else None
-    return _kernel(net, x, ranges, boundary_tol, with_words), labels
+    return _kernel(net, x, boundary_tol, with_words), labels
 
 
 class _Accumulator:
@@ -286,12 +286,9 @@ def partition(
     L = net.num_hidden
     ranges, index = tables_for(scopes, L)
     # Every range table is a function of the full code (S^1..S^L). Per chunk, one sort groups
-    # the inputs by their full-range key (the chunk's *base* table, each row carrying every
-    # range's key); each range's chunk table is then reduced from the base rows, which are
-    # far fewer than the inputs when regions repeat.
-    kernel_ranges = ranges if (1, L) in ranges else ranges + ((1, L),)
-    base = kernel_ranges.index((1, L))
-    R = len(kernel_ranges)
+    # the inputs by the key of their full code (the chunk's *base* table); each range's key
+    # is then finished on the host for one input per group, and each range's chunk table is
+    # reduced from the base rows, which are far fewer than the inputs when regions repeat.
     word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
     num_nets = net.stack_shape[0] if net.stack_shape else 1
     accs = [[_Accumulator(exact) for _ in ranges] for _ in range(num_nets)]
@@ -302,9 +299,9 @@ def partition(
 
     def dispatch(chunk):
         if isinstance(src, Sampler):
-            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), kernel_ranges, tol, exact)
+            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, exact)
         else:
-            out, y = _array_kernel(net, jnp.asarray(chunk.x), kernel_ranges, tol, exact), None
+            out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, exact), None
         return out, y, chunk
 
     def reduce(item):
@@ -313,42 +310,40 @@ def partition(
         Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
         once while the device computes the next.
         """
-        (words, keys, near, finite), y_dev, chunk = item
+        (words, full_keys, layer_hashes, near, finite), y_dev, chunk = item
         n = chunk.num_valid
         finite = np.asarray(finite)[:n]
         if not finite.all():
             row = chunk.start + int(np.flatnonzero(~finite)[0])
             raise ValueError(f"source: input {row} has a NaN or inf coordinate; expected finite inputs")
-        keys = np.asarray(keys)
+        full_keys = np.asarray(full_keys)
+        layer_hashes = np.asarray(layer_hashes)
         near = np.asarray(near)
         y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
         classes = int(y.max()) + 1 if (y is not None and n) else 0
         if not net.stack_shape:
-            keys, near = keys[None], near[None]
+            full_keys, layer_hashes, near = full_keys[None], layer_hashes[None], near[None]
             words = tuple(w[None] for w in words)
-        keys = keys[:, :n]  # [K, n, R, 2] uint32 lanes (lo, hi)
         tables, nears = [], []
         for k in range(num_nets):
             nears.append(int(near[k, :n].sum()))
-            # payload per input: every range's key as two uint32 lanes, then (exact) the full code
-            payload = [keys[k].reshape(n, -1)]
-            if exact:
-                payload += [np.asarray(w)[k, :n] for w in words]
-            payload = np.ascontiguousarray(np.concatenate(payload, axis=1) if len(payload) > 1 else payload[0])
-            base_keys = np.ascontiguousarray(keys[k, :, base]).view(np.uint64)[:, 0]
+            code = None
+            if exact:  # the full code of every input, to check the base keys and ship exemplar codes
+                code = np.concatenate([np.asarray(w)[k, :n] for w in words], axis=1)
+            base_keys = np.ascontiguousarray(full_keys[k, :n]).view(np.uint64)[:, 0]
             chunk_base = RegionTable.from_keys(
                 base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
-                codes=payload, check_codes=exact,
+                codes=code, check_codes=exact,
             )
-            rows = chunk_base.exemplar_codes
-            range_keys = np.ascontiguousarray(rows[:, : 2 * R]).view(np.uint64)  # [G, R]
+            rows = chunk_base.exemplars - chunk.start
+            keys = range_keys(layer_hashes[k][:, :, rows], ranges)  # [G, R]
             per_range = []
             for r, (f, t) in enumerate(ranges):
-                code = rows[:, 2 * R + word_ends[f - 1] : 2 * R + word_ends[t]] if exact else None
+                range_code = chunk_base.exemplar_codes[:, word_ends[f - 1] : word_ends[t]] if exact else None
                 per_range.append(
                     reduce_by_key(
-                        range_keys[:, r].copy(), chunk_base.counts, chunk_base.exemplars, chunk_base.label_counts,
-                        code, n, check_codes=exact,
+                        keys[:, r], chunk_base.counts, chunk_base.exemplars, chunk_base.label_counts,
+                        range_code, n, check_codes=exact,
                     )
                 )
             tables.append(per_range)

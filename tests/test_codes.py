@@ -147,6 +147,28 @@ def test_keys_equal_the_written_out_key_function(widths):
                 assert int(ids[n, l - 1]) == range_key(rows, f, t)
 
 
+@pytest.mark.parametrize("widths", [[3, 5, 40, 7, 1], [2, 33, 64, 1], [12, 10, 7, 5, 4, 3, 2]])
+def test_engine_kernel_keys_equal_the_key_function(widths):
+    """The streaming engine's kernel ships the full-code key and per-layer hashes; the host
+    finishes every other range's key (``range_keys``): both must be the specified key."""
+    from oracle import range_key
+
+    net = _net(widths)
+    x, pre = _safe_inputs(net, 20, seed=5)
+    L = len(widths) - 2
+    words, full_keys, layer_hashes, near, finite = jax.jit(codes_module.codes_and_layer_hashes)(net, x)
+    assert np.asarray(layer_hashes).shape == (2, L, len(x)) and np.asarray(finite).all()
+    ranges = tuple((f, t) for f in range(1, L + 1) for t in range(f, L + 1))
+    keys = codes_module.range_keys(np.asarray(layer_hashes), ranges)
+    assert keys.dtype == np.uint64 and keys.shape == (len(x), len(ranges))
+    full = np.ascontiguousarray(np.asarray(full_keys)).view(np.uint64)[:, 0]
+    for n in range(len(x)):
+        rows = [list(z[n] > 0) for z in pre]
+        assert int(full[n]) == range_key(rows, 1, L)
+        for r, (f, t) in enumerate(ranges):
+            assert int(keys[n, r]) == range_key(rows, f, t)
+
+
 def test_non_finite_inputs_are_named():
     net = _net([3, 4, 1])
     x = np.zeros((5, 3), np.float32)
