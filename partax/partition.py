@@ -47,6 +47,7 @@ __all__ = ["Partition", "partition", "load_partition", "default_batch_size"]
 
 _FORMAT = "partax.partition"
 _REDUCE_THREADS = 2  # chunks reduced at once on the host (and so in flight on the device)
+_DEFER_ROWS = 2**17  # range tables are reduced from the running base table while it is this small
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,6 +188,11 @@ class _Accumulator:
         if self.pending_size > max(2**16, len(self.table) if self.table is not None else 0):
             self._flush()
 
+    @property
+    def size(self) -> int:
+        """Rows held (an upper bound on the distinct keys)."""
+        return (len(self.table) if self.table is not None else 0) + self.pending_size
+
     def _flush(self):
         parts = ([self.table] if self.table is not None else []) + self.pending
         self.table = merge_tables(parts, check_codes=self.check_codes)
@@ -285,17 +291,36 @@ def partition(
 
     L = net.num_hidden
     ranges, index = tables_for(scopes, L)
-    # Every range table is a function of the full code (S^1..S^L). Per chunk, one sort groups
-    # the inputs by the key of their full code (the chunk's *base* table); each range's key
-    # is then finished on the host for one input per group, and each range's chunk table is
-    # reduced from the base rows, which are far fewer than the inputs when regions repeat.
+    # Every range table is a coarsening of the table of full codes (S^1..S^L). Per chunk, one
+    # sort groups the inputs by the key of their full code: the chunk's *base* table, whose
+    # rows carry their per-layer hashes (and, in exact mode, their words). Range keys are
+    # finished on the host from those rows only. While the running base table stays small
+    # (regions repeat: small nets, trained nets) only it is accumulated, and the range tables
+    # are reduced from it once at the end; once it grows past `_DEFER_ROWS` every chunk's
+    # range tables are reduced and accumulated as they come.
     word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
+    num_words = int(word_ends[-1]) if exact else 0
     num_nets = net.stack_shape[0] if net.stack_shape else 1
     accs = [[_Accumulator(exact) for _ in ranges] for _ in range(num_nets)]
+    bases = [_Accumulator(exact) for _ in range(num_nets)]  # running base tables, while deferred
+    deferred = [True] * num_nets
     near_count = np.zeros(num_nets, np.int64)
     num_classes = [0]
     total = [0]
     tol = float(boundary_tol)
+
+    def range_tables(base: RegionTable) -> list:
+        """The range tables of a base table (rows: full codes, payload ``[words | hashes]``)."""
+        payload = base.exemplar_codes
+        hashes = payload[:, num_words:].T.reshape(2, L, -1)
+        keys = range_keys(hashes, ranges)  # [G, R]
+        return [
+            reduce_by_key(
+                keys[:, r], base.counts, base.exemplars, base.label_counts,
+                payload[:, word_ends[f - 1] : word_ends[t]] if exact else None, base.total, check_codes=exact,
+            )
+            for r, (f, t) in enumerate(ranges)
+        ]
 
     def dispatch(chunk):
         if isinstance(src, Sampler):
@@ -305,7 +330,8 @@ def partition(
         return out, y, chunk
 
     def reduce(item):
-        """Chunk -> (range tables per net, near-boundary counts, valid rows, classes seen).
+        """Chunk -> (base table and, once not deferred, range tables per net; near-boundary
+        counts; valid rows; classes seen).
 
         Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
         once while the device computes the next.
@@ -324,39 +350,47 @@ def partition(
         if not net.stack_shape:
             full_keys, layer_hashes, near = full_keys[None], layer_hashes[None], near[None]
             words = tuple(w[None] for w in words)
-        tables, nears = [], []
+        results, nears = [], []
         for k in range(num_nets):
             nears.append(int(near[k, :n].sum()))
             code = None
-            if exact:  # the full code of every input, to check the base keys and ship exemplar codes
+            if exact:  # the full code of every input: checks the base keys, rides with the exemplars
                 code = np.concatenate([np.asarray(w)[k, :n] for w in words], axis=1)
             base_keys = np.ascontiguousarray(full_keys[k, :n]).view(np.uint64)[:, 0]
-            chunk_base = RegionTable.from_keys(
+            base = RegionTable.from_keys(
                 base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
                 codes=code, check_codes=exact,
             )
-            rows = chunk_base.exemplars - chunk.start
-            keys = range_keys(layer_hashes[k][:, :, rows], ranges)  # [G, R]
-            per_range = []
-            for r, (f, t) in enumerate(ranges):
-                range_code = chunk_base.exemplar_codes[:, word_ends[f - 1] : word_ends[t]] if exact else None
-                per_range.append(
-                    reduce_by_key(
-                        keys[:, r], chunk_base.counts, chunk_base.exemplars, chunk_base.label_counts,
-                        range_code, n, check_codes=exact,
-                    )
-                )
-            tables.append(per_range)
-        return tables, nears, n, classes
+            rows = base.exemplars - chunk.start
+            hashes = layer_hashes[k][:, :, rows].reshape(2 * L, -1).T
+            payload = np.concatenate([base.exemplar_codes, hashes], axis=1) if exact else np.ascontiguousarray(hashes)
+            base = dataclasses.replace(base, exemplar_codes=payload)
+            results.append((base, None if deferred[k] else range_tables(base)))
+        return results, nears, n, classes
 
-    def fold(tables):
-        for k in range(num_nets):
-            for acc, table in zip(accs[k], tables[k]):
+    def fold(results):
+        """Adds one chunk's tables to the running ones (in stream order, one thread)."""
+        for k, (base, per_range) in enumerate(results):
+            if deferred[k]:
+                bases[k].add(base)
+                if bases[k].size <= _DEFER_ROWS:
+                    continue
+                merged = bases[k].result()
+                if len(merged) <= _DEFER_ROWS // 2:  # regions repeat: keep deferring
+                    continue
+                per_range, deferred[k], bases[k] = range_tables(merged), False, None
+            for acc, table in zip(accs[k], per_range if per_range is not None else range_tables(base)):
                 acc.add(table)
 
+    def finish(k):
+        """The final range tables of net ``k``."""
+        if deferred[k]:
+            return range_tables(bases[k].result())
+        return list(map(_Accumulator.result, accs[k]))
+
     def collect(future):
-        tables, nears, n, classes = future.result()
-        merges.append(merger.submit(fold, tables))  # merges run in order, off the main thread
+        results, nears, n, classes = future.result()
+        merges.append(merger.submit(fold, results))  # merges run in order, off the main thread
         for k in range(num_nets):
             near_count[k] += nears[k]
         num_classes[0] = max(num_classes[0], classes)
@@ -384,8 +418,10 @@ def partition(
                 collect(in_flight.popleft())
             for m in merges:
                 m.result()
-            # the last merges of the pending chunk tables, every range table at once
-            list(pool.map(_Accumulator.result, [acc for row in accs for acc in row]))
+            # the last merges of the pending chunk tables (or the deferred reductions), at once
+            if num_nets == 1 and not deferred[0]:
+                list(pool.map(_Accumulator.result, accs[0]))
+            built_all = list(pool.map(finish, range(num_nets)))
     finally:
         if bar is not None:
             bar.close()
@@ -395,7 +431,7 @@ def partition(
     results = []
     C = num_classes[0]
     for k in range(num_nets):
-        built = [acc.result() for acc in accs[k]]
+        built = built_all[k]
         if src.has_labels:  # pad every table to the final class count
             built = [
                 t if t.label_counts.shape[1] == C

@@ -35,9 +35,26 @@ def _check_against_oracle(p, pre, labels, C, ids=None):
             assert t.total == len(labels if labels is not None else inverse)
 
 
+def _word_spans(widths, first, last):
+    """Column spans of each layer's words in the packed code of layers ``first..last``."""
+    ends = np.cumsum([0] + [-(-w // 32) for w in widths[first - 1 : last]])
+    return list(zip(ends[:-1], ends[1:]))
+
+
+@pytest.fixture(params=[None, 300, 0], ids=["deferred", "switch-mid-stream", "per-chunk"])
+def defer_rows(request, monkeypatch):
+    """The engine reduces range tables from the running base table while it holds at most
+    ``_DEFER_ROWS`` rows, then chunk by chunk: every path must give the same tables."""
+    import importlib
+
+    if request.param is not None:
+        monkeypatch.setattr(importlib.import_module("partax.partition"), "_DEFER_ROWS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("widths", SHAPES)
 @pytest.mark.parametrize("batch_size", [None, 97])
-def test_partition_matches_float64_oracle(widths, batch_size):
+def test_partition_matches_float64_oracle(widths, batch_size, defer_rows):
     net = _net(widths, activation=("leaky_relu", 0.1) if widths[0] == 3 else "relu")
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1500, widths[0])).astype(np.float32)
@@ -49,6 +66,21 @@ def test_partition_matches_float64_oracle(widths, batch_size):
     ids = {s: partax.region_ids(net, x, s) for s in SCOPES}
     _check_against_oracle(p, pre, y, C, ids)
     assert p.total == len(x)
+    # exact mode: the same tables, and each region's code is its exemplar's (float64 signs)
+    pe = partax.partition(net, x, y, batch_size=batch_size, exact=True, progress=False)
+    L = len(pre)
+    for scope in SCOPES:
+        for l in range(1, L + 1):
+            t = pe.table(scope, l)
+            assert t == p.table(scope, l)
+            f, last = {"layer": (l, l), "prefix": (1, l), "suffix": (l, L)}[scope]
+            bits = [z[t.exemplars] > 0 for z in pre[f - 1 : last]]
+            expect = np.concatenate([np.packbits(b, axis=1, bitorder="little") for b in bits], axis=1)
+            got = np.concatenate(
+                [t.exemplar_codes[:, a:b].view(np.uint8)[:, : -(-w // 8)] for (a, b), w in
+                 zip(_word_spans(net.widths, f, last), net.widths[f - 1 : last])], axis=1
+            )
+            np.testing.assert_array_equal(got, expect)
 
 
 def test_near_boundary_counts_inputs_within_tolerance():
@@ -102,7 +134,7 @@ def test_labelled_batches_and_ball_labels():
     assert (np.linalg.norm(xb - np.repeat(centers, 1000, axis=0), axis=1) <= 0.5 + 1e-6).all()
 
 
-def test_stacked_nets_equal_one_by_one():
+def test_stacked_nets_equal_one_by_one(defer_rows):
     nets = [_net([3, 9, 40, 2], seed=s) for s in range(3)]
     stacked = partax.stack_nets(nets)
     x = np.random.default_rng(5).normal(size=(2000, 3)).astype(np.float32)
@@ -214,7 +246,7 @@ def test_memory_does_not_grow_with_the_stream():
     assert grown < 150 + 4 * table_mb, f"peak RSS grew by {grown:.0f} MiB"
 
 
-def test_collision_across_chunks_is_caught():
+def test_collision_across_chunks_is_caught(defer_rows):
     """A weakened hash with one key per 4 codes: exact mode catches it across chunks of 64."""
     import importlib
 
