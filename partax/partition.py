@@ -2,8 +2,14 @@
 
 :func:`partition` reads a source in fixed-size chunks. For each chunk one jitted kernel
 computes the hidden pre-activations (``precision=HIGHEST``), packs the sign bits, hashes
-them into 64-bit keys for every distinct layer range the requested scopes need, and flags
-inputs near a boundary; the host folds the keys into :class:`~partax.tables.RegionTable` s.
+each layer's words, and returns per input the 64-bit key of the full code ``S^1..S^L``, the
+per-layer hashes, and a near-boundary flag. The host groups the chunk by full-code key (one
+sort) into a *base* :class:`~partax.tables.RegionTable`; every range table the scopes need
+is a coarsening of it, so range keys are finished on the host for one input per base row
+(:func:`partax.codes.range_keys`) and each range table is reduced from the base rows. While
+the running base table stays small (regions repeat) only it is accumulated and the range
+tables are reduced from it once at the end; past ``_DEFER_ROWS`` rows, range tables are
+reduced chunk by chunk and merged into running ones.
 JAX dispatch is asynchronous and the host reductions run in two worker threads, and the
 merges into the running tables in a third (NumPy's sorts release the GIL), so the device
 computes chunk ``i + 2`` while chunks ``i`` and ``i + 1`` are reduced.
@@ -140,9 +146,14 @@ def load_partition(path) -> Partition:
 
 # --- the engine ---------------------------------------------------------------------------
 def default_batch_size(net: Net, block: int = 1) -> int:
-    """Chunk size: about 64 MiB of activations on CPU (256 MiB on accelerators)."""
+    """Chunk size: about 32 MiB of activations on CPU (256 MiB on accelerators).
+
+    On a CPU the kernel's passes over each layer's pre-activations should stay in cache:
+    on a 2-core EPYC, 784-256-256-256-10 partitions ran 10-25% faster in chunks of 4096
+    than of 8192, and 784-1024-1024-1024-10 13% faster in chunks of 2048 than of 4096.
+    """
     cpu = jax.default_backend() == "cpu"
-    budget = (64 if cpu else 256) * 2**20
+    budget = (32 if cpu else 256) * 2**20
     per_input = 4 * (net.input_dim + sum(net.widths)) * max(1, int(np.prod(net.stack_shape)))
     b = budget // per_input
     b = int(2 ** np.floor(np.log2(max(b, 1))))
