@@ -424,15 +424,16 @@ def partition(
                 while len(in_flight) > _REDUCE_THREADS:
                     collect(in_flight.popleft())
                 while merges and (merges[0].done() or len(merges) > _REDUCE_THREADS):
-                    merges.pop(0).result()  # bounded queue; surfaces errors (collisions) early
+                    merges.pop(0).result()  # bounded queue; surfaces errors (collisions) as they come
             while in_flight:
                 collect(in_flight.popleft())
             for m in merges:
                 m.result()
             # the last merges of the pending chunk tables (or the deferred reductions), at once
             if num_nets == 1 and not deferred[0]:
-                list(pool.map(_Accumulator.result, accs[0]))
-            built_all = list(pool.map(finish, range(num_nets)))
+                built_all = [list(pool.map(_Accumulator.result, accs[0]))]
+            else:
+                built_all = list(pool.map(finish, range(num_nets)))
     finally:
         if bar is not None:
             bar.close()

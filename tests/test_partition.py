@@ -135,18 +135,62 @@ def test_labelled_batches_and_ball_labels():
 
 
 def test_stacked_nets_equal_one_by_one(defer_rows):
-    nets = [_net([3, 9, 40, 2], seed=s) for s in range(3)]
+    # different bias scales: the nets' base tables grow at different rates (and so switch
+    # from deferred to per-chunk reductions at different chunks)
+    nets = [partax.mlp(jax.random.key(s), [3, 9, 40, 2], bias_std=b) for s, b in enumerate((0.01, 0.3, 3.0))]
     stacked = partax.stack_nets(nets)
     x = np.random.default_rng(5).normal(size=(2000, 3)).astype(np.float32)
-    y = np.random.default_rng(6).integers(0, 2, 2000)
-    many = partax.partition(stacked, x, y, progress=False)
+    keep = np.logical_and.reduce([_safe(net, x)[0] for net in nets])
+    x = x[keep]
+    y = np.random.default_rng(6).integers(0, 2, len(x))
+    many = partax.partition(stacked, x, y, batch_size=97, progress=False)
     assert isinstance(many, tuple) and len(many) == 3
     for net, p in zip(nets, many):
-        one = partax.partition(net, x, y, progress=False)
+        one = partax.partition(net, x, y, batch_size=97, progress=False)
         for scope in SCOPES:
             for l in (1, 2):
                 assert p.table(scope, l) == one.table(scope, l)
         assert p.near_boundary == one.near_boundary
+        ids = {s: partax.region_ids(net, x, s) for s in SCOPES}
+        _check_against_oracle(p, _safe(net, x)[1], y, 2, ids)
+
+
+@pytest.mark.parametrize(
+    "widths, defer, expect",
+    [
+        ([2, 5, 1], None, "once"),  # few regions: deferred to the end
+        ([2, 5, 1], 40, "once"),  # pending rows pass 40, the merged table (16 regions) does not
+        ([6, 64, 70, 3], 300, "switch"),  # regions barely repeat: switches after a few chunks
+        ([6, 64, 70, 3], 0, "every chunk"),
+    ],
+)
+def test_deferral_paths_are_taken(monkeypatch, widths, defer, expect):
+    """Counts the host's range-key computations: one at the end while deferred, one per
+    chunk once switched; every path gives the tables of the default one."""
+    import importlib
+
+    engine = importlib.import_module("partax.partition")
+    net = _net(widths)
+    x = np.random.default_rng(8).normal(size=(1500, widths[0])).astype(np.float32)
+    y = np.random.default_rng(9).integers(0, 3, 1500)
+    reference = partax.partition(net, x, y, batch_size=97, progress=False)
+    calls = []
+    real = engine.range_keys
+    monkeypatch.setattr(engine, "range_keys", lambda h, r: calls.append(h.shape[-1]) or real(h, r))
+    if defer is not None:
+        monkeypatch.setattr(engine, "_DEFER_ROWS", defer)
+    p = partax.partition(net, x, y, batch_size=97, progress=False)
+    chunks = -(-1500 // 97)
+    if expect == "once":
+        assert len(calls) == 1
+    elif expect == "switch":
+        assert 1 < len(calls) < chunks
+        assert calls[0] > defer // 2  # the switch reduces the running base table at once
+    else:
+        assert len(calls) == chunks
+    for scope in SCOPES:
+        for l in range(1, len(widths) - 1):
+            assert p.table(scope, l) == reference.table(scope, l)
 
 
 def test_plane_grid_covers_the_plane():
@@ -262,6 +306,27 @@ def test_collision_across_chunks_is_caught(defer_rows):
     finally:
         codes_module._fmix32 = strong
         jax.clear_caches()
+
+
+@pytest.mark.parametrize("across_chunks", [False, True])
+def test_range_key_collisions_are_caught(monkeypatch, defer_rows, across_chunks):
+    """Full-code keys stay strong, range keys are weakened: exact mode must catch two codes
+    of one range under one key, inside a chunk and between chunks, on every path."""
+    import importlib
+
+    engine = importlib.import_module("partax.partition")
+    real = engine.range_keys
+    net = _net([2, 8, 8, 1])
+    rng = np.random.default_rng(3)
+    if across_chunks:  # 20 chunks of 64 copies of one point: one code per range per chunk
+        monkeypatch.setattr(engine, "range_keys", lambda h, r: real(h, r) & np.uint64(0))
+        x = np.repeat(rng.normal(scale=3.0, size=(20, 2)).astype(np.float32), 64, axis=0)
+    else:
+        monkeypatch.setattr(engine, "range_keys", lambda h, r: real(h, r) & np.uint64(3))
+        x = rng.normal(scale=3.0, size=(1000, 2)).astype(np.float32)
+    partax.partition(net, x, batch_size=64, progress=False)  # not exact: no check, no error
+    with pytest.raises(partax.HashCollisionError):
+        partax.partition(net, x, exact=True, batch_size=64, progress=False)
 
 
 def test_bool_labels_and_big_or_empty_batches():
