@@ -11,8 +11,9 @@ pass of the same net on the same chunks; the common NumPy practice (float32 forw
 ``np.packbits`` of the signs, ``np.unique(axis=0, return_index=True, return_counts=True)``
 for every distinct range of layers the three scopes need: the same tables the partition
 builds), on the same inputs (at most ``numpy_max`` of them); and the hidden layers' matmuls
-alone in NumPy: the arithmetic floor, which bounds the ratio to NumPy that any engine can
-reach on the machine (``ratio_vs_numpy_bound``).
+alone in NumPy: the arithmetic floor. ``ratio_vs_numpy_bound`` is the ratio to NumPy that a
+partition costing only its matmuls would reach, at the faster of the two measured FLOP rates:
+for wide nets, whose time is matmuls, a ceiling for any engine on the machine.
 Other entries (LP, slices) are added by the modules that provide them.
 
 Example:
