@@ -173,8 +173,8 @@ def range_keys(layer_hashes: np.ndarray, ranges) -> np.ndarray:
     layer_hashes = np.asarray(layer_hashes, np.uint32)
     lanes = [_range_keys(list(layer_hashes[i]), ranges) for i in range(2)]
     out = np.empty((len(ranges), layer_hashes.shape[-1]), np.uint64)
-    for r, (a, b) in enumerate(zip(*lanes)):
-        out[r] = a.astype(np.uint64) | (b.astype(np.uint64) << np.uint64(32))
+    for r, pair in enumerate(zip(*lanes)):
+        out[r] = _as_uint64(np.stack(pair, axis=-1))
     return out.T  # each range's column is contiguous
 
 

@@ -313,8 +313,7 @@ def partition(
     num_words = int(word_ends[-1]) if exact else 0
     num_nets = net.stack_shape[0] if net.stack_shape else 1
     accs = [[_Accumulator(exact) for _ in ranges] for _ in range(num_nets)]
-    bases = [_Accumulator(exact) for _ in range(num_nets)]  # running base tables, while deferred
-    deferred = [True] * num_nets
+    bases = [_Accumulator(exact) for _ in range(num_nets)]  # running base tables; None once switched
     near_count = np.zeros(num_nets, np.int64)
     num_classes = [0]
     total = [0]
@@ -376,28 +375,22 @@ def partition(
             hashes = layer_hashes[k][:, :, rows].reshape(2 * L, -1).T
             payload = np.concatenate([base.exemplar_codes, hashes], axis=1) if exact else np.ascontiguousarray(hashes)
             base = dataclasses.replace(base, exemplar_codes=payload)
-            results.append((base, None if deferred[k] else range_tables(base)))
+            results.append((base, None if bases[k] is not None else range_tables(base)))
         return results, nears, n, classes
 
     def fold(results):
         """Adds one chunk's tables to the running ones (in stream order, one thread)."""
         for k, (base, per_range) in enumerate(results):
-            if deferred[k]:
+            if bases[k] is not None:  # deferred
                 bases[k].add(base)
                 if bases[k].size <= _DEFER_ROWS:
                     continue
                 merged = bases[k].result()
                 if len(merged) <= _DEFER_ROWS // 2:  # regions repeat: keep deferring
                     continue
-                per_range, deferred[k], bases[k] = range_tables(merged), False, None
+                per_range, bases[k] = range_tables(merged), None
             for acc, table in zip(accs[k], per_range if per_range is not None else range_tables(base)):
                 acc.add(table)
-
-    def finish(k):
-        """The final range tables of net ``k``."""
-        if deferred[k]:
-            return range_tables(bases[k].result())
-        return list(map(_Accumulator.result, accs[k]))
 
     def collect(future):
         results, nears, n, classes = future.result()
@@ -429,11 +422,11 @@ def partition(
                 collect(in_flight.popleft())
             for m in merges:
                 m.result()
-            # the last merges of the pending chunk tables (or the deferred reductions), at once
-            if num_nets == 1 and not deferred[0]:
-                built_all = [list(pool.map(_Accumulator.result, accs[0]))]
-            else:
-                built_all = list(pool.map(finish, range(num_nets)))
+            # the deferred reductions, or the last merges of the pending chunk tables (at once)
+            built_all = [
+                range_tables(bases[k].result()) if bases[k] is not None else list(pool.map(_Accumulator.result, accs[k]))
+                for k in range(num_nets)
+            ]
     finally:
         if bar is not None:
             bar.close()

@@ -114,3 +114,26 @@ def prefix_rows(net, x, layer=None):
         slope = np.where(z > 0, 1.0, alpha)
         M, v, h = slope[:, None] * A, slope * beta, np.where(z > 0, z, alpha * z)
     return np.concatenate(As), np.concatenate(cs)
+
+
+def check_partition(p, preacts, labels, num_classes, ids, scopes=("layer", "prefix", "suffix")):
+    """Asserts that every table of a Partition groups, counts and labels inputs like
+    ``np.unique`` over float64 code rows, with the first input of each group as exemplar.
+
+    ``ids[scope]`` are the inputs' keys (``partax.region_ids``): they only name the rows; the
+    grouping, counts, label counts and exemplars come from this module's float64 oracle.
+    """
+    for scope in scopes:
+        for l in range(1, len(preacts) + 1):
+            t = p.table(scope, l)
+            uniq, first, counts, lc, inverse = table(groups(preacts, scope, l), labels, num_classes)
+            assert len(t) == len(uniq), (scope, l)
+            # the key of each oracle group (the key of its first input) is a row of the table
+            rows = t.lookup(ids[scope][first, l - 1])
+            assert (rows >= 0).all()
+            assert len(np.unique(rows)) == len(rows)
+            np.testing.assert_array_equal(t.counts[rows], counts)
+            np.testing.assert_array_equal(t.exemplars[rows], first)
+            if labels is not None:
+                np.testing.assert_array_equal(t.label_counts[rows], lc)
+            assert t.total == len(labels if labels is not None else inverse)

@@ -16,7 +16,7 @@ import pytest
 
 import partax
 from partax import distributed as dist
-from oracle import away_from_boundaries, groups, table
+from oracle import away_from_boundaries, check_partition
 
 SCOPES = ("layer", "prefix", "suffix")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,18 +58,7 @@ def test_matches_float64_oracle_and_single_device(widths, n, batch_size):
     y = rng.integers(0, C, len(x))
     p = dist.partition(net, x, y, batch_size=batch_size, progress=False)
     L = len(pre)
-    for scope in SCOPES:
-        for l in range(1, L + 1):
-            t = p.table(scope, l)
-            _, first, counts, lc, _ = table(groups(pre, scope, l), y, C)
-            # regions <-> oracle groups through their exemplars (the global first index)
-            assert len(t) == len(first), (scope, l)
-            by_ex = np.argsort(t.exemplars)
-            by_first = np.argsort(first)
-            np.testing.assert_array_equal(t.exemplars[by_ex], first[by_first])
-            np.testing.assert_array_equal(t.counts[by_ex], counts[by_first])
-            np.testing.assert_array_equal(t.label_counts[by_ex], lc[by_first])
-            assert t.total == len(x)
+    check_partition(p, pre, y, C, {s: partax.region_ids(net, x, s) for s in SCOPES})
     # keys: the key of each region is the key of its exemplar input
     t = p.table("prefix", L)
     np.testing.assert_array_equal(partax.region_ids(net, x[t.exemplars], "prefix")[:, L - 1], t.keys)
