@@ -40,7 +40,7 @@ from partax.files import atomic_write_bytes
 from partax.nets import Net, mlp
 from partax.partition import default_batch_size, partition
 
-__all__ = ["WORKLOADS", "run", "partition_workload", "to_markdown"]
+__all__ = ["WORKLOADS", "run", "partition_workload", "to_markdown", "readme_section"]
 
 # name -> (widths, inputs, quick inputs)
 WORKLOADS = {
@@ -126,6 +126,7 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
     x_np = x[:n_np]
     fns = {
         "partition": lambda: partition(net, x, batch_size=bs, progress=False),
+        "unchecked": lambda: partition(net, x, batch_size=bs, collision_check=False, progress=False),
         "forward": _forward_pass(net, x, bs),
         "numpy": _numpy_practice(net, x_np),
         "numpy_matmul": _numpy_matmuls(net, x_np, bs),
@@ -147,6 +148,9 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "partition_inputs_per_s": n / best["partition"],
         "forward_inputs_per_s": n / best["forward"],
         "ratio_vs_forward": best["forward"] / best["partition"],
+        # the collision check (a second 64-bit key per input): its cost, side by side
+        "unchecked_inputs_per_s": n / best["unchecked"],
+        "collision_check_cost": best["partition"] / best["unchecked"] - 1.0,
         "numpy_inputs": n_np,
         "numpy_inputs_per_s": n_np / best["numpy"],
         "ratio_vs_numpy": (n / best["partition"]) / (n_np / best["numpy"]),
@@ -181,8 +185,8 @@ def to_markdown(result: dict) -> str:
         f"host {result['host']}; {'quick' if result['quick'] else 'full'} run.",
         "",
         "| workload | inputs | partition in/s | forward in/s | ratio vs forward | NumPy in/s | ratio vs NumPy "
-        "| NumPy ratio bound | forward GFLOP/s | BLAS GFLOP/s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| NumPy ratio bound | forward GFLOP/s | BLAS GFLOP/s | collision check cost | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" not in w:
@@ -191,7 +195,7 @@ def to_markdown(result: dict) -> str:
             f"| {w['name']} {'-'.join(map(str, w['widths']))} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
             f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
             f"{w['ratio_vs_numpy']:.1f} | {w['ratio_vs_numpy_bound']:.1f} | {w['forward_gflops']:,.1f} | "
-            f"{w['numpy_matmul_gflops']:,.1f} | {w['peak_rss_mb']:,.0f} |"
+            f"{w['numpy_matmul_gflops']:,.1f} | {w['collision_check_cost']:+.0%} | {w['peak_rss_mb']:,.0f} |"
         )
     lines += [
         "",
@@ -199,6 +203,8 @@ def to_markdown(result: dict) -> str:
         "hidden layers' matmuls would reach, at the faster of the two FLOP rates measured in the same",
         "run (XLA's forward pass; NumPy's BLAS on preallocated chunks, the BLAS column).",
         "Peak RSS includes the inputs array (the partition itself streams it in chunks).",
+        "Collision check cost: the partition's time with its check keys (the default) over its time",
+        "with `collision_check=False`, minus one, measured in the same run.",
     ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" in w:
@@ -242,6 +248,82 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _si(v: float) -> str:
+    """``13.6 M``, ``162 k``, ``9.2 k``: three significant digits at most."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            q = v / scale
+            return f"{q:.3g} {unit}" if q < 100 else f"{q:.0f} {unit}"
+    return f"{v:.3g}"
+
+
+def _pow2(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+
+
+_README_NAMES = {"ib": "IB"}
+
+
+def readme_section(result: dict, path: str) -> str:
+    """The README's table of a committed bench run: every number it quotes comes from
+    ``result`` (the ``bench.json`` at ``path``), so a test can regenerate and compare it.
+
+    ``scripts/readme_bench.py DIR`` writes it between the README's ``bench:begin`` /
+    ``bench:end`` markers.
+    """
+    dev = result["device"] or {"platform": "?", "device_kind": "?", "count": 0}
+    lines = [
+        f"Run of {result['date']} ({dev['platform']}, {result['host']}, jax {result['jax_version']}, "
+        f"{'quick' if result['quick'] else 'full'} suite; `{path}`):",
+        "",
+        "| workload | inputs | partition in/s | bare forward in/s | ratio vs forward | NumPy practice in/s "
+        "| ratio vs NumPy | NumPy ratio bound | collision check cost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_name = {w["name"]: w for w in result["workloads"]}
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" not in w:
+            continue
+        net = "-".join(map(str, WORKLOADS[w["name"]][0] if w["name"] in WORKLOADS else w["widths"]))
+        label = f"{_README_NAMES[w['name']]} {net}" if w["name"] in _README_NAMES else net
+        lines.append(
+            f"| {label} | {_pow2(w['inputs'])} | {_si(w['partition_inputs_per_s'])} | {_si(w['forward_inputs_per_s'])} "
+            f"| {w['ratio_vs_forward']:.2f} | {_si(w['numpy_inputs_per_s'])} | {w['ratio_vs_numpy']:.3g} "
+            f"| {w['ratio_vs_numpy_bound']:.3g} | "
+            f"{format(w['collision_check_cost'], '+.0%') if 'collision_check_cost' in w else '–'} |"
+        )
+    other = []
+    lp = by_name.get("chebyshev_lp")
+    if lp and "sizes" in lp:
+        sizes = "; ".join(f"{z['speedup']:.1f}× at d = {z['d']}, m = {z['m']}" for z in lp["sizes"])
+        diff = max(z["max_radius_diff"] for z in lp["sizes"])
+        other.append(f"Chebyshev LPs, the JAX interior point against HiGHS on the same polytopes: {sizes} "
+                     f"(radii agree to {diff:.1e})")
+    sl = by_name.get("slices")
+    if sl and "error" not in sl:
+        parts = [f"{v['regions_per_s'] / 1e3:.0f} k regions/s ({k[len('slice_'):]})" for k, v in sl.items()
+                 if k.startswith("slice_")]
+        other.append("exact 2D slices at " + " and ".join(parts))
+    en = by_name.get("enumerate")
+    if en and "workloads" in en:
+        parts = [f"{z['name']}: {z['regions']:,} regions at {z['regions_per_s'] / 1e3:.1f} k/s" for z in en["workloads"]]
+        other.append("exact n-D enumeration (" + "; ".join(parts) + ")")
+    sh = by_name.get("sharded")
+    if sh and "error" not in sh:
+        other.append(
+            f"the sharded engine on {sh['n']:,} IB inputs: {sh['one_device_s']:.2f} s on a one-device mesh, "
+            f"{sh['sharded_s']:.2f} s on {sh['devices']} virtual devices of the same cores (merge "
+            f"{sh['one_device_merge_share_of_step']:.0%} and {sh['sharded_merge_share_of_step']:.0%} of a step), "
+            f"{sh['single_partition_s']:.2f} s for `partax.partition`; tables agree: {sh['agree']}"
+        )
+    failed = [w["name"] for w in result["workloads"] if "error" in w]
+    if other:
+        lines += ["", "Other entries of the same run: " + "; ".join(other) + "."]
+    if failed:
+        lines += ["", f"Failed in that run: {', '.join(failed)}."]
+    return "\n".join(lines)
+
+
 def _run_one(name: str, quick: bool, reps: int) -> dict:
     if name in WORKLOADS:
         widths, n, n_quick = WORKLOADS[name]
@@ -264,6 +346,10 @@ def run(
       reps: repetitions per measurement (the best is kept).
       progress: print a line per finished workload.
       isolate: run each workload in a fresh Python process, so that its ``peak_rss_mb`` is its own.
+
+    Returns:
+      The result; a workload that crashed is an entry ``{"name", "error", "seconds"}`` (the
+      others are measured and written all the same; ``partax bench`` then exits 1).
     """
     names = list(WORKLOADS) + list(_EXTRA)
     if only:
@@ -287,12 +373,16 @@ def run(
             env = dict(os.environ, **_ENV.get(name, {}))
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if done.returncode:
-                entry = {"name": name, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+                last = done.stderr.strip().splitlines()[-1:]
+                entry = {"name": name, "error": last[0] if last else f"exit status {done.returncode}"}
             else:
                 entry = json.loads(done.stdout.strip().splitlines()[-1])
                 result["device"] = result["device"] or entry.pop("device")
         else:
-            entry = _run_one(name, quick, reps)
+            try:
+                entry = _run_one(name, quick, reps)
+            except Exception as e:  # recorded; the command exits non-zero after writing the rest
+                entry = {"name": name, "error": f"{type(e).__name__}: {e}"}
         entry["seconds"] = time.perf_counter() - t0
         result["workloads"].append(entry)
         if progress:

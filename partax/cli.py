@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 __all__ = ["main"]
 
@@ -63,9 +64,15 @@ def _add_demo(sub):
 
 
 def _run_demo(args) -> int:
-    from partax.demo import run_demo
+    from partax.demo import DemoError, run_demo
 
-    summary = run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=True)
+    try:
+        summary = run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=True)
+    except DemoError as e:
+        for step, error in e.failed.items():
+            print(f"partax demo: step {step!r} failed: {error}", file=sys.stderr)
+        print(f"partax demo: wrote what the other steps produced into {args.out}/ (see report.md)", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k in ("epochs", "checkpoints", "final_accuracy", "seconds")}))
     print(f"wrote {args.out}/ (report.md, infoplane.png, trace.jsonl, regions.npz)")
     return 0
@@ -219,6 +226,10 @@ def _run_bench(args) -> int:
     result = bench.run(quick=args.quick, out=args.out, only=args.only, reps=args.reps)
     print(bench.to_markdown(result))
     print(f"wrote {os.path.join(args.out, 'bench.json')} and bench.md")
+    failed = [w["name"] for w in result["workloads"] if "error" in w]
+    if failed:
+        print(f"partax bench: workloads failed: {', '.join(failed)} (the others are in bench.json)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -316,11 +327,61 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    _persistent_compilation_cache()
     try:
         return args.run(args) or 0
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError) as e:
+        if not _raised_by_partax(e):  # a bug or a library's failure, not a check of ours
+            traceback.print_exc()
+            return 1
         print(f"partax {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:
+            traceback.print_exc()
+            return 1
+        print(f"partax {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"partax {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a failure: the traceback says where
+        traceback.print_exc()
+        return 1
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _persistent_compilation_cache() -> None:
+    """Compiled kernels persist across ``partax`` runs (XLA's compilation cache), so a command's
+    first call does not pay for compiling again: ``$PARTAX_CACHE_DIR`` (default
+    ``~/.cache/partax/xla``); ``PARTAX_CACHE_DIR=`` (empty) turns it off, and a cache directory
+    the user set for JAX is left alone."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    path = os.environ.get("PARTAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "partax", "xla"))
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # a read-only home: run without the cache rather than fail
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def _raised_by_partax(e: BaseException) -> bool:
+    """Whether the innermost frame that raised ``e`` is partax's own code (a validation error
+    of an argument or file) rather than a library's (NumPy, JAX, ...)."""
+    tb = e.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
 
 
 if __name__ == "__main__":

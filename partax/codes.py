@@ -21,6 +21,23 @@ range gets the same key in every scope:
 ``layer`` at 1 equals ``prefix`` at 1, ``suffix`` at ``L`` equals ``layer`` at ``L``,
 and ``suffix`` at 1 equals ``prefix`` at ``L``.
 
+Collisions. Two different codes share a 64-bit key with probability about ``2^-64`` per pair,
+so a table of ``M`` distinct regions holds a collision with probability about ``M^2 / 2^65``
+(``2^-25`` at a million regions, 3% at ``2^30``: the sizes cluster runs reach). The partition
+engine therefore checks every key against a second, independent 64-bit *check key* of the
+same code (and, on merges, against the per-layer fingerprints: for a layer of at most 32 units
+each lane is a bijection of its code word, wider layers get two more lanes, 128 bits): a
+collision raises :class:`HashCollisionError` instead of merging two regions, and goes
+unnoticed only if both keys collide at once (about ``M^2 / 2^129``). ``exact=True`` compares
+the codes themselves.
+
+Near boundaries. An input is *near a boundary* when some hidden pre-activation satisfies
+``|z_i| <= tol * s_i`` with ``s_i = ||h||_2 ||W[:, i]||_2 + |b_i|`` (``h`` the layer's input):
+a tolerance relative to the scale of the dot product's terms, where its rounding error lives,
+so pixel-scale and unit-scale inputs behave alike. Inputs that are not near a boundary get the
+code of the exact (float64) network, up to a rounding error well below ``tol`` (default
+``1e-5``; float32 rounding of a length-``n`` dot product is about ``sqrt(n) * 6e-8`` of its scale).
+
 Example:
     >>> import jax, numpy as np, partax
     >>> net = partax.mlp(jax.random.key(0), [2, 40, 3, 1], bias_std=0.1)
@@ -61,6 +78,11 @@ if sys.byteorder != "little":  # keys travel as (lo, hi) uint32 lanes viewed as 
 
 # Seeds of the two hash lanes (arbitrary odd constants, fixed forever: keys are saved).
 _LANE_SEEDS = (0x9E3779B1, 0x85EBCA77)
+# The collision check (see "Collisions" in the module docstring): two more lanes for layers
+# wider than one word, and another position salt for the check keys of ranges.
+_CHECK_SEEDS = (0x27D4EB2F, 0x165667B1)
+_KEY_SALT = 0x9E3779B9
+_CHECK_SALT = 0x61C88647
 _C1 = np.uint32(0xCC9E2D51)
 _C2 = np.uint32(0x1B873593)
 
@@ -132,7 +154,7 @@ def _hash_words(words, seed):
     return _fmix32(h ^ np.uint32(words.shape[-1]))
 
 
-def _range_keys(layer_hashes, ranges, start: int = 1):
+def _range_keys(layer_hashes, ranges, start: int = 1, salt: int = _KEY_SALT):
     """Keys of layer ranges from per-layer hashes of one lane.
 
     Each layer's hash is salted with its position (``g_l = fmix(h_l ^ salt_l)``, a bijection
@@ -146,6 +168,7 @@ def _range_keys(layer_hashes, ranges, start: int = 1):
         ``start, start + 1, ...`` (JAX or NumPy arrays).
       ranges: 1-based inclusive ``(first, last)`` pairs (absolute layer numbers).
       start: the absolute number of the layer of ``layer_hashes[0]``.
+      salt: the position salt (``_KEY_SALT`` for keys, ``_CHECK_SALT`` for check keys).
 
     Returns:
       A list of ``uint32[...]``, one per range.
@@ -154,7 +177,7 @@ def _range_keys(layer_hashes, ranges, start: int = 1):
     total = xp.zeros(layer_hashes[0].shape, xp.uint32)
     running = [total]
     for l, h in enumerate(layer_hashes, start=start):
-        total = total + _fmix32(h ^ np.uint32((l * 0x9E3779B9) & 0xFFFFFFFF))
+        total = total + _fmix32(h ^ np.uint32((l * salt) & 0xFFFFFFFF))
         running.append(total)
     return [_fmix32((running[t - start + 1] - running[f - start]) ^ np.uint32(t - f + 1)) for f, t in ranges]
 
@@ -207,21 +230,47 @@ def tables_for(scopes, num_layers: int) -> tuple:
     return tuple(ranges), index
 
 
-def _layer_codes(net: Net, x, boundary_tol: float):
-    """Forward pass: packed words, per-layer hashes of both lanes, boundary and finite flags."""
+def _near(z, h, W, b, boundary_tol: float):
+    """``bool[N]``: some unit has ``|z_i| <= tol * (||h|| ||W[:, i]|| + |b_i|)`` (relative)."""
+    if boundary_tol == 0:
+        return (z == 0).any(axis=-1)
+    col = jnp.sqrt(jnp.sum(W * W, axis=0))
+    hn = jnp.sqrt(jnp.sum(h * h, axis=-1, keepdims=True))
+    scale = hn * (boundary_tol * col) + boundary_tol * jnp.abs(b)
+    return (jnp.abs(z) <= scale).any(axis=-1)
+
+
+def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False):
+    """Forward pass: packed words, per-layer hashes, check lanes, boundary and finite flags.
+
+    ``check_lanes`` (with ``check``) holds, per hidden layer wider than one word, two more
+    lanes ``(c, d)``; for a one-word layer the key lanes are bijections of its word and serve
+    as its fingerprint (None there).
+    """
     h = jnp.asarray(x, net.dtype)
     finite = jnp.isfinite(h).all(axis=-1)
     near = jnp.zeros(h.shape[:-1], bool)
-    words, lane_a, lane_b = [], [], []
+    words, lane_a, lane_b, check_lanes = [], [], [], []
     for W, b in zip(net.weights[:-1], net.biases[:-1]):
         z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
-        near = near | (jnp.abs(z) <= boundary_tol).any(axis=-1)
+        near = near | _near(z, h, W, b, boundary_tol)
         w = _pack(z > 0)
         words.append(w)
         lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
         lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
+        if check and w.shape[-1] > 1:
+            check_lanes.append((_hash_words(w, _CHECK_SEEDS[0]), _hash_words(w, _CHECK_SEEDS[1])))
+        else:
+            check_lanes.append(None)
         h = net.act(z)
-    return tuple(words), lane_a, lane_b, near, finite
+    return tuple(words), lane_a, lane_b, check_lanes, near, finite
+
+
+def check_lane_values(lane_a, lane_b, check_lanes) -> tuple[list, list]:
+    """The per-layer ``(c, d)`` lanes behind check keys: the key lanes for one-word layers."""
+    c = [a if cl is None else cl[0] for a, cl in zip(lane_a, check_lanes)]
+    d = [b if cl is None else cl[1] for b, cl in zip(lane_b, check_lanes)]
+    return c, d
 
 
 def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
@@ -240,14 +289,28 @@ def codes_and_keys(net: Net, x, ranges, boundary_tol: float = 0.0):
       (so a little-endian view as ``uint64`` gives the key); ``near`` ``bool[N]``;
       ``finite`` ``bool[N]`` (all input coordinates finite).
     """
-    words, lane_a, lane_b, near, finite = _layer_codes(net, x, boundary_tol)
-    if ranges:
-        keys = jnp.stack(
-            [jnp.stack(pair, axis=-1) for pair in zip(_range_keys(lane_a, ranges), _range_keys(lane_b, ranges))], axis=-2
-        )
-    else:
-        keys = jnp.zeros((*near.shape, 0, 2), jnp.uint32)
-    return words, keys, near, finite
+    words, lane_a, lane_b, _, near, finite = _layer_codes(net, x, boundary_tol)
+    return words, _stack_range_keys(lane_a, lane_b, ranges, near.shape), near, finite
+
+
+def _stack_range_keys(lane_a, lane_b, ranges, shape, salt: int = _KEY_SALT):
+    if not ranges:
+        return jnp.zeros((*shape, 0, 2), jnp.uint32)
+    pairs = zip(_range_keys(lane_a, ranges, salt=salt), _range_keys(lane_b, ranges, salt=salt))
+    return jnp.stack([jnp.stack(pair, axis=-1) for pair in pairs], axis=-2)
+
+
+def codes_keys_and_checks(net: Net, x, ranges, boundary_tol: float = 0.0):
+    """:func:`codes_and_keys` plus the check key of every range (``uint32[N, R, 2]``).
+
+    The check key is an independent 64-bit hash of the same code (other lane seeds for
+    layers wider than one word, another position salt): rows with one key and two check
+    keys are a hash collision. Returns ``(words, keys, check_keys, near, finite)``.
+    """
+    words, lane_a, lane_b, check_lanes, near, finite = _layer_codes(net, x, boundary_tol, check=True)
+    keys = _stack_range_keys(lane_a, lane_b, ranges, near.shape)
+    c, d = check_lane_values(lane_a, lane_b, check_lanes)
+    return words, keys, _stack_range_keys(c, d, ranges, near.shape, _CHECK_SALT), near, finite
 
 
 def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0):
@@ -263,11 +326,44 @@ def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0):
       (lanes of the key of layers ``1..L``), ``layer_hashes`` ``uint32[2, L, N]``; the rest
       as in :func:`codes_and_keys`.
     """
-    words, lane_a, lane_b, near, finite = _layer_codes(net, x, boundary_tol)
+    words, lane_a, lane_b, _, near, finite = _layer_codes(net, x, boundary_tol)
     L = len(lane_a)
     (ka,), (kb,) = _range_keys(lane_a, ((1, L),)), _range_keys(lane_b, ((1, L),))
     layer_hashes = jnp.stack([jnp.stack(lane_a), jnp.stack(lane_b)])
     return words, jnp.stack([ka, kb], axis=-1), layer_hashes, near, finite
+
+
+def codes_hashes_and_checks(net: Net, x, boundary_tol: float = 0.0):
+    """:func:`codes_and_layer_hashes` with the collision check's data.
+
+    Returns:
+      ``(words, full_keys, full_checks, layer_hashes, near, finite)``: ``full_checks``
+      ``uint32[N, 2]`` the check key of layers ``1..L``; ``layer_hashes``
+      ``uint32[2 L + 2 L_w, N]``: rows ``a_1..a_L, b_1..b_L`` (the key lanes), then
+      ``c, d`` of each layer wider than one word (``L_w`` of them, in layer order).
+    """
+    words, lane_a, lane_b, check_lanes, near, finite = _layer_codes(net, x, boundary_tol, check=True)
+    L = len(lane_a)
+    (ka,), (kb,) = _range_keys(lane_a, ((1, L),)), _range_keys(lane_b, ((1, L),))
+    c, d = check_lane_values(lane_a, lane_b, check_lanes)
+    (kc,), (kd,) = _range_keys(c, ((1, L),), salt=_CHECK_SALT), _range_keys(d, ((1, L),), salt=_CHECK_SALT)
+    rows = list(lane_a) + list(lane_b) + [v for cl in check_lanes if cl is not None for v in cl]
+    return words, jnp.stack([ka, kb], axis=-1), jnp.stack([kc, kd], axis=-1), jnp.stack(rows), near, finite
+
+
+def fingerprint_columns(widths, ranges) -> list:
+    """Per range, the rows of :func:`codes_hashes_and_checks`'s ``layer_hashes`` that
+    fingerprint the range's code (key lanes of its layers, check lanes of its wide ones)."""
+    L = len(widths)
+    wide = [l for l in range(1, L + 1) if widths[l - 1] > 32]
+    cols = []
+    for f, t in ranges:
+        c = [l - 1 for l in range(f, t + 1)] + [L + l - 1 for l in range(f, t + 1)]
+        for j, l in enumerate(wide):
+            if f <= l <= t:
+                c += [2 * L + 2 * j, 2 * L + 2 * j + 1]
+        cols.append(np.asarray(c, np.int64))
+    return cols
 
 
 @functools.partial(jax.jit, static_argnames=("first", "last", "start"))
@@ -352,6 +448,17 @@ def _codes_jit(net, x):
     return words, finite
 
 
+def _padded(x, minimum: int = 8):
+    """``x`` padded with zero rows to a power-of-two length: calls on batches of any size
+    compile for a few shapes only (the tests guard it with ``chex.assert_max_traces``)."""
+    n = x.shape[0]
+    size = max(minimum, 1 << max(0, (n - 1).bit_length()))
+    if size == n:
+        return x
+    pad = jnp.zeros((size - n, x.shape[1]), x.dtype) if isinstance(x, jax.Array) else np.zeros((size - n, x.shape[1]), x.dtype)
+    return (jnp if isinstance(x, jax.Array) else np).concatenate([x, pad])
+
+
 def _check_finite(finite, name: str = "x") -> None:
     finite = np.asarray(finite)
     if not finite.all():
@@ -379,9 +486,10 @@ def codes(net: Net, x) -> Codes:
     if net.stack_shape:
         raise ValueError("net: codes() takes an unstacked Net; index it first (net[i])")
     x = check_inputs(net, x)
-    words, finite = _codes_jit(net, x)
-    _check_finite(finite)
-    return Codes(tuple(np.asarray(w) for w in words), net.widths)
+    n = x.shape[0]
+    words, finite = _codes_jit(net, _padded(x))
+    _check_finite(np.asarray(finite)[:n])
+    return Codes(tuple(np.asarray(w)[:n] for w in words), net.widths)
 
 
 _region_ids_jit = jax.jit(codes_and_keys, static_argnames=("ranges",))
@@ -415,11 +523,12 @@ def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np
     x = check_inputs(net, x)
     L = net.num_hidden
     ranges = tuple(scope_range(scope, l, L) for l in range(1, L + 1))
-    words, keys, _, finite = _region_ids_jit(net, x, ranges=ranges)
-    _check_finite(finite)
-    keys = _as_uint64(np.asarray(keys))
+    n = x.shape[0]
+    words, keys, _, finite = _region_ids_jit(net, _padded(x), ranges=ranges)
+    _check_finite(np.asarray(finite)[:n])
+    keys = _as_uint64(np.asarray(keys)[:n])
     if exact:
-        words = [np.asarray(w) for w in words]
+        words = [np.asarray(w)[:n] for w in words]
         for l, (f, t) in enumerate(ranges):
             code = np.concatenate(words[f - 1 : t], axis=1)
             check_collisions(keys[:, l], code)

@@ -9,12 +9,17 @@
    ``binned30`` baseline on the activations (30 bin edges over each layer's observed range, as
    Shwartz-Ziv & Tishby's code: see :func:`partax.info.binned_mi`);
 3. partitions the input box ``[0,1]^12`` of the final net with ``2**20`` uniform samples and
-   writes the region report of :func:`partax.geometry.region_report` (``regions.npz``; if it
-   fails, the error is recorded in ``report.md`` and the demo goes on);
+   writes the region report of :func:`partax.geometry.region_report` (``regions.npz``);
 4. writes ``out/``: ``trace.jsonl``, ``tables/`` (partitions at a few checkpoints),
    ``infoplane.png``, ``regions_per_epoch.png``, ``net.npz``, ``history.npz`` and ``report.md``.
 
 ``quick=True`` trains 300 epochs, traces 40 log-spaced epochs and samples ``2**16`` points.
+
+Failures are loud: if a step after training fails (the box partition, the region report, the
+figures), the demo still writes everything the other steps produced, records the failed steps
+and their errors in ``report.md`` and in the summary, and then raises :class:`DemoError`
+naming them (``partax demo`` exits 1). A failure in training stops the demo at once, with a
+:class:`DemoError` that names that step too.
 
 Example:
     >>> from partax.demo import run_demo
@@ -27,7 +32,6 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 import time
 
 import jax
@@ -37,11 +41,26 @@ import optax
 from partax.codes import SCOPES as _SCOPES
 from partax.files import atomic_write_text
 
-__all__ = ["run_demo", "ARCHITECTURE"]
+__all__ = ["run_demo", "ARCHITECTURE", "DemoError"]
 
 ARCHITECTURE = (12, 10, 7, 5, 4, 3, 2)
 _BASELINE = "binned30"
 
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; ``failed`` maps each failed step to its error, ``summary``
+    is what :func:`run_demo` would have returned (None when training failed)."""
+
+    def __init__(self, failed: dict, summary: dict | None = None):
+        self.failed = dict(failed)
+        self.summary = summary
+        steps = "; ".join(f"step {k!r} failed: {v}" for k, v in self.failed.items())
+        super().__init__(f"partax demo: {steps}")
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
 
 
 def _fmt(v, nd=3) -> str:
@@ -73,7 +92,11 @@ def _final_rows(tr: dict, step: int, L: int) -> list:
 
 def _box_region_report(net, n_samples: int, seed: int, data_part, out: str, lp_regions: int = 256,
                        volume_samples: int = 20_000):
-    """Step 3: partition [0,1]^12 by uniform samples; the geometry report where available."""
+    """Step 3: partition [0,1]^12 by uniform samples, then the region report.
+
+    A failure of the report is recorded in ``result["report_error"]`` (the partition's
+    numbers stay); the caller turns it into a failed step.
+    """
     import partax
     from partax import sources
 
@@ -114,9 +137,8 @@ def _box_region_report(net, n_samples: int, seed: int, data_part, out: str, lp_r
                             if k in arrays}
         result["report_regions"] = int(len(arrays["keys"]))
         result["report_lp_regions"] = int(arrays["has_lp"].sum())
-    except Exception as e:  # the report is one part of the demo: say what failed, keep the rest
-        result["report_error"] = f"{type(e).__name__}: {e}"
-        print(f"[partax demo] region report failed: {result['report_error']}", file=sys.stderr)
+    except Exception as e:  # recorded; run_demo writes the rest, then raises DemoError
+        result["report_error"] = _error_text(e)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -142,7 +164,8 @@ def _report_table(arrays: dict, max_rows: int = 12) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: bool = True,
+             epochs: int | None = None) -> dict:
     """Runs the demo: IB data, training with tracing, box partition, figures and report.
 
     A rerun on the same ``out`` starts afresh (it replaces the trace and tables of the last run).
@@ -152,11 +175,16 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
       quick: a short run (300 epochs, 40 traced epochs, ``2**16`` box samples).
       seed: seed of the initialisation, the shuffling and the box samples.
       progress: show progress bars and a few status lines.
+      epochs: override the number of training epochs (default 8000, quick 300).
 
     Returns:
       A JSON-ready summary: ``epochs``, ``checkpoints``, ``final_loss``, ``final_accuracy``,
       ``H_Y``, ``final`` (per-layer regions / I(X;T) / I(T;Y) per scope at the last epoch),
-      ``box`` (regions of ``[0,1]^12`` per prefix layer), ``seconds`` and ``files``.
+      ``box`` (regions of ``[0,1]^12`` per prefix layer), ``seconds``, ``files`` and
+      ``failed`` (empty: a failed step raises).
+
+    Raises:
+      DemoError: a step failed (after the other steps' files were written).
     """
     import partax
     from partax import info, plots
@@ -164,16 +192,22 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     from partax.trace import TRACE_FILE, Tracer, load_trace, log_spaced
     from partax.train import fit
 
+    if epochs is None:
+        epochs = 300 if quick else 8000
+    elif isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
+    epochs = int(epochs)
     t_start = time.perf_counter()
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
-    # a demo run starts afresh: drop the previous run's trace and tables (only our files)
-    for old in [os.path.join(out, TRACE_FILE)] + glob.glob(os.path.join(out, "tables", "step_*.npz")):
+    # a demo run starts afresh: drop the previous run's outputs (only our files), so that none
+    # of a failed step's files can be mistaken for this run's
+    ours = [TRACE_FILE, "regions.npz", "infoplane.png", "regions_per_epoch.png", "report.md", "net.npz", "history.npz"]
+    for old in [os.path.join(out, f) for f in ours] + glob.glob(os.path.join(out, "tables", "step_*.npz")):
         if os.path.exists(old):
             os.unlink(old)
 
-    epochs = 300 if quick else 8000
-    n_trace = 40 if quick else 274
+    n_trace = min(40 if quick else 274, epochs)
     n_box = 2**16 if quick else 2**20
     schedule = np.union1d([0], log_spaced(epochs, n_trace)).astype(int)
     table_steps = np.union1d([0], log_spaced(epochs, 8)).astype(int)
@@ -182,43 +216,57 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         if progress:
             print(f"[partax demo] {msg}", flush=True)
 
-    x, y = tishby_ib()
-    h_y = info.entropy(np.bincount(y))
-    key = jax.random.key(seed)
-    k_init, k_train = jax.random.split(key)
-    net = partax.mlp(k_init, list(ARCHITECTURE))
-    tracer = Tracer(x, y, every=schedule, scopes=_SCOPES, estimators=("plugin",), baselines=(_BASELINE,),
-                    out=out, save_tables=table_steps)
-    say(f"Tishby IB data: {x.shape[0]} inputs x {x.shape[1]} bits, H(Y) = {h_y:.5f} bits")
-    say(f"training {'-'.join(map(str, ARCHITECTURE))} ReLU, Adam lr 4e-4, batch 256, {epochs} epochs; "
-        f"tracing {len(schedule)} checkpoints")
-    t0 = time.perf_counter()
-    net, hist = fit(net, x, y, optax.adam(4e-4), epochs=epochs, batch_size=256, key=k_train,
-                    callbacks=[tracer], progress=progress)
-    t_train = time.perf_counter() - t0
-    partax.save_net(net, os.path.join(out, "net.npz"))
-    from partax.files import atomic_savez
+    failed = {}  # step -> error, for the steps after training
+    try:
+        x, y = tishby_ib()
+        h_y = info.entropy(np.bincount(y))
+        key = jax.random.key(seed)
+        k_init, k_train = jax.random.split(key)
+        net = partax.mlp(k_init, list(ARCHITECTURE))
+        tracer = Tracer(x, y, every=schedule, scopes=_SCOPES, estimators=("plugin",), baselines=(_BASELINE,),
+                        out=out, save_tables=table_steps)
+        say(f"Tishby IB data: {x.shape[0]} inputs x {x.shape[1]} bits, H(Y) = {h_y:.5f} bits")
+        say(f"training {'-'.join(map(str, ARCHITECTURE))} ReLU, Adam lr 4e-4, batch 256, {epochs} epochs; "
+            f"tracing {len(schedule)} checkpoints")
+        t0 = time.perf_counter()
+        net, hist = fit(net, x, y, optax.adam(4e-4), epochs=epochs, batch_size=256, key=k_train,
+                        callbacks=[tracer], progress=progress)
+        t_train = time.perf_counter() - t0
+        partax.save_net(net, os.path.join(out, "net.npz"))
+        from partax.files import atomic_savez
 
-    atomic_savez(os.path.join(out, "history.npz"), {"loss": hist["loss"], "accuracy": hist["accuracy"]})
+        atomic_savez(os.path.join(out, "history.npz"), {"loss": hist["loss"], "accuracy": hist["accuracy"]})
+        tr = load_trace(out)
+    except Exception as e:  # nothing after training can run without it
+        raise DemoError({"train": _error_text(e)}) from e
 
-    # step 3: the partition of the input box by the final net
+    # step 3: the partition of the input box by the final net, and its region report
     say(f"partitioning [0,1]^12 with {n_box} uniform samples")
-    data_part = partax.partition(net, x, labels=y, scopes=("prefix",), progress=False)
-    box = _box_region_report(net, n_box, seed, data_part, out, lp_regions=64 if quick else 256,
-                             volume_samples=5_000 if quick else 20_000)
+    try:
+        data_part = partax.partition(net, x, labels=y, scopes=("prefix",), progress=False)
+        box = _box_region_report(net, n_box, seed, data_part, out, lp_regions=64 if quick else 256,
+                                 volume_samples=5_000 if quick else 20_000)
+        if "report_error" in box:
+            failed["region_report"] = box["report_error"]
+    except Exception as e:
+        failed["box_partition"] = _error_text(e)
+        box = {"samples": n_box, "regions": [], "regions_with_data": [], "near_boundary": None, "report": None,
+               "seconds": 0.0}
 
     # figures
     t0 = time.perf_counter()
-    tr = load_trace(out)
-    fig = plots.estimator_comparison(tr, scopes=list(_SCOPES) + [_BASELINE])
-    plots.save(fig, os.path.join(out, "infoplane.png"))
-    from matplotlib.figure import Figure
+    try:
+        fig = plots.estimator_comparison(tr, scopes=list(_SCOPES) + [_BASELINE])
+        plots.save(fig, os.path.join(out, "infoplane.png"))
+        from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    a1, a2 = fig.subplots(1, 2)
-    plots.regions_vs_epoch(tr, scope="layer", ax=a1)
-    plots.regions_vs_epoch(tr, scope="prefix", ax=a2)
-    plots.save(fig, os.path.join(out, "regions_per_epoch.png"))
+        fig = Figure(figsize=(11, 4), layout="constrained")
+        a1, a2 = fig.subplots(1, 2)
+        plots.regions_vs_epoch(tr, scope="layer", ax=a1)
+        plots.regions_vs_epoch(tr, scope="prefix", ax=a2)
+        plots.save(fig, os.path.join(out, "regions_per_epoch.png"))
+    except Exception as e:
+        failed["figures"] = _error_text(e)
     t_fig = time.perf_counter() - t0
 
     L = len(net.widths)
@@ -283,7 +331,9 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     ]
     for l, (c, w) in enumerate(zip(box["regions"], box["regions_with_data"]), start=1):
         md.append(f"| {l} | {c} | {w} |")
-    md += ["", f"Samples within 1e-5 of a boundary: {box['near_boundary']}.", ""]
+    if box["near_boundary"] is not None:
+        md += ["", f"Samples within a relative 1e-5 of a boundary (`Partition.near_boundary`): "
+                   f"{box['near_boundary']}.", ""]
     if box.get("report") is not None:
         md += ["### Region report (partax.geometry.region_report)", "",
                f"LP columns (Chebyshev radius, facets, geometric volume) for the {box.get('report_lp_regions')} most "
@@ -292,11 +342,13 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
                "region's geometric volume by rejection sampling in its bounding box, with its standard error. "
                "Below: the most populated regions that also hold training inputs.", "",
                _report_table(box["report"]), "", "Full columns in `regions.npz`.", ""]
-    elif "report_error" in box:
-        md += [f"Region report failed: `{box['report_error']}`.", ""]
+    if failed:
+        md += ["## Failed steps", "", "These steps failed; their outputs are missing and `partax demo` exits 1:", ""]
+        md += [f"- `{k}`: `{v}`" for k, v in failed.items()] + [""]
     md += ["## Files", "", "`trace.jsonl` (load with `partax.load_trace`), `tables/step_*.npz` "
-           "(`partax.load_partition`), `net.npz` (`partax.load_net`), `history.npz`, `infoplane.png`, "
-           "`regions_per_epoch.png`" + (", `regions.npz`" if box.get("report") is not None else "") + ".", ""]
+           "(`partax.load_partition`), `net.npz` (`partax.load_net`), `history.npz`"
+           + ("" if "figures" in failed else ", `infoplane.png`, `regions_per_epoch.png`")
+           + (", `regions.npz`" if box.get("report") is not None else "") + ".", ""]
     report_path = os.path.join(out, "report.md")
     atomic_write_text(report_path, "\n".join(md))
     say(f"wrote {report_path} ({seconds['total']:.1f} s)")
@@ -312,15 +364,16 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     files = {
         "trace": os.path.join(out, TRACE_FILE),
         "tables": os.path.join(out, "tables"),
-        "infoplane": os.path.join(out, "infoplane.png"),
-        "regions_per_epoch": os.path.join(out, "regions_per_epoch.png"),
         "net": os.path.join(out, "net.npz"),
         "history": os.path.join(out, "history.npz"),
         "report": report_path,
     }
+    if "figures" not in failed:
+        files["infoplane"] = os.path.join(out, "infoplane.png")
+        files["regions_per_epoch"] = os.path.join(out, "regions_per_epoch.png")
     if box.get("report") is not None:
         files["regions"] = os.path.join(out, "regions.npz")
-    return {
+    summary = {
         "out": out,
         "quick": bool(quick),
         "epochs": epochs,
@@ -332,4 +385,8 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         "box": {k: v for k, v in box.items() if k != "report"},
         "seconds": seconds,
         "files": files,
+        "failed": failed,
     }
+    if failed:
+        raise DemoError(failed, summary)
+    return summary

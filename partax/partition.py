@@ -43,7 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES, codes_and_layer_hashes, range_keys, tables_for
+from partax.codes import SCOPES, codes_and_layer_hashes, codes_hashes_and_checks, fingerprint_columns, range_keys
+from partax.codes import tables_for
 from partax.files import load_npz, save_npz
 from partax.nets import Net
 from partax.sources import Sampler, Source, as_source
@@ -161,27 +162,33 @@ def default_batch_size(net: Net, block: int = 1) -> int:
     return max(block, (b // block) * block)
 
 
-def _kernel(net, x, boundary_tol, with_words):
+def _kernel(net, x, boundary_tol, with_words, check):
+    """Per input: words (exact mode), full-code key, its check key (or None), the rows of
+    per-layer hashes ``uint32[2L (+ 2L_w), N]``, near-boundary and finite flags."""
     def one(n):
-        words, full_keys, layer_hashes, near, finite = codes_and_layer_hashes(n, x, boundary_tol)
-        return (words if with_words else ()), full_keys, layer_hashes, near, finite
+        if check:
+            words, full_keys, checks, layer_hashes, near, finite = codes_hashes_and_checks(n, x, boundary_tol)
+        else:
+            words, full_keys, layer_hashes, near, finite = codes_and_layer_hashes(n, x, boundary_tol)
+            checks, layer_hashes = None, layer_hashes.reshape(-1, layer_hashes.shape[-1])
+        return (words if with_words else ()), full_keys, checks, layer_hashes, near, finite
 
     if net.stack_shape:
-        words, full_keys, layer_hashes, near, finite = jax.vmap(one)(net)
-        return words, full_keys, layer_hashes, near, finite[0]
+        words, full_keys, checks, layer_hashes, near, finite = jax.vmap(one)(net)
+        return words, full_keys, checks, layer_hashes, near, finite[0]
     return one(net)
 
 
-@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words"))
-def _array_kernel(net, x, boundary_tol, with_words):
-    return _kernel(net, x, boundary_tol, with_words)
+@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words", "check"))
+def _array_kernel(net, x, boundary_tol, with_words, check):
+    return _kernel(net, x, boundary_tol, with_words, check)
 
 
-@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words"))
-def _sampler_kernel(net, sampler, blocks, boundary_tol, with_words):
+@functools.partial(jax.jit, static_argnames=("boundary_tol", "with_words", "check"))
+def _sampler_kernel(net, sampler, blocks, boundary_tol, with_words, check):
     x = sampler.generate(blocks).astype(net.dtype)
     labels = sampler.generate_labels(blocks) if sampler.has_labels else None
-    return _kernel(net, x, boundary_tol, with_words), labels
+    return _kernel(net, x, boundary_tol, with_words, check), labels
 
 
 class _Accumulator:
@@ -246,6 +253,7 @@ def partition(
     exact: bool = False,
     progress: bool = True,
     boundary_tol: float = 1e-5,
+    collision_check: bool = True,
 ):
     """Partitions a stream of inputs by the regions of a network.
 
@@ -259,7 +267,15 @@ def partition(
       exact: keep each region's exemplar code and raise
         :class:`~partax.codes.HashCollisionError` if two different codes ever share a key.
       progress: show a tqdm progress bar (it appears only on runs longer than a second).
-      boundary_tol: absolute tolerance on pre-activations behind ``near_boundary``.
+      boundary_tol: relative tolerance behind ``near_boundary``: an input is near a
+        boundary if some hidden unit has ``|z_i| <= boundary_tol * (||h|| ||W[:, i]|| + |b_i|)``
+        (see :mod:`partax.codes`).
+      collision_check: check every key against an independent 64-bit check key of the same
+        code (and merges against per-layer fingerprints) and raise
+        :class:`~partax.codes.HashCollisionError` on a collision, so two regions are never
+        merged silently (see "Collisions" in :mod:`partax.codes`; ``partax bench`` measures
+        its cost). ``False`` trusts the 64-bit keys alone (a collision among ``M`` regions
+        then merges two of them with probability about ``M^2 / 2^65``).
 
     Returns:
       A :class:`Partition`; for a stacked net, a tuple of them (one per net).
@@ -281,6 +297,9 @@ def partition(
     scopes = _validate_scopes(scopes)
     if not (isinstance(boundary_tol, (int, float, np.floating)) and np.isfinite(boundary_tol) and boundary_tol >= 0):
         raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
+    if not isinstance(collision_check, (bool, np.bool_)):
+        raise TypeError(f"collision_check: expected a bool, got {collision_check!r}")
+    check = bool(collision_check) and not exact  # exact mode compares the codes themselves
     src = as_source(source, labels)
     if isinstance(src, Sampler):
         src = src.bind(net.input_dim)
@@ -312,31 +331,43 @@ def partition(
     word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
     num_words = int(word_ends[-1]) if exact else 0
     num_nets = net.stack_shape[0] if net.stack_shape else 1
-    accs = [[_Accumulator(exact) for _ in ranges] for _ in range(num_nets)]
-    bases = [_Accumulator(exact) for _ in range(num_nets)]  # running base tables; None once switched
+    checked = exact or check  # merges compare the rows' codes (exact) or fingerprints (check)
+    accs = [[_Accumulator(checked) for _ in ranges] for _ in range(num_nets)]
+    bases = [_Accumulator(checked) for _ in range(num_nets)]  # running base tables; None once switched
+    fingerprints = fingerprint_columns(net.widths, ranges) if check else None
     near_count = np.zeros(num_nets, np.int64)
     num_classes = [0]
     total = [0]
     tol = float(boundary_tol)
 
     def range_tables(base: RegionTable) -> list:
-        """The range tables of a base table (rows: full codes, payload ``[words | hashes]``)."""
+        """The range tables of a base table (rows: full codes, payload ``[words | hashes]``).
+
+        Each range table carries, as its rows' codes, what its merges compare: the range's
+        words (exact mode) or its per-layer fingerprints (collision check).
+        """
         payload = base.exemplar_codes
-        hashes = payload[:, num_words:].T.reshape(2, L, -1)
+        hashes = payload[:, num_words : num_words + 2 * L].T.reshape(2, L, -1)
         keys = range_keys(hashes, ranges)  # [G, R]
+
+        def codes_of(r, f, t):
+            if exact:
+                return payload[:, word_ends[f - 1] : word_ends[t]]
+            return payload[:, fingerprints[r]] if check else None
+
         return [
             reduce_by_key(
-                keys[:, r], base.counts, base.exemplars, base.label_counts,
-                payload[:, word_ends[f - 1] : word_ends[t]] if exact else None, base.total, check_codes=exact,
+                keys[:, r], base.counts, base.exemplars, base.label_counts, codes_of(r, f, t), base.total,
+                check_codes=checked,
             )
             for r, (f, t) in enumerate(ranges)
         ]
 
     def dispatch(chunk):
         if isinstance(src, Sampler):
-            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, exact)
+            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, exact, check)
         else:
-            out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, exact), None
+            out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, exact, check), None
         return out, y, chunk
 
     def reduce(item):
@@ -346,19 +377,21 @@ def partition(
         Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
         once while the device computes the next.
         """
-        (words, full_keys, layer_hashes, near, finite), y_dev, chunk = item
+        (words, full_keys, full_checks, layer_hashes, near, finite), y_dev, chunk = item
         n = chunk.num_valid
         finite = np.asarray(finite)[:n]
         if not finite.all():
             row = chunk.start + int(np.flatnonzero(~finite)[0])
             raise ValueError(f"source: input {row} has a NaN or inf coordinate; expected finite inputs")
         full_keys = np.asarray(full_keys)
+        full_checks = None if full_checks is None else np.asarray(full_checks)
         layer_hashes = np.asarray(layer_hashes)
         near = np.asarray(near)
         y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
         classes = int(y.max()) + 1 if (y is not None and n) else 0
         if not net.stack_shape:
             full_keys, layer_hashes, near = full_keys[None], layer_hashes[None], near[None]
+            full_checks = None if full_checks is None else full_checks[None]
             words = tuple(w[None] for w in words)
         results, nears = [], []
         for k in range(num_nets):
@@ -366,14 +399,17 @@ def partition(
             code = None
             if exact:  # the full code of every input: checks the base keys, rides with the exemplars
                 code = np.concatenate([np.asarray(w)[k, :n] for w in words], axis=1)
+            elif check:  # the check key of every input's full code
+                code = full_checks[k, :n]
             base_keys = np.ascontiguousarray(full_keys[k, :n]).view(np.uint64)[:, 0]
             base = RegionTable.from_keys(
                 base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
-                codes=code, check_codes=exact,
+                codes=code, check_codes=checked,
             )
             rows = base.exemplars - chunk.start
-            hashes = layer_hashes[k][:, :, rows].reshape(2 * L, -1).T
+            hashes = layer_hashes[k][:, rows].T
             payload = np.concatenate([base.exemplar_codes, hashes], axis=1) if exact else np.ascontiguousarray(hashes)
+            # the payload (hashes) is a function of the code: base merges compare it
             base = dataclasses.replace(base, exemplar_codes=payload)
             results.append((base, None if bases[k] is not None else range_tables(base)))
         return results, nears, n, classes
@@ -443,6 +479,8 @@ def partition(
                 else dataclasses.replace(t, label_counts=np.pad(t.label_counts, ((0, 0), (0, C - t.label_counts.shape[1]))))
                 for t in built
             ]
+        if not exact:  # the fingerprints served the merges' collision checks
+            built = [dataclasses.replace(t, exemplar_codes=None) for t in built]
         tables = {key: built[r] for key, r in index.items()}
         results.append(Partition(tables, net.widths, net.input_dim, total[0], int(near_count[k]), tol))
     return tuple(results) if net.stack_shape else results[0]

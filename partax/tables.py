@@ -74,6 +74,34 @@ def check_runs(k, codes_sorted, starts) -> None:
         )
 
 
+def check_labels(labels, n: int, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
+    """Validates class labels: ``int64[n]`` in ``0..num_classes-1`` (``0..`` if not given).
+
+    Integer-valued floats are accepted (``1.0``); fractional, negative, non-finite or
+    out-of-range labels, booleans mixed with other kinds, and a wrong length are a
+    ``ValueError`` naming ``labels``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},) (one label per input), got {labels.shape}")
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    elif np.issubdtype(labels.dtype, np.floating):
+        if n and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+            raise ValueError(f"{name}: expected integer class labels, got non-integer values")
+        labels = labels.astype(np.int64)
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64, copy=False)
+    if n and labels.min() < 0:
+        raise ValueError(f"{name}: expected labels >= 0, got {int(labels.min())}")
+    if num_classes is not None and n and labels.max() >= num_classes:
+        raise ValueError(
+            f"{name}: expected labels in 0..{num_classes - 1} (num_classes={num_classes}), got {int(labels.max())}"
+        )
+    return labels
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RegionTable:
     """Regions met by a stream of inputs.
@@ -135,12 +163,15 @@ class RegionTable:
             return NotImplemented
         if (self.label_counts is None) != (other.label_counts is None):
             return False
+        if (self.exemplar_codes is None) != (other.exemplar_codes is None):
+            return False
         return (
             self.total == other.total
             and np.array_equal(self.keys, other.keys)
             and np.array_equal(self.counts, other.counts)
             and np.array_equal(self.exemplars, other.exemplars)
             and (self.label_counts is None or np.array_equal(self.label_counts, other.label_counts))
+            and (self.exemplar_codes is None or np.array_equal(self.exemplar_codes, other.exemplar_codes))
         )
 
     def lookup(self, keys) -> np.ndarray:
@@ -189,18 +220,23 @@ class RegionTable:
         Returns:
           A :class:`RegionTable`.
         """
-        keys = np.asarray(keys, np.uint64)
+        keys = np.asarray(keys)
+        if keys.ndim != 1 or not (keys.dtype == np.uint64 or (np.issubdtype(keys.dtype, np.integer) and
+                                                               (keys.size == 0 or keys.min() >= 0))):
+            raise ValueError(f"keys: expected a 1-D array of uint64 keys, got dtype {keys.dtype}, shape {keys.shape}")
+        keys = keys.astype(np.uint64, copy=False)
         n = keys.shape[0]
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+                                        or num_classes < 1):
+            raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
         order, k, starts = group_keys(keys)  # ties in any order: exemplars are the minimum index
         counts = np.diff(np.append(starts, n))
         exemplar_rows = np.minimum.reduceat(order, starts) if n else order
         label_counts = None
         if labels is not None:
-            labels = np.asarray(labels)
+            labels = check_labels(labels, n, num_classes)
             if num_classes is None:
                 num_classes = int(labels.max()) + 1 if n else 1
-            elif n and (labels.min() < 0 or labels.max() >= num_classes):
-                raise ValueError(f"labels: expected labels in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
             group = np.repeat(np.arange(starts.size), counts)
             label_counts = np.bincount(
                 group * num_classes + labels[order], minlength=starts.size * num_classes
@@ -274,9 +310,18 @@ def merge_tables(tables: Sequence[RegionTable], *, check_codes: bool = True) -> 
     if labelled.pop():
         C = max(t.num_classes for t in tables)
         label_counts = np.concatenate([np.pad(t.label_counts, ((0, 0), (0, C - t.num_classes))) for t in tables])
+    coded = {t.exemplar_codes is not None for t in tables if len(t)}
+    if len(coded) > 1:
+        raise ValueError(
+            "tables: cannot merge tables kept with exemplar codes (exact mode) and tables without: "
+            "hash collisions could no longer be detected; build all of them with or without codes"
+        )
+    widths = {t.exemplar_codes.shape[1] for t in tables if t.exemplar_codes is not None}
+    if len(widths) > 1:
+        raise ValueError(f"tables: exemplar codes of different widths {sorted(widths)} cannot be merged")
     codes = None
-    if all(t.exemplar_codes is not None for t in tables):
-        codes = np.concatenate([t.exemplar_codes for t in tables])
+    if coded == {True}:
+        codes = np.concatenate([t.exemplar_codes for t in tables if t.exemplar_codes is not None])
     return reduce_by_key(
         np.concatenate([t.keys for t in tables]),
         np.concatenate([t.counts for t in tables]),

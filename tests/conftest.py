@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("PARTAX_CACHE_DIR", "")  # the CLI's persistent compilation cache stays off in tests
 
 import jax  # noqa: E402
 

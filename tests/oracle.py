@@ -16,6 +16,21 @@ def forward_preacts(arrays, x, alpha=0.0):
     return out
 
 
+def relative_margins(arrays, x, alpha=0.0):
+    """Per input, ``min_i |z_i| / (||h|| ||W[:, i]|| + |b_i|)`` over every hidden unit, in
+    float64: the relative distance to a boundary that ``near_boundary`` thresholds."""
+    h = np.asarray(x, np.float64)
+    m = np.full(h.shape[0], np.inf)
+    for l in range(len(arrays) // 2 - 1):
+        W = np.asarray(arrays[2 * l], np.float64)
+        b = np.asarray(arrays[2 * l + 1], np.float64)
+        z = h @ W + b
+        scale = np.linalg.norm(h, axis=1)[:, None] * np.linalg.norm(W, axis=0)[None, :] + np.abs(b)[None, :]
+        m = np.minimum(m, (np.abs(z) / scale).min(axis=1))
+        h = np.where(z > 0, z, alpha * z)
+    return m
+
+
 def away_from_boundaries(net, x, margin=1e-3):
     """``(keep, pre)``: which inputs have every float64 pre-activation farther than ``margin``
     from 0 (their codes cannot depend on rounding), and the pre-activations of all inputs."""

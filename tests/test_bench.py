@@ -39,3 +39,29 @@ def test_markdown_table(entry):
 def test_unknown_workload():
     with pytest.raises(ValueError, match="only"):
         bench.run(only=["nope"], isolate=False, progress=False)
+
+
+def test_a_crashing_workload_fails_the_command_after_writing_the_others(tmp_path, monkeypatch, capsys):
+    import json
+
+    from partax.cli import main
+
+    def crash(quick):
+        raise RuntimeError("forced failure")
+
+    monkeypatch.setitem(bench._EXTRA, "crash", crash)
+    monkeypatch.setitem(bench._EXTRA, "ok", lambda quick: {"value": 1})
+    real_run = bench.run
+    monkeypatch.setattr(bench, "run", lambda **kw: real_run(**{**kw, "isolate": False, "progress": False}))
+    assert main(["bench", "--only", "crash", "ok", "--out", str(tmp_path)]) == 1
+    assert "workloads failed: crash" in capsys.readouterr().err
+    written = json.loads((tmp_path / "bench.json").read_text())
+    by_name = {w["name"]: w for w in written["workloads"]}
+    assert by_name["crash"]["error"] == "RuntimeError: forced failure"
+    assert by_name["ok"]["value"] == 1 and "error" not in by_name["ok"]
+
+
+def test_collision_check_cost_is_measured(entry):
+    assert entry["unchecked_inputs_per_s"] > 0
+    assert entry["collision_check_cost"] == pytest.approx(
+        entry["unchecked_inputs_per_s"] / entry["partition_inputs_per_s"] - 1.0)

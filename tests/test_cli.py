@@ -54,3 +54,32 @@ def test_bad_input_exits_2_with_a_named_error(tmp_path, capsys, argv, message):
     argv = [a.replace("{x}", str(tmp_path / "x.npy")) for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_errors_of_partax_checks_exit_2_others_exit_1_with_a_traceback(tmp_path, monkeypatch, capsys):
+    """A ValueError raised by partax's own validation is one 'error:' line and exit 2; an
+    exception from elsewhere (a bug, a library) keeps its traceback and exits 1."""
+    import partax.cli as cli
+
+    def partax_check(args):
+        partax.tables.check_labels(np.array([0, -1]), 2)  # a validation inside partax
+
+    def library_failure(args):
+        np.linalg.inv(np.zeros((2, 2)))  # raises LinAlgError inside NumPy
+
+    def numpy_value_error(args):
+        np.zeros(3).reshape(7)  # a ValueError raised inside NumPy, not by a partax check
+
+    for run, code in ((partax_check, 2), (library_failure, 1), (numpy_value_error, 1)):
+        monkeypatch.setattr(cli, "_run_bounds", run)
+        assert main(["bounds", "4", "6"]) == code
+        err = capsys.readouterr().err
+        if code == 2:
+            assert err.strip() == "partax bounds: error: labels: expected labels >= 0, got -1"
+        else:
+            assert "Traceback (most recent call last)" in err
+
+
+def test_missing_file_is_a_named_error(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.npz")]) == 2
+    assert "missing.npz" in capsys.readouterr().err

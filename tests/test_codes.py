@@ -107,8 +107,10 @@ def test_exact_mode_detects_forced_collisions(weak_hash):
         partax.region_ids(net, x, "prefix", exact=True)
     with pytest.raises(partax.HashCollisionError):
         partax.partition(net, x, exact=True, progress=False)
-    # without exact mode the collision merges regions silently: fewer regions than codes
-    p = partax.partition(net, x, progress=False)
+    # the default check key catches it too; only with the check off do regions merge silently
+    with pytest.raises(partax.HashCollisionError):
+        partax.partition(net, x, progress=False)
+    p = partax.partition(net, x, collision_check=False, progress=False)
     assert p.num_regions("prefix")[-1] <= 16
 
 
@@ -191,3 +193,27 @@ def test_keys_from_bits_with_start():
     np.testing.assert_array_equal(keys_from_bits(bits, 2, 2), partax.region_ids(net, x, "layer")[:, 1])
     with pytest.raises(ValueError, match="first, last"):
         keys_from_bits(bits[1:], 1, 2, start=2)
+
+
+@pytest.mark.parametrize("batch_size", [4096, 64])
+def test_check_key_catches_collisions_of_the_key_alone(monkeypatch, batch_size):
+    """Only the 64-bit key is weakened (2 bits per lane), the check key stays strong: the
+    default engine raises on a collision inside a chunk and across chunks."""
+    real = codes_module._range_keys
+
+    def weak(layer_hashes, ranges, start=1, salt=codes_module._KEY_SALT):
+        out = real(layer_hashes, ranges, start, salt)
+        return [k & np.uint32(1) for k in out] if salt == codes_module._KEY_SALT else out
+
+    monkeypatch.setattr(codes_module, "_range_keys", weak)
+    jax.clear_caches()
+    try:
+        net = _net([2, 40, 30, 1])  # one layer wider than a word (its check lanes), one narrow
+        x = np.random.default_rng(0).normal(size=(3000, 2)).astype(np.float32)
+        with pytest.raises(partax.HashCollisionError):
+            partax.partition(net, x, batch_size=batch_size, scopes=("prefix",), progress=False)
+        p = partax.partition(net, x, batch_size=batch_size, collision_check=False, progress=False)
+        assert p.num_regions("prefix")[-1] <= 4  # silently merged without the check
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()

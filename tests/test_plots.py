@@ -87,8 +87,14 @@ def test_quick_demo_end_to_end(tmp_path):
 
     s = run_demo(tmp_path / "demo", quick=True, progress=False)
     out = tmp_path / "demo"
-    for name in ("trace.jsonl", "infoplane.png", "regions_per_epoch.png", "report.md", "net.npz", "history.npz"):
+    # every output DESIGN §5 lists, and the rest of the demo's files
+    for name in ("trace.jsonl", "infoplane.png", "regions.npz", "report.md", "regions_per_epoch.png", "net.npz",
+                 "history.npz"):
         assert (out / name).exists(), name
+    assert list((out / "tables").glob("step_*.npz"))
+    assert s["failed"] == {} and set(s["files"]) >= {"trace", "tables", "infoplane", "regions", "report"}
+    regions = np.load(out / "regions.npz")
+    assert len(regions["keys"]) > 0 and "Failed steps" not in (out / "report.md").read_text()
     assert _is_png(out / "infoplane.png")
     tr = load_trace(out)
     assert s["checkpoints"] == len(np.unique(tr["step"])) == 41

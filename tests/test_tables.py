@@ -109,3 +109,45 @@ def test_saved_files_get_the_usual_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(tmp_path / "t.npz").st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    "labels,num_classes,message",
+    [
+        ([0, -1, 1], None, "labels: expected labels >= 0"),
+        ([0, -1, 1], 3, "labels: expected labels >= 0"),
+        ([0, 3, 1], 3, r"labels: expected labels in 0..2"),
+        ([0.0, 1.5, 1.0], None, "labels: expected integer class labels"),
+        ([0.0, 1.5, 1.0], 2, "labels: expected integer class labels"),
+        ([0, 1], None, r"labels: expected shape \(3,\)"),
+        (["a", "b", "c"], None, "labels: expected integer class labels"),
+        ([0.0, np.nan, 1.0], 2, "labels: expected integer class labels"),
+    ],
+)
+def test_from_keys_validates_labels_with_or_without_num_classes(labels, num_classes, message):
+    keys = np.array([5, 3, 5], np.uint64)
+    with pytest.raises(ValueError, match=message):
+        RegionTable.from_keys(keys, labels=np.asarray(labels), num_classes=num_classes)
+
+
+def test_integer_valued_float_labels_are_accepted():
+    keys = np.array([5, 3, 5], np.uint64)
+    a = RegionTable.from_keys(keys, labels=np.array([0.0, 1.0, 1.0]))
+    b = RegionTable.from_keys(keys, labels=np.array([0, 1, 1]))
+    assert a == b and a.label_counts.tolist() == [[0, 1], [1, 1]]
+
+
+def test_tables_with_and_without_codes_do_not_merge_silently():
+    keys = np.array([5, 3], np.uint64)
+    coded = RegionTable.from_keys(keys, codes=np.array([[1], [2]], np.uint32))
+    plain = RegionTable.from_keys(np.array([5, 7], np.uint64), offset=2)
+    with pytest.raises(ValueError, match="exemplar codes"):
+        coded.merge(plain)
+    with pytest.raises(ValueError, match="exemplar codes"):
+        merge_tables([plain, coded])
+    # an empty table carries no code to check: it merges with either kind
+    assert coded.merge(RegionTable.empty()) == coded
+    # equality compares the codes too
+    other = RegionTable.from_keys(keys, codes=np.array([[1], [9]], np.uint32))
+    assert other != coded and plain != RegionTable.from_keys(np.array([5, 7], np.uint64), offset=2,
+                                                              codes=np.array([[1], [2]], np.uint32))

@@ -7,6 +7,11 @@ for an inactive one, 0 for ReLU) turns the net into an affine map, which is eval
 in float64 under a local x64 context and differentiated with ``jax.jacfwd``; no matrix
 chain is written by hand, so any layer the net supports works.
 
+Code convention (the one of :mod:`partax.codes`): the masks are the exemplar's code exactly
+as the partition engine computes it (``partax.codes``, net dtype, ``precision=HIGHEST``), so
+the region described is the one whose key (:func:`partax.codes.keys_from_bits` of those
+masks) is the exemplar's key in the partition tables; only the geometry is float64.
+
 Scopes (see :mod:`partax.codes`) name a range of layers at hidden layer ``l``:
 
 * ``"prefix"``: layers ``1..l`` — a convex polyhedron in the *input* space (dim ``d_in``);
@@ -43,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import Codes, codes_and_keys
 from partax.codes import SCOPES
+from partax.codes import codes as _codes
 from partax.geometry.domains import check_domain
 from partax.nets import Net
 
@@ -163,17 +168,11 @@ def _maps_kernel(weights, biases, slopes, x):
     return jax.vmap(one)(slopes, x)
 
 
-@jax.jit
-def _words(net: Net, x):
-    # The kernel behind partax.codes (a dummy range: partax.codes(..) itself fails on ()).
-    return codes_and_keys(net, x, ((1, 1),))[0]
-
-
 def _masks(net: Net, x) -> tuple:
-    """Activation codes of every hidden layer, as :func:`partax.codes` computes them."""
+    """Activation codes of every hidden layer: :func:`partax.codes` itself (net dtype)."""
     if np.shape(x)[0] == 0:
         return tuple(np.zeros((0, w), bool) for w in net.widths)
-    c = Codes(tuple(np.asarray(w) for w in _words(net, jnp.asarray(x))), net.widths)
+    c = _codes(net, x)
     return tuple(c.bits(l) for l in range(1, net.num_hidden + 1))
 
 

@@ -7,8 +7,13 @@ piece exactly. Polygons are clipped for all cells at once (batched Sutherland–
 padded vertex array), one unit at a time, and only the cells whose layer-start ancestor is
 actually crossed by the unit are touched.
 
-Keys are the ones of :func:`partax.codes.region_ids` evaluated at an interior point of
-each piece (its midpoint / centroid), so they can be joined with any partition table.
+Code convention (the one of :mod:`partax.codes`): a piece's code is decided in float64,
+bit = pre-activation ``> 0`` (a piece on which a unit is zero up to the snapping tolerance
+gets the inactive bit), with the masks of the earlier layers frozen from the piece's own code,
+and its key is :func:`partax.codes.keys_from_bits` of that code, the same key function and bit
+layout as :func:`partax.region_ids`. So a key names the same region as the partition tables
+(float32 codes, ``precision=HIGHEST``) at every input of the piece that is not near a boundary
+in the sense of ``partax.partition``'s ``near_boundary``, and pieces join partition tables by key.
 
 Example:
     >>> import jax, partax
@@ -31,6 +36,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.codes import SCOPES as _SCOPES
+from partax.codes import keys_from_bits
 
 __all__ = [
     "Plane",
@@ -95,9 +101,10 @@ class LineRegions(NamedTuple):
 
     Attributes:
       breakpoints: ``float64[P-1]``, sorted, in ``(0, 1)``: where the scope's key changes.
-      keys: ``uint64[P]``, the key of each piece: the ``partax.region_ids`` hash of the
-        piece's float64 code (what ``region_ids`` gives at any point of the piece that is not
-        within float rounding of a breakpoint).
+      keys: ``uint64[P]``, the key of each piece: :func:`partax.codes.keys_from_bits` of the
+        piece's float64 code (layers ``first..last``), i.e. what ``partax.region_ids(net, x,
+        scope)[:, layer-1]`` gives at every point ``x`` of the piece that is not near a
+        boundary (``partax.partition``'s ``near_boundary`` tolerance).
       midpoints: ``float64[P]``, the parameter ``t`` of each piece's midpoint.
       bits: tuple over the scope's layers ``first..last`` of ``bool[P, n_l]`` (float64 codes).
       scope: the scope name.
@@ -192,7 +199,7 @@ def line_regions(net, a, b, *, scope: str = "prefix", layer: Optional[int] = Non
     run_mids = 0.5 * (run_edges[:-1] + run_edges[1:])
     # bits of a merged run: those of its first piece (equal over the run for the scope)
     run_bits = tuple(bb[keep_piece] for bb in scope_bits)
-    keys = _keys_from_bits(tuple(bb[keep_piece] for bb in bits_all), first, last)
+    keys = keys_from_bits([bb[keep_piece] for bb in bits_all], first, last, start=1)
     return LineRegions(breakpoints, keys, run_mids, run_bits, scope, layer)
 
 
@@ -324,9 +331,10 @@ class SliceRegions(NamedTuple):
     its region (``unique_keys``) and ``region_areas`` sums them.
 
     Attributes:
-      keys: ``uint64[R]``, the ``partax.region_ids(net, x, scope)[:, layer-1]`` hash of the
-        cell's float64 code: what ``region_ids`` gives at every point inside the cell except
-        points within float rounding of its boundary (the net's dtype is usually float32).
+      keys: ``uint64[R]``, :func:`partax.codes.keys_from_bits` of the cell's float64 code
+        (layers ``first..last`` of the scope): what ``partax.region_ids(net, x, scope)[:,
+        layer-1]`` (the net's dtype, usually float32) gives at every point ``x`` of the cell
+        that is not near a boundary (``partax.partition``'s ``near_boundary`` tolerance).
       polygons: ``float64[R, V, 2]`` counter-clockwise vertices in ``(s, t)``, padded by
         repeating vertex 0.
       counts: ``int64[R]`` number of vertices of each cell.
@@ -564,13 +572,6 @@ def _next_maps(M, anc, bit, alpha, W, b, chunk: int = 4096):
     return out
 
 
-def _keys_from_bits(bits: tuple, first: int, last: int) -> np.ndarray:
-    """The ``partax.region_ids`` key of the codes of layers ``first..last`` (uint64[R])."""
-    from partax.codes import keys_from_bits
-
-    return keys_from_bits(bits, first, last)
-
-
 def slice_regions(
     net,
     plane: Plane,
@@ -630,7 +631,7 @@ def slice_regions(
     logits = None
     if depth == net.num_hidden:
         logits = _next_maps(M, anc, bits[-1], alpha, Ws[-1], bs[-1])
-    keys = _keys_from_bits(tuple(bits), first, last)
+    keys = keys_from_bits(bits, first, last, start=1)  # bits: layers 1..depth
     unique_keys, region_index = np.unique(keys, return_inverse=True)
     region_areas = np.bincount(region_index, weights=areas, minlength=len(unique_keys))
     return SliceRegions(
