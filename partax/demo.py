@@ -33,6 +33,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -126,8 +127,9 @@ def _box_region_report(net, n_samples: int, seed: int, data_part, out: str, lp_r
         unit = Box(0.0, 1.0)
         rep = region_report(net, box, src, scope="prefix", domain=unit, sample_box=unit,
                             max_regions=lp_regions, volume_method="mc", num_samples=volume_samples,
-                            seed=seed, progress=False)
+                            seed=seed, progress=False, keep_mismatched=True)
         arrays = {k: np.asarray(v) for k, v in rep.columns().items() if v is not None}
+        result["report_mismatched"] = int((~arrays["code_reproduces"]).sum())
         arrays["holds_data"] = np.isin(arrays["keys"], data_part.table("prefix", L).keys)
         atomic_savez(os.path.join(out, "regions.npz"), arrays)
         keep = arrays["holds_data"] & arrays["has_lp"]
@@ -165,7 +167,7 @@ def _report_table(arrays: dict, max_rows: int = 12) -> str:
 
 
 def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: bool = True,
-             epochs: int | None = None) -> dict:
+             epochs: int | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Runs the demo: IB data, training with tracing, box partition, figures and report.
 
     A rerun on the same ``out`` starts afresh (it replaces the trace and tables of the last run).
@@ -174,7 +176,9 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
       out: output directory.
       quick: a short run (300 epochs, 40 traced epochs, ``2**16`` box samples).
       seed: seed of the initialisation, the shuffling and the box samples.
-      progress: show progress bars and a few status lines.
+      progress: show progress bars (tqdm, on stderr).
+      log: called with a short status line at each stage (``partax demo`` prints them);
+        default: none.
       epochs: override the number of training epochs (default 8000, quick 300).
 
     Returns:
@@ -192,6 +196,8 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     from partax.trace import TRACE_FILE, Tracer, load_trace, log_spaced
     from partax.train import fit
 
+    if log is not None and not callable(log):
+        raise TypeError(f"log: expected a callable taking one str, or None, got {type(log).__name__}")
     if epochs is None:
         epochs = 300 if quick else 8000
     elif isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -213,8 +219,8 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     table_steps = np.union1d([0], log_spaced(epochs, 8)).astype(int)
 
     def say(msg):
-        if progress:
-            print(f"[partax demo] {msg}", flush=True)
+        if log is not None:
+            log(msg)
 
     failed = {}  # step -> error, for the steps after training
     try:
@@ -341,7 +347,9 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
                "of the box samples in the region (box volume 1) with its binomial standard error; `volume` = the "
                "region's geometric volume by rejection sampling in its bounding box, with its standard error. "
                "Below: the most populated regions that also hold training inputs.", "",
-               _report_table(box["report"]), "", "Full columns in `regions.npz`.", ""]
+               _report_table(box["report"]), "", "Full columns in `regions.npz`.", "",
+               f"Rows whose exemplar's float64 code does not reproduce the region's key (kept, flagged in "
+               f"`code_reproduces`): {box.get('report_mismatched', 0)}.", ""]
     if failed:
         md += ["## Failed steps", "", "These steps failed; their outputs are missing and `partax demo` exits 1:", ""]
         md += [f"- `{k}`: `{v}`" for k, v in failed.items()] + [""]

@@ -101,8 +101,11 @@ def test_report_key_ok_marks_a_few_moved_exemplars(setup):
     rows = [0, 1, 2]
     for r in rows:
         moved[t.exemplars[r]] = x[t.exemplars[r + 3]]
+    # a mismatch is an error naming the rows, unless the caller keeps them (flagged)
+    with pytest.raises(ValueError, match=r"3 of .*row 0: key .*keep_mismatched"):
+        region_report(net, p, moved, max_regions=0, progress=False)
     with pytest.warns(RuntimeWarning, match="3 of"):
-        rep = region_report(net, p, moved, max_regions=0, progress=False)
+        rep = region_report(net, p, moved, max_regions=0, progress=False, keep_mismatched=True)
     # independent: keys of the regenerated exemplars on the full net
     ref = partax.region_ids(net, moved[t.exemplars], "prefix")[:, 1] == t.keys
     np.testing.assert_array_equal(rep.key_ok, ref)

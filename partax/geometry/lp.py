@@ -17,7 +17,18 @@ Two backends:
 Rows are scaled to unit norm before solving (an all-zero row ``0 <= b_i`` with
 ``b_i >= 0`` is dropped). Neither backend is meant for infeasible or unbounded LPs: the
 geometry routines formulate every LP so that it is feasible and bounded (see
-:func:`chebyshev_lp`). A lane that does not converge reports ``status != 0``.
+:func:`chebyshev_lp`).
+
+Failures are never hidden: an LP that does not reach optimality (iteration limit,
+numerical trouble, or an infeasible or unbounded LP) has ``status != 0`` **and** NaN in
+its ``x`` and ``value`` (and, in :func:`chebyshev`, in its centre and radius), so no
+plausible-looking number survives a failed solve.
+
+HiGHS is kept quiet: its banner and log reach the terminal only with ``verbose=True``
+(see :func:`solve`). The banner that ``highspy.Highs()`` writes from its constructor
+(highspy >= 1.7 registers its callbacks there, which prints the banner before any option
+can be set) is avoided by constructing highspy's compiled base class, whose options are
+set before anything is logged.
 
 Example:
     >>> import numpy as np
@@ -42,6 +53,7 @@ import numpy as np
 
 __all__ = [
     "LPResult",
+    "ChebyshevResult",
     "OPTIMAL",
     "MAX_ITER",
     "FAILED",
@@ -61,8 +73,8 @@ class LPResult(NamedTuple):
     """Solutions of a batch of LPs.
 
     Attributes:
-      x: ``float64[B, n]`` primal solutions.
-      value: ``float64[B]`` objective values ``c·x``.
+      x: ``float64[B, n]`` primal solutions; NaN rows where ``status != 0``.
+      value: ``float64[B]`` objective values ``c·x``; NaN where ``status != 0``.
       status: ``int32[B]``: 0 optimal, 1 iteration limit, 2 failure (numerical trouble,
         infeasible or unbounded).
       iterations: ``int32[B]`` iterations used (simplex iterations for HiGHS).
@@ -72,6 +84,20 @@ class LPResult(NamedTuple):
     value: np.ndarray
     status: np.ndarray
     iterations: np.ndarray
+
+
+class ChebyshevResult(NamedTuple):
+    """Chebyshev centres and radii of a batch of polytopes (unpacks as ``centers, radii, status``).
+
+    Attributes:
+      centers: ``float64[B, k]``; NaN rows where ``status != 0``.
+      radii: ``float64[B]``; NaN where ``status != 0``.
+      status: ``int32[B]``: the LP status (:data:`OPTIMAL`, :data:`MAX_ITER`, :data:`FAILED`).
+    """
+
+    centers: np.ndarray
+    radii: np.ndarray
+    status: np.ndarray
 
 
 def default_solver() -> str:
@@ -277,12 +303,38 @@ def _solve_ipm(c, A, b, x0, tol, max_iter):
 
 
 # --- HiGHS ----------------------------------------------------------------------------------------
-def _highs_one(c, A, b, tol):
+@functools.lru_cache(maxsize=1)
+def _highs_class():
+    """The class to instantiate for a quiet HiGHS.
+
+    From highspy 1.7 on, ``highspy.Highs`` is a Python subclass of the compiled solver whose
+    constructor registers callbacks, and that registration prints HiGHS's banner to the
+    process's stdout (once per process, at C level) before any option can be set. Its
+    compiled base class takes the same calls this module makes (``setOptionValue``,
+    ``passModel``, ``run``, ``getSolution``, ...) and logs nothing until ``run``, by which
+    time ``output_flag`` is set. Older highspy versions expose the compiled class directly.
+    """
+    import highspy
+
+    for cls in highspy.Highs.__mro__:
+        if cls.__module__.startswith("highspy") and cls.__name__ == "_Highs":
+            return cls
+    return highspy.Highs
+
+
+def _new_highs(verbose: bool):
+    """A HiGHS instance whose banner and log are on only if ``verbose``."""
+    h = _highs_class()()
+    h.setOptionValue("output_flag", bool(verbose))
+    h.setOptionValue("log_to_console", bool(verbose))
+    return h
+
+
+def _highs_one(c, A, b, tol, verbose=False):
     import highspy
 
     m, n = A.shape
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _new_highs(verbose)
     h.setOptionValue("threads", 1)
     if tol is not None:
         h.setOptionValue("primal_feasibility_tolerance", max(float(tol), 1e-10))
@@ -301,33 +353,36 @@ def _highs_one(c, A, b, tol):
     lp.a_matrix_.value_ = np.ascontiguousarray(A.T).ravel()
     lp.a_matrix_.num_col_ = n
     lp.a_matrix_.num_row_ = m
-    h.passModel(lp)
-    h.run()
+    passed = h.passModel(lp)
+    ran = h.run()
     ms = h.getModelStatus()
     x = np.asarray(h.getSolution().col_value, np.float64)
     info = h.getInfo()
-    if ms == highspy.HighsModelStatus.kOptimal:
+    if passed == highspy.HighsStatus.kError or ran == highspy.HighsStatus.kError:
+        status = FAILED
+    elif ms == highspy.HighsModelStatus.kOptimal:
         status = OPTIMAL
     elif ms == highspy.HighsModelStatus.kIterationLimit:
         status = MAX_ITER
     else:
         status = FAILED
-    if x.shape != (n,):
+    if x.shape != (n,) or not np.all(np.isfinite(x)):
         x = np.full(n, np.nan)
+        status = FAILED
     return x, status, int(info.simplex_iteration_count)
 
 
-def _solve_highs(c, A, b, tol, threads):
+def _solve_highs(c, A, b, tol, threads, verbose=False):
     B, m, n = A.shape
     threads = threads or os.cpu_count() or 1
     xs = np.empty((B, n))
     status = np.empty(B, np.int32)
     its = np.empty(B, np.int32)
     if threads == 1 or B == 1:
-        results = [_highs_one(c[i], A[i], b[i], tol) for i in range(B)]
+        results = [_highs_one(c[i], A[i], b[i], tol, verbose) for i in range(B)]
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(lambda i: _highs_one(c[i], A[i], b[i], tol), range(B)))
+            results = list(pool.map(lambda i: _highs_one(c[i], A[i], b[i], tol, verbose), range(B)))
     for i, (x, st, it) in enumerate(results):
         xs[i], status[i], its[i] = x, st, it
     return xs, status, its
@@ -335,7 +390,7 @@ def _solve_highs(c, A, b, tol, threads):
 
 # --- the interface ------------------------------------------------------------------------------
 def solve(c, A, b, *, solver: str = "ipm", tol: float = 1e-8, max_iter: int = 100, x0=None,
-          threads: int | None = None) -> LPResult:
+          threads: int | None = None, verbose: bool = False) -> LPResult:
     """Solves ``min c·x  s.t.  A x <= b`` (``x`` free) for a batch of LPs.
 
     Args:
@@ -352,22 +407,32 @@ def solve(c, A, b, *, solver: str = "ipm", tol: float = 1e-8, max_iter: int = 10
       max_iter: IPM iteration limit.
       x0: optional ``[B, n]`` IPM starting point (a point near the feasible set helps).
       threads: HiGHS worker threads (default: all cores).
+      verbose: HiGHS backend only: let HiGHS write its banner and solver log to the
+        process's stdout (one log per LP; off by default, when HiGHS writes nothing).
 
     Returns:
-      :class:`LPResult` (batched even for one LP: ``x[1, n]`` ...).
+      :class:`LPResult` (batched even for one LP: ``x[1, n]`` ...). An LP that did not reach
+      optimality has ``status != 0`` and NaN in its row of ``x`` and in ``value``.
 
     Example:
       >>> import numpy as np
       >>> A = np.array([[1.0], [-1.0]]); b = np.array([2.0, 1.0])   # -1 <= x <= 2
       >>> solve(np.array([1.0]), A, b, solver="highs").x.round(6).tolist()
       [[-1.0]]
+      >>> bad = solve(np.array([1.0]), A, np.array([-3.0, 1.0]), solver="highs")  # x <= -3, x >= -1
+      >>> bad.status.tolist(), bad.value.tolist()
+      ([2], [nan])
     """
     if solver == "auto":
         solver = default_solver()
     if solver not in SOLVERS:
         raise ValueError(f"solver: expected one of {SOLVERS + ('auto',)}, got {solver!r}")
-    if not (isinstance(tol, (float, int)) and tol > 0):
+    if isinstance(tol, bool) or not (isinstance(tol, (float, int)) and np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol: expected a positive number, got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    if not isinstance(verbose, (bool, np.bool_)):
+        raise TypeError(f"verbose: expected a bool, got {type(verbose).__name__}")
     c, A, b, _ = _check(c, A, b)
     B, m, n = A.shape
     if B == 0:
@@ -382,8 +447,17 @@ def solve(c, A, b, *, solver: str = "ipm", tol: float = 1e-8, max_iter: int = 10
             raise ValueError(f"x0: expected shape {(B, n)}, got {x0.shape}")
         x, status, its = _solve_ipm(c, As, bs, x0, float(tol), int(max_iter))
     else:
-        x, status, its = _solve_highs(c, As, bs, tol, threads)
-    return LPResult(x, np.einsum("bn,bn->b", c, x), status, its)
+        x, status, its = _solve_highs(c, As, bs, tol, threads, bool(verbose))
+    return _result(c, x, status, its)
+
+
+def _result(c, x, status, its) -> LPResult:
+    """The :class:`LPResult`, with NaN rows for every LP that did not reach optimality."""
+    x = np.array(x, np.float64)
+    status = np.array(status, np.int32)
+    status[(status == OPTIMAL) & ~np.all(np.isfinite(x), axis=1)] = FAILED
+    x[status != OPTIMAL] = np.nan
+    return LPResult(x, np.einsum("bn,bn->b", c, x), status, np.asarray(its, np.int32))
 
 
 # --- Chebyshev centres ------------------------------------------------------------------------------
@@ -430,23 +504,34 @@ def chebyshev_lp(A, b, *, center=None, reach=None, radius_cap: float = 1e3):
 
 
 def chebyshev(A, b, *, center=None, reach=None, radius_cap: float = 1e3, solver: str = "ipm",
-              tol: float = 1e-8, x0=None):
+              tol: float = 1e-8, x0=None, max_iter: int = 100, verbose: bool = False) -> ChebyshevResult:
     """Chebyshev centres and radii of polytopes ``{z : A z <= b}`` (see :func:`chebyshev_lp`).
 
     Args:
       A: ``[B, m, k]``; b: ``[B, m]``; center, reach, radius_cap: see :func:`chebyshev_lp`.
-      solver, tol: see :func:`solve`.
+      solver, tol, max_iter, verbose: see :func:`solve`.
       x0: optional ``[B, k]`` starting centres for the IPM (e.g. the exemplars).
 
     Returns:
-      ``(centers: float64[B, k], radii: float64[B], status: int32[B])``.
+      :class:`ChebyshevResult` ``(centers: float64[B, k], radii: float64[B], status: int32[B])``:
+      a polytope whose LP did not reach optimality has ``status != 0`` and a NaN centre and
+      radius (never a radius from a failed solve).
+
+    Example:
+      >>> import numpy as np
+      >>> A = np.array([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]])  # the box |z|_inf <= 1
+      >>> res = chebyshev(A, np.ones((1, 4)), solver="highs")
+      >>> np.round(res.radii, 6).tolist(), res.status.tolist()
+      ([1.0], [0])
+      >>> chebyshev(A, np.ones((1, 4)), solver="ipm", max_iter=1).radii.tolist()  # stopped early
+      [nan]
     """
     c, AA, bb = chebyshev_lp(A, b, center=center, reach=reach, radius_cap=radius_cap)
     start = None
     if x0 is not None and (solver == "ipm" or (solver == "auto" and default_solver() == "ipm")):
         start = np.concatenate([np.asarray(x0, np.float64), np.zeros((c.shape[0], 1))], axis=1)
-    res = solve(c, AA, bb, solver=solver, tol=tol, x0=start)
-    return res.x[:, :-1], res.x[:, -1], res.status
+    res = solve(c, AA, bb, solver=solver, tol=tol, x0=start, max_iter=max_iter, verbose=verbose)
+    return ChebyshevResult(res.x[:, :-1], res.x[:, -1], res.status)
 
 
 # --- benchmark --------------------------------------------------------------------------------------
@@ -510,5 +595,6 @@ def bench_chebyshev(num: int = 1000, d: int = 10, m: int = 60, seed: int = 0, re
 def _cheb_highs(A, b, threads):
     c, AA, bb = chebyshev_lp(A, b)
     AA, bb = _scale_rows(AA, bb)
-    x, st, _ = _solve_highs(c, AA, bb, 1e-8, threads)
-    return x[:, :-1], x[:, -1], st
+    x, st, its = _solve_highs(c, AA, bb, 1e-8, threads)
+    res = _result(c, x, st, its)
+    return res.x[:, :-1], res.x[:, -1], res.status

@@ -10,10 +10,19 @@ scope/layer, regenerates each region's exemplar input, and fills one row per reg
   from the scope's space), and — when the inputs were sampled uniformly from a box
   (``sample_box``) — ``mc_volume = count / total × box volume`` with its binomial
   standard error ``mc_volume_err``; ``key_ok`` (the regenerated exemplar lies in its region:
-  a check that ``source`` is the one the partition was computed from);
+  a check that ``source`` is the one the partition was computed from) and
+  ``code_reproduces`` (the exemplar's code computed in float64 is the region's code);
 * LP columns for the ``max_regions`` most populated regions (NaN, or -1 for integers,
-  elsewhere): ``radius`` and ``center`` (Chebyshev), ``num_facets``, ``volume`` and
-  ``volume_err`` (:func:`partax.geometry.volumes`, only with a bounded ``domain``).
+  elsewhere): ``radius`` and ``center`` (Chebyshev), ``num_facets``, ``volume``,
+  ``volume_err`` and ``volume_upper`` (:func:`partax.geometry.volumes`, only with a bounded
+  ``domain``), with the status of their LPs: ``radius_status``, ``facets_status``,
+  ``volume_status`` (0 fine, 1 iteration limit, 2 failure, 3 no Monte Carlo hit; -1 where
+  not computed). A failed LP never leaves a number behind: its row's values are NaN (and
+  ``num_facets`` -1), and a ``RuntimeWarning`` counts such rows.
+
+An exemplar that does not reproduce its region's code (``key_ok`` or ``code_reproduces``
+False) is an error naming the rows, unless ``keep_mismatched=True``: the rows are then kept
+and flagged.
 
 Example:
     >>> import jax, numpy as np, partax
@@ -37,15 +46,16 @@ import numpy as np
 from partax.geometry import lp as _lp
 from partax.geometry.domains import Box, check_domain
 from partax.geometry.local import _scope_rows
-from partax.geometry.polytope import (RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits, _unit_rows,
-                                      _volumes)
+from partax.geometry.polytope import (NO_HITS, RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits,
+                                      _unit_rows, _volumes)
 from partax.files import load_npz, save_npz
 
 __all__ = ["RegionReport", "region_report", "cli_regions"]
 
 _FORMAT = "partax.regions"
 _COLUMNS = ("keys", "counts", "exemplar_index", "exemplars", "margin", "out_norm", "mc_volume",
-            "mc_volume_err", "radius", "center", "num_facets", "volume", "volume_err", "has_lp", "key_ok")
+            "mc_volume_err", "radius", "center", "num_facets", "volume", "volume_err", "has_lp", "key_ok",
+            "code_reproduces", "radius_status", "facets_status", "volume_status", "volume_upper")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,11 +68,26 @@ class RegionReport:
       out_norm: ``float64[M]``; mc_volume, mc_volume_err: ``float64[M]`` (NaN without a
       ``sample_box``); radius: ``float64[M]``; center: ``float64[M, k]``;
       num_facets: ``int64[M]`` (-1 where not computed); volume, volume_err: ``float64[M]``;
-      has_lp: ``bool[M]`` rows that got the LP columns.
+      has_lp: ``bool[M]`` rows whose LP columns were computed (their LPs may still have
+        failed: see the status columns).
       key_ok: ``bool[M]`` the regenerated exemplar lies in the row's region (its key, recomputed
-        from the exemplar, equals the table's key). A few False rows can be legitimate (an
-        exemplar within float32 rounding of a boundary); their polytope columns describe the
-        region the exemplar falls in now, not the table's region.
+        from the exemplar in the net's dtype as the partition does, equals the table's key).
+        Rows with False (kept only with ``keep_mismatched=True``) have NaN ``margin`` and
+        ``out_norm`` and no LP columns: their exemplar lies in another region.
+      code_reproduces: ``bool[M]`` the exemplar's code computed in float64 (a NumPy float64
+        forward pass of the scope's layers at the exemplar's point in the scope's space) gives
+        the table's key. False with ``key_ok`` True means the exemplar lies within the net's
+        rounding of a boundary of its region (``margin`` about 0 or below); the region's polytope
+        columns are still the table's region (its rows come from the net-dtype code).
+      radius_status: ``int32[M]`` the Chebyshev LP's status (0 optimal, 1 iteration limit,
+        2 failure; -1 without LP columns). ``radius`` and ``center`` are NaN where it is not 0.
+      facets_status: ``int32[M]`` the worst status of the row's Chebyshev and facet LPs (-1
+        without LP columns); ``num_facets`` is -1 where it is not 0.
+      volume_status: ``int32[M]`` as :class:`partax.geometry.polytope.VolumeResult` ``.status``
+        (3: no Monte Carlo hit; -1 where no volume was computed); ``volume`` and
+        ``volume_err`` are NaN where it is not 0.
+      volume_upper: ``float64[M]`` a 95 % upper bound on the volume (``VolumeResult.upper``:
+        the volume for exact volumes; set for rows without a Monte Carlo hit too).
       meta: dict with ``scope``, ``layer``, ``total``, ``dim``, ``domain`` (``[lo, hi]`` or None),
       ``solver``, ``volume_method``.
     """
@@ -82,6 +107,11 @@ class RegionReport:
     volume_err: np.ndarray
     has_lp: np.ndarray
     key_ok: np.ndarray
+    code_reproduces: np.ndarray
+    radius_status: np.ndarray
+    facets_status: np.ndarray
+    volume_status: np.ndarray
+    volume_upper: np.ndarray
     meta: dict
 
     def __len__(self) -> int:
@@ -101,8 +131,16 @@ class RegionReport:
 
     @classmethod
     def load(cls, path) -> "RegionReport":
-        """Reads a report written by :meth:`save`."""
+        """Reads a report written by :meth:`save`.
+
+        Raises:
+          ValueError: the file lacks some columns (written by an older partax: recompute it).
+        """
         arrays, header = load_npz(path, _FORMAT, "region report")
+        missing = [name for name in _COLUMNS if name not in arrays]
+        if missing:
+            raise ValueError(f"path: the region report {os.fspath(path)!r} lacks the columns {missing} (written by "
+                             "an older partax?); recompute it with region_report")
         return cls(**{name: arrays[name] for name in _COLUMNS}, meta=header)
 
 
@@ -110,10 +148,33 @@ def _batches(idx, size):
     return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
+def _float64_bits(space) -> tuple:
+    """The codes of a scope's layers at the space's points, computed in float64 (NumPy).
+
+    The forward pass of the space's sub-network (``h @ W + b``, bit = pre-activation ``> 0``,
+    as :func:`partax.codes` defines it) in float64, for the ``space.depth`` layers that bound
+    the region.
+    """
+    sub = space.net
+    alpha = 0.0 if sub.activation == "relu" else float(sub.alpha)
+    h = np.asarray(space.points, np.float64)
+    bits = []
+    for l in range(space.depth):
+        z = h @ np.asarray(sub.weights[l], np.float64) + np.asarray(sub.biases[l], np.float64)
+        bits.append(z > 0)
+        h = np.where(z > 0, z, alpha * z)
+    return tuple(bits)
+
+
+def _mismatch_text(rows, keys, ex_keys, limit: int = 8) -> str:
+    shown = ", ".join(f"row {int(r)}: key {int(keys[r]):#018x} -> {int(ex_keys[r]):#018x}" for r in rows[:limit])
+    return shown + (", ..." if len(rows) > limit else "")
+
+
 def region_report(net, partition, source, *, scope: str = "prefix", layer=None, domain=None,
                   max_regions: int | None = None, solver: str = "auto", volume_method: str = "auto",
                   sample_box: Box | None = None, batch_size: int = 256, num_samples: int = 20000,
-                  seed: int = 0, progress: bool = True) -> RegionReport:
+                  seed: int = 0, progress: bool = True, keep_mismatched: bool = False) -> RegionReport:
     """Polytope data for the regions of ``partition.table(scope, layer)``.
 
     Args:
@@ -134,15 +195,20 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
       batch_size: regions per LP batch.
       num_samples, seed: Monte Carlo volumes.
       progress: a tqdm bar over the LP batches.
+      keep_mismatched: keep (flagged, with a warning) the rows whose exemplar does not
+        reproduce the region's code instead of raising. Rows with ``key_ok`` False get no LP
+        columns (the ``max_regions`` most populated *other* rows get them).
 
     Returns:
       A :class:`RegionReport`.
 
     Raises:
       ValueError: ``source`` does not regenerate the partition's inputs: most exemplars fall
-        outside the regions the table says they name (a different source, or a different net).
-        When only a few do (float32 rounding near a boundary), a warning gives their number and
-        the ``key_ok`` column marks them.
+        outside the regions the table says they name (a different source, or a different net;
+        raised even with ``keep_mismatched``). Without ``keep_mismatched``, also when any
+        exemplar does not reproduce its region's code (``key_ok`` or ``code_reproduces`` False,
+        e.g. an exemplar within float32 rounding of a boundary): the message names the rows
+        and keys.
     """
     from partax.sources import as_source
 
@@ -156,6 +222,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"max_regions: expected a non-negative int or None, got {max_regions!r}")
     batch_size = _check_count("batch_size", batch_size)
     num_samples = _check_count("num_samples", num_samples)
+    if not isinstance(keep_mismatched, (bool, np.bool_)):
+        raise TypeError(f"keep_mismatched: expected a bool, got {type(keep_mismatched).__name__}")
     solver = _lp.default_solver() if solver == "auto" else solver
     if solver not in _lp.SOLVERS:
         raise ValueError(f"solver: expected 'auto', 'ipm' or 'highs', got {solver!r}")
@@ -167,6 +235,7 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
     margin = np.full(M, np.nan)
     out_norm = np.full(M, np.nan)
     ex_keys = np.zeros(M, np.uint64)
+    ex_keys64 = np.zeros(M, np.uint64)
     k = None
     # cheap columns for every region
     for idx in _batches(np.arange(M), 4 * batch_size):
@@ -177,16 +246,35 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         margin[idx] = np.where(live, slack, np.inf).min(axis=1)
         out_norm[idx] = np.linalg.norm(maps.out.A, axis=(1, 2))
         ex_keys[idx] = _keys_of_bits(space, maps.masks[: space.depth])
-    key_ok = ex_keys == np.asarray(table.keys, np.uint64)
+        ex_keys64[idx] = _keys_of_bits(space, _float64_bits(space))
+    table_keys = np.asarray(table.keys, np.uint64)
+    key_ok = ex_keys == table_keys
+    code_reproduces = ex_keys64 == table_keys
     bad = int(M - key_ok.sum())
     if M and bad > M // 2:
         raise ValueError(
             f"source: {bad} of {M} regenerated exemplars do not lie in their regions ({scope!r}, layer {layer}): "
             "it is not the source this partition was computed from (or the net differs)"
         )
-    if bad:
-        warnings.warn(f"region_report: {bad} of {M} exemplars do not lie in their table's region (float32 rounding "
-                      "near a boundary?); see the key_ok column", RuntimeWarning, stacklevel=2)
+    mismatched = np.flatnonzero(~(key_ok & code_reproduces))
+    if mismatched.size:
+        moved = np.flatnonzero(~key_ok)
+        rounding = np.flatnonzero(key_ok & ~code_reproduces)
+        parts = []
+        if moved.size:
+            parts.append(f"{moved.size} lie in another region in the net's dtype (key_ok False; "
+                         f"{_mismatch_text(moved, table_keys, ex_keys)})")
+        if rounding.size:
+            parts.append(f"{rounding.size} get another code in float64, within rounding of a boundary "
+                         f"(code_reproduces False; {_mismatch_text(rounding, table_keys, ex_keys64)})")
+        what = (f"{mismatched.size} of {M} exemplars do not reproduce their region's code ({scope!r}, layer {layer}): "
+                + "; ".join(parts))
+        if not keep_mismatched:
+            raise ValueError(f"source: {what}; pass keep_mismatched=True to keep such rows, flagged")
+        warnings.warn(f"region_report: {what}; kept and flagged (key_ok / code_reproduces columns)", RuntimeWarning,
+                      stacklevel=2)
+    margin[~key_ok] = np.nan  # the exemplar lies in another region: its numbers are not this row's
+    out_norm[~key_ok] = np.nan
     if k is None:
         k = net.input_dim if scope == "prefix" or layer == 1 else net.widths[layer - 2]
     domain = check_domain(domain, k)
@@ -201,12 +289,17 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         mc_err = bv * np.sqrt(p * (1 - p) / max(table.total, 1))
     # LP columns for the most populated regions
     order = np.lexsort((table.keys, -table.counts))
+    order = order[key_ok[order]]  # an exemplar in another region would describe that region
     top = order if max_regions is None else order[:max_regions]
     radius = np.full(M, np.nan)
     center = np.full((M, k), np.nan)
     num_facets = np.full(M, -1, np.int64)
     volume = np.full(M, np.nan)
     volume_err = np.full(M, np.nan)
+    volume_upper = np.full(M, np.nan)
+    radius_status = np.full(M, -1, np.int32)
+    facets_status = np.full(M, -1, np.int32)
+    volume_status = np.full(M, -1, np.int32)
     has_lp = np.zeros(M, bool)
     batches = _batches(top, batch_size)
     bar = None
@@ -217,21 +310,36 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
     for idx in batches:
         A, b, space, _ = _scope_rows(net, ex[idx], scope, layer, domain)
         pts = np.asarray(space.points, np.float64)
-        fac, _, _, c, r = _facets(A, b, pts, domain, solver, REACH, RADIUS_CAP, 1e-8, 1e-7, 64, seed, 4096)
-        radius[idx] = r
+        fac, _, _, c, r, cst, fst = _facets(A, b, pts, domain, solver, REACH, RADIUS_CAP, 1e-8, 1e-7, 64, seed,
+                                            4096)
+        radius[idx] = r  # NaN where the Chebyshev LP failed
         center[idx] = c
-        num_facets[idx] = [len(f) for f in fac]
+        radius_status[idx] = cst
+        facets_status[idx] = fst
+        num_facets[idx] = np.where(fst == _lp.OPTIMAL, [len(f) for f in fac], -1)
         if domain is not None and volume_method != "none":
             # the rows include the domain's, and with a domain the Chebyshev LP of _facets is the
             # one volumes would solve: its centres are reused
-            v, e = _volumes(A, b, pts, c, r, method=volume_method, num_samples=num_samples, key=seed,
-                            solver=solver, tol=1e-8, facet_tol=1e-9)
-            volume[idx], volume_err[idx] = v, e
+            vr = _volumes(A, b, pts, c, r, cst, method=volume_method, num_samples=num_samples, key=seed,
+                          solver=solver, tol=1e-8, facet_tol=1e-9)
+            volume[idx], volume_err[idx], volume_upper[idx], volume_status[idx] = (vr.volume, vr.stderr, vr.upper,
+                                                                                   vr.status)
         has_lp[idx] = True
         if bar is not None:
             bar.update(len(idx))
     if bar is not None:
         bar.close()
+    failed = np.flatnonzero(has_lp & ((facets_status != _lp.OPTIMAL)
+                                      | ((volume_status != _lp.OPTIMAL) & (volume_status != NO_HITS)
+                                         & (volume_status != -1))))
+    no_hit = np.flatnonzero(volume_status == NO_HITS)
+    if failed.size:
+        warnings.warn(f"region_report: the LPs of {failed.size} region(s) did not reach optimality (rows "
+                      f"{failed[:10].tolist()}{' ...' if failed.size > 10 else ''}): their LP columns are NaN / -1, "
+                      "see radius_status, facets_status, volume_status", RuntimeWarning, stacklevel=2)
+    if no_hit.size:
+        warnings.warn(f"region_report: {no_hit.size} region(s) got no Monte Carlo hit (volume NaN, volume_status 3; "
+                      "volume_upper bounds it): raise num_samples", RuntimeWarning, stacklevel=2)
     meta = {
         "scope": scope,
         "layer": int(layer),
@@ -245,7 +353,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         keys=table.keys, counts=table.counts, exemplar_index=table.exemplars, exemplars=ex,
         margin=margin, out_norm=out_norm, mc_volume=mc_volume, mc_volume_err=mc_err,
         radius=radius, center=center, num_facets=num_facets, volume=volume, volume_err=volume_err,
-        has_lp=has_lp, key_ok=key_ok, meta=meta,
+        has_lp=has_lp, key_ok=key_ok, code_reproduces=code_reproduces, radius_status=radius_status,
+        facets_status=facets_status, volume_status=volume_status, volume_upper=volume_upper, meta=meta,
     )
 
 
@@ -293,9 +402,11 @@ def cli_regions(args=None) -> RegionReport:
     part = partax.partition(net, x, scopes=(ns.scope,), progress=True)
     layer = ns.layer if ns.layer is not None else net.num_hidden
     in_space = ns.scope == "prefix" or layer == 1
+    # keep_mismatched: as before, a few exemplars off their region (rounding) are kept, flagged, with a warning
     rep = region_report(net, part, x, scope=ns.scope, layer=layer, domain=box if in_space else None,
                         max_regions=ns.max_regions, solver=ns.solver,
-                        sample_box=sample_box if ns.scope == "prefix" else None, seed=ns.seed)
+                        sample_box=sample_box if ns.scope == "prefix" else None, seed=ns.seed,
+                        keep_mismatched=True)
     os.makedirs(ns.out, exist_ok=True)
     path = os.path.join(ns.out, "regions.npz")
     rep.save(path)
@@ -303,9 +414,13 @@ def cli_regions(args=None) -> RegionReport:
     print(f"{len(rep):,} regions ({ns.scope}, layer {layer}) from {rep.meta['total']:,} inputs; "
           f"LP columns for {int(lp_rows.sum()):,}")
     if lp_rows.any():
+        ok_r = lp_rows & np.isfinite(rep.radius)
+        ok_f = lp_rows & (rep.num_facets >= 0)
         print(f"  margin   median {np.nanmedian(rep.margin):.3g}")
-        print(f"  radius   median {np.nanmedian(rep.radius[lp_rows]):.3g}  max {np.nanmax(rep.radius[lp_rows]):.3g}")
-        print(f"  facets   median {np.median(rep.num_facets[lp_rows]):.0f}  max {rep.num_facets[lp_rows].max()}")
+        if ok_r.any():
+            print(f"  radius   median {np.median(rep.radius[ok_r]):.3g}  max {np.max(rep.radius[ok_r]):.3g}")
+        if ok_f.any():
+            print(f"  facets   median {np.median(rep.num_facets[ok_f]):.0f}  max {rep.num_facets[ok_f].max()}")
         if np.isfinite(rep.volume).any():
             print(f"  volume   sum over reported regions {np.nansum(rep.volume):.4g}")
     print(f"wrote {path}")
