@@ -314,8 +314,8 @@ def test_validation_names_the_argument():
     box = Box(-1, 1)
     with pytest.raises(TypeError, match="net"):
         enumerate_regions("net", box)
-    with pytest.raises(TypeError, match="domain"):
-        enumerate_regions(net, None)
+    with pytest.raises(TypeError, match="domain"):  # None is all of R^d (tests/test_enumerate_rd.py)
+        enumerate_regions(net, "box")
     with pytest.raises(ValueError, match="domain"):
         enumerate_regions(net, Box([0, 0, 0], [1, 1, 1]))
     with pytest.raises(ValueError, match="scope"):
