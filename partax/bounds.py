@@ -18,7 +18,7 @@ import math
 import operator
 from typing import Sequence
 
-__all__ = ["trivial", "zaslavsky", "raghu", "montufar", "serra", "table", "cli_bounds"]
+__all__ = ["trivial", "zaslavsky", "raghu", "montufar", "serra", "table", "format_table"]
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -215,7 +215,21 @@ def _log10(v: int) -> float:
 
 
 def format_table(n0: int, widths: Sequence[int]) -> str:
-    """The bounds of :func:`table` as aligned text lines (value and log10)."""
+    """The bounds of :func:`table` as aligned text lines (value and log10), for ``partax bounds``.
+
+    Values longer than 24 digits are shortened to their first digits and their length.
+
+    Args:
+      n0: input dimension.
+      widths: hidden widths ``(n_1, ..., n_L)``.
+
+    Returns:
+      The lines, joined by newlines (no final newline).
+
+    Example:
+      >>> print(format_table(4, [6, 4]).splitlines()[1])
+        serra                                           817  log10 =     2.912
+    """
     t = table(n0, widths)
     arch = "-".join(str(w) for w in [n0, *widths])
     lines = [f"region bounds for n0={n0}, hidden widths {list(widths)} ({arch})"]
@@ -226,24 +240,3 @@ def format_table(n0: int, widths: Sequence[int]) -> str:
             s = f"{s[:6]}...({len(s)} digits)"
         lines.append(f"  {k:<{name_w}}  {s:>28}  log10 = {_log10(v):9.3f}")
     return "\n".join(lines)
-
-
-def cli_bounds(argv: Sequence[int]) -> dict:
-    """``partax bounds N0 N1 ... NL``: prints every bound side by side.
-
-    Args:
-      argv: ``[n0, n_1, ..., n_L]`` (ints; at least two).
-
-    Returns:
-      The :func:`table` dict (for JSON output by the caller).
-
-    Example:
-      >>> _ = cli_bounds([4, 6, 4])  # doctest: +ELLIPSIS
-      region bounds ...
-    """
-    argv = [int(a) for a in argv]
-    if len(argv) < 2:
-        raise ValueError(f"argv: expected N0 N1 ... NL (input dim then hidden widths), got {argv}")
-    n0, widths = argv[0], argv[1:]
-    print(format_table(n0, widths))
-    return table(n0, widths)

@@ -93,13 +93,12 @@ def test_exact_python_ints_for_huge_nets():
     assert isinstance(bounds.trivial([256] * 3), int)
 
 
-def test_table_and_cli(capsys):
-    t = bounds.cli_bounds([4, 6, 4])
-    out = capsys.readouterr().out
+def test_table_and_format_table():
+    t = bounds.table(4, [6, 4])
+    out = bounds.format_table(4, [6, 4])
     assert t["serra"] == 817 and t["montufar"] == 912
     assert "817" in out and "912" in out and "log10" in out
-    bounds.cli_bounds([784, 256, 256])
-    assert "digits" in capsys.readouterr().out
+    assert "digits" in bounds.format_table(784, [256, 256])
 
 
 @pytest.mark.parametrize(
@@ -111,7 +110,7 @@ def test_table_and_cli(capsys):
         (lambda: bounds.serra(2.0, [3]), TypeError),
         (lambda: bounds.montufar(2, 3), TypeError),
         (lambda: bounds.zaslavsky(-1, 2), ValueError),
-        (lambda: bounds.cli_bounds([4]), ValueError),
+        (lambda: bounds.format_table(4, []), ValueError),
     ],
 )
 def test_validation(call, exc):

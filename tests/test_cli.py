@@ -71,7 +71,7 @@ def test_errors_of_partax_checks_exit_2_others_exit_1_with_a_traceback(tmp_path,
         np.zeros(3).reshape(7)  # a ValueError raised inside NumPy, not by a partax check
 
     for run, code in ((partax_check, 2), (library_failure, 1), (numpy_value_error, 1)):
-        monkeypatch.setattr(cli, "_run_bounds", run)
+        monkeypatch.setattr(cli.bounds, "run", run)
         assert main(["bounds", "4", "6"]) == code
         err = capsys.readouterr().err
         if code == 2:

@@ -1,0 +1,196 @@
+"""The partition workloads of ``partax bench`` (DESIGN §6), each measured beside its baselines.
+
+Every ratio is measured side by side in one run: same device, same inputs, same chunk size,
+compilation and warm-up excluded, best of several repetitions (interleaved, so that a noisy
+neighbour hurts both sides alike).
+
+Workloads (:data:`WORKLOADS`): the IB net 12-10-7-5-4-3-2 on 2^22 uniform inputs, a
+784-256-256-256-10 MLP on 2^20, a 784-1024-1024-1024-10 MLP on 2^18 (``--quick``: 2^18,
+2^16, 2^14). For each: partition throughput with all three scopes (with and without the
+collision check); the bare jitted forward pass of the same net on the same chunks; the
+common NumPy practice (float32 forward pass, ``np.packbits`` of the signs,
+``np.unique(axis=0, return_index=True, return_counts=True)`` for every distinct range of
+layers the three scopes need: the same tables the partition builds), on the same inputs (at
+most ``numpy_max`` of them); and the hidden layers' matmuls alone in NumPy: the arithmetic
+floor. ``ratio_vs_numpy_bound`` is the ratio to NumPy that a partition costing only its
+matmuls would reach, at the faster of the two measured FLOP rates: for wide nets, whose time
+is matmuls, a ceiling for any engine on the machine.
+
+Example:
+    >>> from partax.bench.partition import partition_workload
+    >>> w = partition_workload("tiny", [3, 6, 2], 2**10, reps=1)
+    >>> w["inputs"], w["partition_inputs_per_s"] > 0
+    (1024, True)
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from partax.codes import SCOPES, tables_for
+from partax.nets import Net, mlp
+from partax.partition import default_batch_size, partition
+
+__all__ = ["WORKLOADS", "partition_workload", "run_named"]
+
+# name -> (widths, inputs, quick inputs)
+WORKLOADS = {
+    "ib": ([12, 10, 7, 5, 4, 3, 2], 2**22, 2**18),
+    "mlp256": ([784, 256, 256, 256, 10], 2**20, 2**16),
+    "mlp1024": ([784, 1024, 1024, 1024, 10], 2**18, 2**14),
+}
+
+
+def _best_of(fns: dict, reps: int) -> dict:
+    """Runs each callable ``reps`` times, interleaved; returns the best time of each."""
+    best = {k: np.inf for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def _forward_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    fwd = jax.jit(lambda n, xb: n(xb))
+
+    def run():
+        out = None
+        for s in range(0, x.shape[0], batch_size):
+            nxt = fwd(net, jnp.asarray(x[s : s + batch_size]))
+            if out is not None:
+                out.block_until_ready()
+            out = nxt
+        out.block_until_ready()
+
+    return run
+
+
+def _numpy_practice(net: Net, x: np.ndarray) -> Callable[[], None]:
+    """The common NumPy practice, doing the same job as the partition (every distinct range
+    of layers that the three scopes need): float32 forward pass, ``np.packbits`` of the
+    signs, ``np.unique(axis=0, return_index=True, return_counts=True)``."""
+    Ws = [np.asarray(W, np.float32) for W in net.weights[:-1]]
+    bs = [np.asarray(b, np.float32) for b in net.biases[:-1]]
+    ranges, _ = tables_for(SCOPES, len(Ws))
+
+    def run():
+        h, signs = x, []
+        for W, b in zip(Ws, bs):
+            z = h @ W + b
+            signs.append(z > 0)
+            h = np.maximum(z, 0)
+        for f, t in ranges:
+            code = np.packbits(np.concatenate(signs[f - 1 : t], axis=1), axis=1)
+            np.unique(code, axis=0, return_index=True, return_counts=True)
+
+    return run
+
+
+def _numpy_matmuls(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    """The arithmetic floor: only the hidden layers' float32 matmuls, in NumPy (its BLAS),
+    chunk by chunk into preallocated buffers (no bias, no ReLU, no page faults)."""
+    Ws = [np.asarray(W, np.float32) for W in net.weights[:-1]]
+    bufs = [np.full((batch_size, W.shape[1]), 0.0, np.float32) for W in Ws]  # written: no page faults later
+
+    def run():
+        for s in range(0, x.shape[0], batch_size):
+            h = x[s : s + batch_size]
+            for W, buf in zip(Ws, bufs):
+                h = np.matmul(h, W, out=buf[: h.shape[0]])
+
+    return run
+
+
+def _flops(widths, n: int) -> float:
+    return 2.0 * n * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: int = 2**20, seed: int = 0) -> dict:
+    """Measures one partition workload side by side with its baselines.
+
+    Args:
+      name: the entry's name.
+      widths: the MLP's widths ``[d_in, n_1, ..., d_out]`` (``partax.mlp``, ``bias_std=0.1``).
+      n: number of uniform ``[0, 1)`` float32 inputs.
+      reps: repetitions of each measurement (interleaved; the best is kept).
+      numpy_max: at most this many inputs for the NumPy baselines.
+      seed: seed of the net and of the inputs.
+
+    Returns:
+      The entry: rates (``*_inputs_per_s``), their ratios, FLOP rates, the collision check's
+      cost, the number of prefix regions at the last layer, the inputs' size and the peak RSS
+      (with a GPU/TPU backend also ``forward_tflops`` and ``pipeline_tflops``).
+    """
+    key = jax.random.key(seed)
+    net = mlp(key, widths, bias_std=0.1)
+    x = np.random.default_rng(seed).random((n, widths[0]), dtype=np.float32)  # uniform [0, 1)
+    bs = min(default_batch_size(net), n)
+    n_np = min(n, numpy_max)
+    x_np = x[:n_np]
+    fns = {
+        "partition": lambda: partition(net, x, batch_size=bs, progress=False),
+        "unchecked": lambda: partition(net, x, batch_size=bs, collision_check=False, progress=False),
+        "forward": _forward_pass(net, x, bs),
+        "numpy": _numpy_practice(net, x_np),
+        "numpy_matmul": _numpy_matmuls(net, x_np, bs),
+    }
+    # warm-up: compile and touch everything once (numpy on a small slice); then one partition
+    # alone, so that the peak RSS is that of the inputs plus the partition (not the baselines)
+    partition(net, x[: 2 * bs], batch_size=bs, progress=False)
+    fns["forward"]()  # compiles the very function that is timed
+    _numpy_practice(net, x[:256])()
+    _numpy_matmuls(net, x[:256], 256)()
+    p = partition(net, x, batch_size=bs, progress=False)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    best = _best_of(fns, reps)
+    entry = {
+        "name": name,
+        "widths": list(widths),
+        "inputs": n,
+        "batch_size": bs,
+        "partition_inputs_per_s": n / best["partition"],
+        "forward_inputs_per_s": n / best["forward"],
+        "ratio_vs_forward": best["forward"] / best["partition"],
+        # the collision check (a second 64-bit key per input): its cost, side by side
+        "unchecked_inputs_per_s": n / best["unchecked"],
+        "collision_check_cost": best["partition"] / best["unchecked"] - 1.0,
+        "numpy_inputs": n_np,
+        "numpy_inputs_per_s": n_np / best["numpy"],
+        "ratio_vs_numpy": (n / best["partition"]) / (n_np / best["numpy"]),
+        "numpy_matmul_inputs_per_s": n_np / best["numpy_matmul"],
+        # the ratio vs NumPy of a partition that cost only its matmuls, at the faster of the
+        # two measured rates (XLA's forward pass, NumPy's BLAS): a ceiling for wide nets
+        "ratio_vs_numpy_bound": max(n / best["forward"], n_np / best["numpy_matmul"]) / (n_np / best["numpy"]),
+        "forward_gflops": _flops(widths, n) / best["forward"] / 1e9,
+        "numpy_matmul_gflops": _flops(widths[:-1], n_np) / best["numpy_matmul"] / 1e9,
+        "regions_prefix_last": int(p.num_regions("prefix")[-1]),
+        "inputs_mb": x.nbytes / 2**20,
+        "peak_rss_mb": peak_rss_mb,
+    }
+    if jax.default_backend() != "cpu":
+        entry["forward_tflops"] = _flops(widths, n) / best["forward"] / 1e12
+        entry["pipeline_tflops"] = _flops(widths[:-1], n) / best["partition"] / 1e12
+    return entry
+
+
+def run_named(name: str, quick: bool, reps: int) -> dict:
+    """The workload ``name`` of :data:`WORKLOADS` at its full or quick size.
+
+    Args:
+      name: a key of :data:`WORKLOADS`.
+      quick: the quick size.
+      reps: repetitions of each measurement.
+
+    Returns:
+      The :func:`partition_workload` entry.
+    """
+    widths, n, n_quick = WORKLOADS[name]
+    return partition_workload(name, widths, n_quick if quick else n, reps=reps)

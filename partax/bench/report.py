@@ -1,0 +1,138 @@
+"""The bench result as text: ``bench.md`` (:func:`to_markdown`) and the README's table
+(:func:`readme_section`). Pure formatting: every number comes from the result dict.
+
+Example:
+    >>> from partax.bench.report import to_markdown
+    >>> result = {"date": "2026-01-01", "device": None, "jax_version": "0", "host": "h", "quick": True,
+    ...           "workloads": [{"name": "lp", "error": "RuntimeError: boom", "seconds": 1.0}]}
+    >>> print(to_markdown(result).splitlines()[-1])
+    failed: RuntimeError: boom
+"""
+
+from __future__ import annotations
+
+import json
+
+from partax.bench import enumerate as enumeration
+from partax.bench import lp, sharded, slices
+from partax.bench.partition import WORKLOADS
+
+__all__ = ["to_markdown", "readme_section"]
+
+# the other workloads' modules, in the README's order; each has NAME, markdown(w), readme_text(w)
+_SECTIONS = {m.NAME: m for m in (lp, slices, enumeration, sharded)}
+_README_NAMES = {"ib": "IB"}
+
+
+def _no_device() -> dict:
+    return {"platform": "?", "device_kind": "?", "count": 0}
+
+
+def to_markdown(result: dict) -> str:
+    """The bench result as a Markdown report.
+
+    Args:
+      result: the dict of :func:`partax.bench.run` (or a ``bench.json``).
+
+    Returns:
+      The report: a table of the partition workloads, then a section per other entry (a
+      failed entry's section says ``failed: <error>``).
+    """
+    dev = result["device"] or _no_device()
+    lines = [
+        f"# partax bench — {result['date']}",
+        "",
+        f"Device: {dev['platform']} / {dev['device_kind']} × {dev['count']}; jax {result['jax_version']}; "
+        f"host {result['host']}; {'quick' if result['quick'] else 'full'} run.",
+        "",
+        "| workload | inputs | partition in/s | forward in/s | ratio vs forward | NumPy in/s | ratio vs NumPy "
+        "| NumPy ratio bound | forward GFLOP/s | BLAS GFLOP/s | collision check cost | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" not in w:
+            continue
+        lines.append(
+            f"| {w['name']} {'-'.join(map(str, w['widths']))} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
+            f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
+            f"{w['ratio_vs_numpy']:.1f} | {w['ratio_vs_numpy_bound']:.1f} | {w['forward_gflops']:,.1f} | "
+            f"{w['numpy_matmul_gflops']:,.1f} | {w['collision_check_cost']:+.0%} | {w['peak_rss_mb']:,.0f} |"
+        )
+    lines += [
+        "",
+        "NumPy ratio bound: the ratio to the NumPy practice that a partition costing nothing but its",
+        "hidden layers' matmuls would reach, at the faster of the two FLOP rates measured in the same",
+        "run (XLA's forward pass; NumPy's BLAS on preallocated chunks, the BLAS column).",
+        "Peak RSS includes the inputs array (the partition itself streams it in chunks).",
+        "Collision check cost: the partition's time with its check keys (the default) over its time",
+        "with `collision_check=False`, minus one, measured in the same run.",
+    ]
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" in w:
+            continue
+        lines += ["", f"## {w['name']}", ""]
+        if "error" in w:
+            lines += [f"failed: {w['error']}"]
+        elif w["name"] in _SECTIONS:
+            lines += _SECTIONS[w["name"]].markdown(w)
+        else:
+            lines += ["```", json.dumps(w, indent=1), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _si(v: float) -> str:
+    """``13.6 M``, ``162 k``, ``9.2 k``: three significant digits at most."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            q = v / scale
+            return f"{q:.3g} {unit}" if q < 100 else f"{q:.0f} {unit}"
+    return f"{v:.3g}"
+
+
+def _pow2(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+
+
+def readme_section(result: dict, path: str) -> str:
+    """The README's table of a committed bench run.
+
+    Every number it quotes comes from ``result`` (the ``bench.json`` at ``path``), so a test
+    can regenerate and compare it. ``scripts/readme_bench.py DIR`` writes it between the
+    README's ``bench:begin`` / ``bench:end`` markers.
+
+    Args:
+      result: the bench result.
+      path: where the run is committed (named in the text).
+
+    Returns:
+      Markdown: the partition table, then one sentence on the other entries and the failed ones.
+    """
+    dev = result["device"] or _no_device()
+    lines = [
+        f"Run of {result['date']} ({dev['platform']}, {result['host']}, jax {result['jax_version']}, "
+        f"{'quick' if result['quick'] else 'full'} suite; `{path}`):",
+        "",
+        "| workload | inputs | partition in/s | bare forward in/s | ratio vs forward | NumPy practice in/s "
+        "| ratio vs NumPy | NumPy ratio bound | collision check cost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_name = {w["name"]: w for w in result["workloads"]}
+    for w in result["workloads"]:
+        if "partition_inputs_per_s" not in w:
+            continue
+        net = "-".join(map(str, WORKLOADS[w["name"]][0] if w["name"] in WORKLOADS else w["widths"]))
+        label = f"{_README_NAMES[w['name']]} {net}" if w["name"] in _README_NAMES else net
+        lines.append(
+            f"| {label} | {_pow2(w['inputs'])} | {_si(w['partition_inputs_per_s'])} | {_si(w['forward_inputs_per_s'])} "
+            f"| {w['ratio_vs_forward']:.2f} | {_si(w['numpy_inputs_per_s'])} | {w['ratio_vs_numpy']:.3g} "
+            f"| {w['ratio_vs_numpy_bound']:.3g} | "
+            f"{format(w['collision_check_cost'], '+.0%') if 'collision_check_cost' in w else '–'} |"
+        )
+    other = [m.readme_text(by_name[name]) for name, m in _SECTIONS.items()
+             if name in by_name and "error" not in by_name[name]]
+    failed = [w["name"] for w in result["workloads"] if "error" in w]
+    if other:
+        lines += ["", "Other entries of the same run: " + "; ".join(other) + "."]
+    if failed:
+        lines += ["", f"Failed in that run: {', '.join(failed)}."]
+    return "\n".join(lines)
