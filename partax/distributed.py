@@ -61,12 +61,51 @@ Why this merge, and what it costs
   are merged into the owned table; the final all-gather ships ``M_global`` rows to each
   process.
 
+Failing together
+----------------
+A bad input on one process must never leave the others waiting in a collective. Every
+process therefore reaches the same exchanges in the same order, and carries its own status
+into each:
+
+* *Before the first step*, local checks (net, scopes, mesh, source, dimension, an empty
+  shard, labels negative / non-integer / ``>= 2^31``, ``batch_size``) are caught, not
+  raised: the first exchange (the agreement above) carries a status word with the
+  agreement words. It also compares fingerprints of the net, the scopes / tolerance /
+  mesh and ``batch_size``: processes that disagree would run different steps.
+* *In each step*, every device's meta row carries its host's status (1 once the host
+  caught an exception: a batch iterator that raised, a bad batch, a failed host merge);
+  a failing process keeps dispatching (empty, masked) steps, so it still takes part. The
+  step all-gathers a small row of ``int32`` statistics per device (status, valid rows,
+  near-boundary rows, NaN/inf rows and the first one, largest bucket, collision flag), so
+  every process reads the same statuses and NaN counts, per process, after the step.
+* *After the last step*, a last exchange carries the status (e.g. a failed final merge)
+  with each shard's size.
+
+When any status is set (or any process saw NaN / inf inputs), every process takes part in
+one more all-gather of ``1 KiB`` per process (each failing process's exception type and
+message) and raises: the failing process its own exception (the iterator's own
+exception too), every other process a :class:`RemoteInputError`, e.g.
+``process 1 failed in step 3: RuntimeError: reader died``. Host-side failures noticed while
+a step is in flight are reported with the next step dispatched. A failed call leaves the
+processes in step: the next call runs normally. With a mesh of this process's devices only
+there are no exchanges and errors are raised directly. The exchanges cost one all-gather of
+``12`` words per process before and after the run, and ``9`` words per device per step.
+
+Counters
+--------
+Per-step device counters are ``int32`` / ``uint32`` (x64 off): a step holds fewer than
+``2^31`` rows over the whole mesh (``D * batch_size < 2^31``, checked), so no count, rank or
+segment index of a step can wrap. Everything summed across steps (counts, label counts,
+near-boundary inputs, shard sizes, exemplar indices) is ``int64`` on the host, and 64-bit
+values cross processes as pairs of ``uint32`` words (JAX with x64 off would narrow an
+``int64`` array to ``int32``).
+
 Exemplars and global indices
 ----------------------------
 Global indices can exceed ``2^31`` (and ``2^32``), so they never travel. On the device a
 row carries its *step rank*, one ``uint32``: the rows of one step, ranked in global stream
 order (by process, then by local index: device ``j`` of the ranking holds ranks
-``j B .. j B + B - 1``; ``D B < 2^32``). Within a step the smallest rank is the smallest
+``j B .. j B + B - 1``; ``D B < 2^31``). Within a step the smallest rank is the smallest
 global index, so exemplars reduce with a segment min. Every process runs the same steps,
 and chunk ``s`` of process ``p`` starts at local index ``s B_p``, so the host maps a rank of
 step ``s`` back to ``(process, local index)``, encodes it as ``process << 48 | local``
@@ -122,12 +161,18 @@ from partax.partition import Partition, _validate_scopes, check_net, default_bat
 from partax.sources import Chunk, Sampler, as_source
 from partax.tables import reduce_by_key
 
-__all__ = ["bench_sharded", "data_mesh", "initialize", "partition", "per_process", "process_slice"]
+__all__ = [
+    "RemoteInputError", "bench_sharded", "data_mesh", "initialize", "partition", "per_process", "process_slice",
+]
 
 _IDX_BITS = 48  # local indices below 2^48 per process
 # column layout of a row on the wire (uint32 lanes), then the payload (range keys, codes)
 _KHI, _KLO, _LAB, _RANK, _CNT = range(5)
 _HEAD = 5
+# per-device statistics of a step (int32), all-gathered to every device
+_S_PROC, _S_DEV, _S_STATUS, _S_VALID, _S_NEAR, _S_BAD, _S_FIRST_BAD, _S_BUCKET, _S_COLLIDE = range(9)
+_NSTATS = 9
+_META = 5  # per-device step metadata: rank0, valid, process, k, status
 
 
 # --- meshes and process helpers ----------------------------------------------------------
@@ -199,12 +244,21 @@ def process_slice(n: int, process_id: int | None = None, num_processes: int | No
 
 
 def _allgather(a: np.ndarray, local: bool = False) -> np.ndarray:
-    """``a`` from every process, stacked on a leading process axis (host NumPy)."""
+    """``a`` from every process, stacked on a leading process axis (host NumPy).
+
+    64-bit values travel as pairs of ``uint32`` words: with x64 off, JAX would otherwise
+    turn an ``int64`` array into ``int32`` on the way (sizes and counts above ``2^31``
+    would wrap).
+    """
     a = np.asarray(a)
     if local or jax.process_count() == 1:
         return a[None]
     from jax.experimental import multihost_utils
 
+    if a.dtype.itemsize == 8:
+        words = np.ascontiguousarray(a).reshape(-1).view(np.uint32)
+        got = np.ascontiguousarray(multihost_utils.process_allgather(words, tiled=False))
+        return got.view(a.dtype).reshape((got.shape[0],) + a.shape)
     return np.asarray(multihost_utils.process_allgather(a, tiled=False))
 
 
@@ -220,16 +274,133 @@ def _allgather_rows(a: np.ndarray) -> list:
     return [got[p, : n[p]] for p in range(len(n))]
 
 
-def _fingerprint(sampler: Sampler) -> np.ndarray:
+def _fingerprint(sampler: Sampler) -> int:
+    """A sampler's key, parameters and structure (the same on every process: one split stream)."""
     leaves, treedef = jax.tree_util.tree_flatten(sampler)
-    h = hashlib.blake2b(str(treedef).encode(), digest_size=8)
-    for leaf in leaves:
-        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        leaf = np.asarray(leaf)
-        h.update(str((leaf.dtype, leaf.shape)).encode())
-        h.update(leaf.tobytes())
-    return np.frombuffer(h.digest(), np.int32).astype(np.int64)
+    is_key = lambda a: isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key)  # noqa: E731
+    leaves = [jax.random.key_data(leaf) if is_key(leaf) else leaf for leaf in leaves]
+    return _digest(str(treedef), *leaves)
+
+
+def _digest(*parts) -> int:
+    """A 63-bit fingerprint of strings and arrays (to check that processes agree)."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        if isinstance(part, (np.ndarray, jax.Array)):
+            a = np.asarray(part)
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b"\x00")
+    return int(np.frombuffer(h.digest(), np.int64)[0] & np.int64(2**63 - 1))
+
+
+def _net_fingerprint(net) -> int:
+    """Structure and values of a net: processes of one job must pass the same net."""
+    leaves, treedef = jax.tree_util.tree_flatten(net)
+    return _digest(str(treedef), *leaves)
+
+
+# --- failing together ------------------------------------------------------------------
+class RemoteInputError(ValueError):
+    """Raised on every process of a job whose own input was fine when another process failed.
+
+    The process whose input (or batch iterator) failed raises its own exception; every other
+    process raises this one, at the same point of the run, with the failing process's
+    exception type and message::
+
+        process 1 failed before the first step: ValueError: source: expected inputs of dimension 5 (the net's), got 4
+
+    With several failing processes the message lists each (``; ``-separated), in process order.
+
+    Attributes:
+      process: the first failing process (lowest index).
+      error_type: the name of its exception's class (e.g. ``"TypeError"``).
+      cause: its exception's message (at most about 1 KiB of it).
+      failures: ``{process: (error_type, cause)}`` for every failing process.
+      where: the point of the run: ``"before the first step"``, ``"in step s"`` (0-based)
+        or ``"after the last step"``.
+    """
+
+    def __init__(self, failures: dict, where: str):
+        self.failures = dict(sorted(failures.items()))
+        self.process = min(self.failures)
+        self.error_type, self.cause = self.failures[self.process]
+        self.where = where
+        super().__init__("; ".join(f"process {p} failed {where}: {t}: {m}" for p, (t, m) in self.failures.items()))
+
+
+_STATUS_WORDS = 12  # every host exchange: one status word and 11 payload words per process
+_MSG_BYTES = 1024  # an error's type and message, as UTF-8, per process
+
+
+def _encode_error(error) -> np.ndarray:
+    buf = np.zeros(_MSG_BYTES, np.uint8)
+    if error is not None:
+        text = f"{type(error).__name__}\x00{error}".encode("utf-8", "replace")
+        if len(text) > _MSG_BYTES:
+            text = text[: _MSG_BYTES - 3] + b"..."
+        buf[: len(text)] = np.frombuffer(text, np.uint8)
+    return buf.view(np.uint32)
+
+
+def _decode_error(words: np.ndarray) -> tuple:
+    raw = np.ascontiguousarray(words, np.uint32).tobytes().rstrip(b"\x00").decode("utf-8", "replace")
+    name, _, message = raw.partition("\x00")
+    return name or "Exception", message
+
+
+def _raise_together(error, failed, collective: bool, where: str):
+    """Every process raises: the failing ones their own ``error``, the others a RemoteInputError.
+
+    Called by every process at the same point (each knows ``failed``, the failing process
+    indices, from a replicated exchange); one all-gather of ``_MSG_BYTES`` per process
+    carries the failing processes' messages.
+    """
+    if not collective:
+        if error is None:  # a step flagged this process (NaN) but no exception was built
+            raise RuntimeError("partax.distributed: a failure was flagged without an error")  # pragma: no cover
+        raise error
+    got = _allgather(_encode_error(error))
+    if error is not None:
+        raise error
+    raise RemoteInputError({int(p): _decode_error(got[p]) for p in failed}, where)
+
+
+def _host_exchange(error, payload, collective: bool, where: str) -> np.ndarray:
+    """The status exchange between steps: every process sends ``[status, *payload]``.
+
+    ``status`` is 1 when this process caught ``error`` (then ``payload`` is ignored), else 0.
+    Every host exchange has the same shape (``_STATUS_WORDS`` int64 per process), so the
+    exchanges of processes at different points of a failed run still pair up. Raises on
+    every process when any process failed; returns ``payload`` of every process
+    (``int64[P, _STATUS_WORDS - 1]``).
+    """
+    vec = np.zeros(_STATUS_WORDS, np.int64)
+    if error is not None:
+        vec[0] = 1
+    else:
+        vec[1 : 1 + len(payload)] = payload
+    if not collective:
+        if error is not None:
+            raise error
+        return vec[None, 1:]
+    every = _allgather(vec)
+    failed = np.flatnonzero(every[:, 0])
+    if failed.size:
+        _raise_together(error, failed, collective, where)
+    return every[:, 1:]
+
+
+def _is_collective(mesh) -> bool:
+    """Whether a call on ``mesh`` exchanges with other processes (a mesh that is not a
+    Mesh counts as the default one, so the process still joins the first exchange)."""
+    if jax.process_count() == 1:
+        return False
+    if not isinstance(mesh, jax.sharding.Mesh):
+        return True
+    return {d.process_index for d in mesh.devices.flat} != {jax.process_index()}
 
 
 def _initial_cap(B: int, D: int) -> int:
@@ -265,7 +436,7 @@ def _reduce_rows_device(khi, klo, lab, rank, cnt, payload, exact):
     skhi, sklo, slab, perm = jax.lax.sort((khi, klo, lab, iota), num_keys=3)
     head, seg = _segments((skhi, sklo, slab))
     heads = jnp.zeros(n, jnp.int32).at[jnp.where(head, seg, n)].set(iota, mode="drop")
-    counts = jax.ops.segment_sum(cnt[perm], seg, num_segments=n)
+    counts = jax.ops.segment_sum(cnt[perm], seg, num_segments=n)  # dtype of cnt (uint32)
     ex = jax.ops.segment_min(rank[perm], seg, num_segments=n)
     spay = payload[perm]
     collide = jnp.zeros((), bool)
@@ -279,9 +450,15 @@ def _reduce_rows_device(khi, klo, lab, rank, cnt, payload, exact):
 def _step_body(net, sampler, xin, labels, meta, *, ranges, base, tol, exact, cap, axes, num_devices):
     """One step on one device: codes, local reduction, all-to-all to owners, owner reduction.
 
-    ``meta[0] = (rank0, valid)``: this device's first row has *step rank* ``rank0`` (rows
-    of a step are ranked in global stream order: by process, then local index) and its
-    first ``valid`` rows are real inputs.
+    ``meta[0] = (rank0, valid, process, k, status)``: this device's first row has *step
+    rank* ``rank0`` (rows of a step are ranked in global stream order: by process, then
+    local index), its first ``valid`` rows are real inputs, it is device ``k`` of process
+    ``process``, whose host reports ``status`` (0: fine, 1: it caught an error).
+
+    Every counter on the device is a ``uint32`` / ``int32`` of one step (at most
+    ``D B < 2^31`` rows, checked on the host), so none can wrap; the host sums them across
+    steps in ``int64``. The last output is every device's ``_STATS`` row, all-gathered
+    (replicated): the host reads per-process statuses, NaN counts and bucket sizes from it.
     """
     D = num_devices
     if sampler is not None:
@@ -295,6 +472,7 @@ def _step_body(net, sampler, xin, labels, meta, *, ranges, base, tol, exact, cap
     iota = jnp.arange(B, dtype=jnp.uint32)
     valid = iota < meta[0, 1]
     rank = meta[0, 0] + iota
+    bad = ~finite & valid
     khi = jnp.where(valid, keys[:, base, 1], _MAX)
     klo = jnp.where(valid, keys[:, base, 0], _MAX)
     lab = jnp.zeros(B, jnp.uint32) if labels is None else labels.astype(jnp.uint32)
@@ -305,7 +483,7 @@ def _step_body(net, sampler, xin, labels, meta, *, ranges, base, tol, exact, cap
     payload = jnp.concatenate(payload, axis=1) if len(payload) > 1 else payload[0]
     # (b) local reduction; rows come out sorted by key, hence grouped by owner (monotone in khi)
     hkhi, hklo, hlab, counts, ex, pay, nseg, coll1 = _reduce_rows_device(
-        khi, klo, lab, rank, valid.astype(jnp.int32), payload, exact
+        khi, klo, lab, rank, valid.astype(jnp.uint32), payload, exact
     )
     owner = (((hkhi >> 16) * np.uint32(D)) >> 16).astype(jnp.int32)
     seg_ok = jnp.arange(B) < nseg
@@ -321,17 +499,18 @@ def _step_body(net, sampler, xin, labels, meta, *, ranges, base, tol, exact, cap
     recv = jax.lax.all_to_all(send, axes, 0, 0, tiled=True) if D > 1 else send
     # (d) owner reduction
     k2hi, k2lo, l2, c2, ex2, pay2, nown, coll2 = _reduce_rows_device(
-        recv[:, _KHI], recv[:, _KLO], recv[:, _LAB], recv[:, _RANK], recv[:, _CNT].astype(jnp.int32),
+        recv[:, _KHI], recv[:, _KLO], recv[:, _LAB], recv[:, _RANK], recv[:, _CNT],
         recv[:, _HEAD:], exact,
-    )
+    )  # counts stay uint32: a key's count in a step is at most D B < 2^31
     out = jnp.concatenate([jnp.stack([k2hi, k2lo, l2, ex2, c2.astype(jnp.uint32)], axis=1), pay2], axis=1)
     stats = jnp.stack(
-        [jnp.sum(valid), jnp.sum(near & valid), jnp.sum(~finite & valid), jnp.max(sizes),
+        [meta[0, 2].astype(jnp.int32), meta[0, 3].astype(jnp.int32), meta[0, 4].astype(jnp.int32),
+         jnp.sum(valid, dtype=jnp.int32), jnp.sum(near & valid, dtype=jnp.int32), jnp.sum(bad, dtype=jnp.int32),
+         jnp.min(jnp.where(bad, iota.astype(jnp.int32), B)), jnp.max(sizes).astype(jnp.int32),
          (coll1 | coll2).astype(jnp.int32)]
-    ).astype(jnp.int32)
-    g = jax.lax.psum(stats[:3], axes)
-    g2 = jax.lax.pmax(stats[3:], axes)
-    return out, nown[None].astype(jnp.int32), jnp.concatenate([g, g2])
+    )
+    every = jax.lax.all_gather(stats, axes) if D > 1 else stats[None]
+    return out, nown[None].astype(jnp.int32), every.reshape(D, _NSTATS)
 
 
 @functools.lru_cache(maxsize=64)
@@ -473,8 +652,13 @@ def _put(sharding, devices, parts, global_shape):
     return jax.make_array_from_single_device_arrays(global_shape, sharding, arrs)
 
 
-def _empty_chunk(width_or_blocks, start, dtype):
-    return Chunk(np.zeros(width_or_blocks, dtype), None, start, 0)
+_LABEL_LIMIT = 2**31  # labels travel as uint32 words (all ones marks padding rows)
+_MAX_ROWS_PER_STEP = 2**31  # keeps every per-step device counter (int32 / uint32) exact
+
+
+def _check_label_range(y, name: str = "labels") -> None:
+    if y is not None and len(y) and int(np.max(y)) >= _LABEL_LIMIT:
+        raise ValueError(f"{name}: expected labels below 2^31 (they travel as 32-bit words), got {int(np.max(y))}")
 
 
 def partition(
@@ -498,12 +682,13 @@ def partition(
     Args:
       net: a :class:`~partax.nets.Net`; a stacked net gives a tuple of Partitions (each
         net is one pass over the source, so the source must be an array or a sampler).
+        Every process must pass the same net (checked by a fingerprint of its arrays).
       source: this process's inputs: an array ``[N_p, d_in]``, an iterable of batches
         (``x`` or ``(x, y)``; lengths may differ between processes and need not be known),
         or a sampler (the same sampler on every process is one global stream split between
         processes; different samplers are concatenated in process order, see
-        :func:`per_process`).
-      labels: optional ``int[N_p]`` labels for an array source.
+        :func:`per_process`). An empty shard is an error, as in :func:`partax.partition`.
+      labels: optional ``int[N_p]`` labels for an array source, in ``0 .. 2^31 - 1``.
       mesh: devices to shard over (every axis of the mesh is a data axis); default
         :func:`data_mesh` (every device of every process). A mesh of this process's devices
         only (``data_mesh(jax.local_devices())``) runs without any cross-process
@@ -512,7 +697,8 @@ def partition(
         process.
       scopes: as in :func:`partax.partition`.
       batch_size: inputs per *device* per step (default: :func:`default_batch_size`, shrunk
-        for small sources; a multiple of the sampler block for samplers).
+        for small sources; a multiple of the sampler block for samplers); a step holds
+        fewer than ``2^31`` rows over the whole mesh.
       exact: carry the full codes and raise :class:`~partax.codes.HashCollisionError` on
         a key shared by two codes (on device and in the host merges).
       progress: a tqdm bar on process 0.
@@ -524,8 +710,14 @@ def partition(
       of processes ``0..p-1``).
 
     Raises:
-      ValueError / TypeError: as :func:`partax.partition`, raised on every process when any
-        process has bad input (e.g. NaN).
+      ValueError / TypeError: as :func:`partax.partition` (wrong input dimension, an empty
+        shard, labels negative, non-integer or above ``2^31 - 1``, NaN or inf inputs, ...),
+        and when processes pass different nets, scopes, ``batch_size``, ``exact`` or kinds
+        of source. Raised on every process at the same point of the run: the process
+        whose input failed raises its own exception (an exception of its batch iterator
+        too), every other process a :class:`RemoteInputError` naming that process and its
+        message. No process is left waiting in a collective.
+      RemoteInputError: on the processes whose input was fine, when another one failed.
 
     Example:
       >>> import jax, numpy as np, partax
@@ -534,66 +726,91 @@ def partition(
       >>> partax.distributed.partition(net, x, progress=False).total
       101
     """
-    check_net(net)
-    if net.stack_shape:
-        src = as_source(source, labels)
-        if not (isinstance(src, Sampler) or hasattr(src, "x")):
-            raise ValueError(
-                "source: a stacked net is partitioned one net at a time, so the source must be "
-                "an array or a sampler (an iterable of batches can be read only once)"
-            )
-        kw = dict(mesh=mesh, scopes=scopes, batch_size=batch_size, exact=exact, progress=progress,
-                  boundary_tol=boundary_tol)
-        if isinstance(src, Sampler):
-            return tuple(partition(net[i], source, **kw) for i in range(net.stack_shape[0]))
-        return tuple(partition(net[i], source, labels, **kw) for i in range(net.stack_shape[0]))
-    scopes = _validate_scopes(scopes)
-    if not (np.isfinite(boundary_tol) and boundary_tol >= 0):
-        raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
-    mesh = data_mesh() if mesh is None else mesh
-    if not isinstance(mesh, jax.sharding.Mesh):
-        raise TypeError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
+    kw = dict(mesh=mesh, scopes=scopes, batch_size=batch_size, exact=exact, progress=progress,
+              boundary_tol=boundary_tol, _timings=_timings)
+    stacked, error = False, None
+    try:
+        check_net(net)
+        stacked = bool(net.stack_shape)
+        if stacked:
+            src = as_source(source, labels)
+            if not (isinstance(src, Sampler) or hasattr(src, "x")):
+                raise ValueError(
+                    "source: a stacked net is partitioned one net at a time, so the source must be "
+                    "an array or a sampler (an iterable of batches can be read only once)"
+                )
+    except Exception as e:  # reported at the first exchange, where every process raises
+        error = e
+    if error is not None or not stacked:
+        return _partition_one(net, source, labels, error=error, **kw)
+    if isinstance(src, Sampler):
+        return tuple(_partition_one(net[i], source, None, **kw) for i in range(net.stack_shape[0]))
+    return tuple(_partition_one(net[i], source, labels, **kw) for i in range(net.stack_shape[0]))
+
+
+def _partition_one(net, source, labels, *, mesh, scopes, batch_size, exact, progress, boundary_tol, _timings,
+                   error=None):
+    """:func:`partition` of one net. ``error``: an exception already caught on this process,
+    reported at the first exchange."""
+    collective = _is_collective(mesh)
+    nproc, me = (jax.process_count(), jax.process_index()) if collective else (1, 0)
+
+    # -- 0. local checks: an error here is reported at the first exchange ------------------
+    info = None
+    if error is None:
+        try:
+            scopes = _validate_scopes(scopes)
+            if not (isinstance(boundary_tol, (int, float, np.floating)) and np.isfinite(boundary_tol)
+                    and boundary_tol >= 0):
+                raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
+            mesh = data_mesh() if mesh is None else mesh
+            if not isinstance(mesh, jax.sharding.Mesh):
+                raise TypeError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
+            mesh_procs = {d.process_index for d in mesh.devices.flat}
+            if collective and len(mesh_procs) != jax.process_count():
+                raise ValueError(
+                    "mesh: expected either devices of this process only or devices of every process "
+                    f"(this mesh spans processes {sorted(mesh_procs)} of {jax.process_count()})"
+                )
+            src = as_source(source, labels)
+            is_sampler = isinstance(src, Sampler)
+            if is_sampler:
+                src = src.bind(net.input_dim)
+            if src.dim != net.input_dim:
+                raise ValueError(f"source: expected inputs of dimension {net.input_dim} (the net's), got {src.dim}")
+            block = src.block if is_sampler else 1
+            if is_sampler and -(-src.num_inputs // block) > 2**31:
+                raise ValueError(f"source: expected a sampler of at most 2^31 blocks, got {src.num_inputs} inputs "
+                                 f"in blocks of {block}")
+            if batch_size is not None:
+                if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                    raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+                if batch_size % block:
+                    raise ValueError(
+                        f"batch_size: expected a multiple of the sampler's block ({block}), got {batch_size}"
+                    )
+            if getattr(src, "labels", None) is not None:
+                _check_label_range(src.labels)
+            # what the processes must agree on (fingerprints only matter across processes)
+            info = [
+                src.dim, int(src.has_labels), int(is_sampler), -1 if src.num_inputs is None else int(src.num_inputs),
+                sum(d.process_index == jax.process_index() for d in mesh.devices.flat),
+                _fingerprint(src) if is_sampler and collective else 0, int(bool(exact)),
+                _net_fingerprint(net) if collective else 0,
+                _digest(scopes, float(boundary_tol), tuple(mesh.axis_names), mesh.devices.shape,
+                        [d.id for d in mesh.devices.flat]) if collective else 0,
+                -1 if batch_size is None else int(batch_size),
+            ]
+        except Exception as e:
+            error = e
+
+    # -- 1. agreement (the first exchange: raises on every process if any failed) ---------
+    every = _host_exchange(error, info, collective, "before the first step")
+    _agree(every, nproc)
     axes = tuple(mesh.axis_names)
     D = int(mesh.devices.size)
-    nproc, me = jax.process_count(), jax.process_index()
-    mesh_procs = {d.process_index for d in mesh.devices.flat}
-    if mesh_procs == {me}:  # a mesh of this process's devices: no cross-process collectives
-        nproc, me, local = 1, 0, True
-    elif len(mesh_procs) != jax.process_count():
-        raise ValueError(
-            "mesh: expected either devices of this process only or devices of every process "
-            f"(this mesh spans processes {sorted(mesh_procs)} of {jax.process_count()})"
-        )
-    else:
-        local = False
-
-    src = as_source(source, labels)
-    is_sampler = isinstance(src, Sampler)
-    if is_sampler:
-        src = src.bind(net.input_dim)
-    if src.dim != net.input_dim:
-        raise ValueError(f"source: expected inputs of dimension {net.input_dim} (the net's), got {src.dim}")
-    block = src.block if is_sampler else 1
-    if batch_size is not None:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if batch_size % block:
-            raise ValueError(f"batch_size: expected a multiple of the sampler's block ({block}), got {batch_size}")
-
     sharding = NamedSharding(mesh, P(axes))
-    # -- 1. agreement -------------------------------------------------------------------
-    fp = _fingerprint(src) if is_sampler else np.zeros(2, np.int64)
-    n_local = -1 if src.num_inputs is None else int(src.num_inputs)
-    local_devs = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    info = np.array([src.dim, int(src.has_labels), int(is_sampler), n_local, local_devs, *fp, int(exact)], np.int64)
-    every = _allgather(info, local)
-    if len(set(every[:, 1])) > 1:
-        raise ValueError("labels: some processes have labels and others do not")
-    if len(set(every[:, 2])) > 1 or len({tuple(r) for r in every[:, [7]]}) > 1:
-        raise ValueError("source: every process must pass the same kind of source and the same exact flag")
-    if (every[:, 4] == 0).any():
-        raise ValueError("mesh: every process must own at least one device of the mesh")
-    split = is_sampler and len({tuple(r) for r in every[:, 5:7]}) == 1 and nproc > 1
+    split = is_sampler and len(set(every[:, 5])) == 1 and nproc > 1
     has_labels = bool(every[0, 1])
     D_loc = every[:, 4]
     if split:  # one global stream: contiguous block ranges per process
@@ -617,6 +834,8 @@ def partition(
     B_p = B * int(D_loc[me])
     known = bool((sizes >= 0).all())
     num_steps = int(max(-(-sizes[p] // (B * D_loc[p])) for p in range(nproc))) if known else None
+    if D * B >= _MAX_ROWS_PER_STEP:
+        raise ValueError(f"batch_size: {B} inputs per device on {D} devices exceed 2^31 rows per step")
 
     L = net.num_hidden
     ranges, index = tables_for(scopes, L)
@@ -626,8 +845,6 @@ def partition(
     cap = _initial_cap(B, D)
     tol = float(boundary_tol)
     devices = _device_order(sharding, D * B, B)
-    if D * B >= 2**32:
-        raise ValueError(f"batch_size: {B} inputs per device on {D} devices exceed 2^32 rows per step")
     # step ranks: the rows of a step in global stream order (process, then local index)
     rank_off = np.concatenate([[0], np.cumsum(D_loc)]).astype(np.int64)
     rank_proc = np.repeat(np.arange(nproc), D_loc)
@@ -653,7 +870,10 @@ def partition(
 
         empty_x = np.zeros(B_p // block, np.int32) if is_sampler else np.zeros((B_p, src.dim), np.float32)
 
-    def step_inputs(chunk):
+    def empty_chunk(start):
+        return Chunk(np.zeros_like(empty_x), None, start, 0)
+
+    def step_inputs(chunk, status):
         """Per-device arrays of one step: x (or block ids), labels, meta."""
         xs = chunk.x if isinstance(chunk.x, jax.Array) else np.asarray(chunk.x)
         if not is_sampler:  # one dtype on every process (the net's), whatever each one passed
@@ -671,51 +891,81 @@ def partition(
         metas = []
         for k in range(len(devices)):
             nv = int(np.clip(chunk.num_valid - k * B, 0, B))
-            metas.append(np.array([[(rank_off[me] + k) * B, nv]], np.uint32))
-        meta = _put(sharding, devices, metas, (D, 2))
+            metas.append(np.array([[(rank_off[me] + k) * B, nv, me, k, status]], np.uint32))
+        meta = _put(sharding, devices, metas, (D, _META))
         return x, y, meta
 
     timings = _timings if _timings is not None else {}
     timings.setdefault("device_s", 0.0)
     timings.setdefault("host_s", 0.0)
     acc = _RowAccumulator(exact, width)
-    near_total = [0]
+    near_total = [0]  # Python ints: exact at any size; int64 in the Partition
     n_mine = [0]
     caps = [cap]
+    failure = [None]  # this process's exception, reported with the next step (or exchange)
     sampler_arg = src if is_sampler else None
 
     def dispatch(chunk, step):
-        args = step_inputs(chunk)
+        """Dispatches one step; an exception of this process turns it into an empty step
+        that carries status 1 (every process still takes part in the step)."""
+        try:
+            if failure[0] is None and has_labels and not is_sampler and chunk.labels is not None:
+                _check_label_range(chunk.labels[: chunk.num_valid])
+            args = step_inputs(chunk, 0 if failure[0] is None else 1)
+        except Exception as e:
+            failure[0] = e
+            chunk = empty_chunk(chunk.start)
+            args = step_inputs(chunk, 1)
         fn = _step_fn(mesh, axes, kernel_ranges, base, tol, exact, caps[0], is_sampler, has_labels and not is_sampler)
         return fn(net, sampler_arg, *args), chunk, args, caps[0], step
+
+    def check_step(stats, chunk, step):
+        """Raises on every process if any process flagged this step (status or NaN)."""
+        procs = stats[:, _S_PROC]
+        flagged = (stats[:, _S_STATUS] != 0) | (stats[:, _S_BAD] > 0)
+        if not flagged.any():
+            return
+        failed = np.unique(procs[flagged])
+        err = failure[0]
+        if err is None and me in failed:  # NaN or inf in this process's inputs
+            rows = stats[(procs == me) & (stats[:, _S_BAD] > 0)]
+            first = rows[np.argmin(rows[:, _S_DEV])]
+            idx = chunk.start + int(first[_S_DEV]) * B + int(first[_S_FIRST_BAD])
+            whose = "" if nproc == 1 else f" of process {me}'s inputs"
+            nbad = int(stats[procs == me, _S_BAD].sum())
+            err = ValueError(f"source: input {idx}{whose} has a NaN or inf coordinate ({nbad} in step {step}); "
+                             "expected finite inputs")
+        _raise_together(err, failed, collective, f"in step {step}")
 
     def reduce(item):
         (out, nown, stats), chunk, args, cap_used, step = item
         t0 = time.perf_counter()
-        stats = np.asarray(stats)
+        stats = np.asarray(stats).astype(np.int64)  # [D, _NSTATS], the same on every process
         timings["device_s"] += time.perf_counter() - t0
-        if stats[2] > 0:
-            raise ValueError(
-                f"source: {int(stats[2])} inputs have a NaN or inf coordinate (in a step of the processes' "
-                "streams); expected finite inputs"
-            )
-        if stats[4]:
+        check_step(stats, chunk, step)
+        if stats[:, _S_COLLIDE].any():
             raise HashCollisionError("two different codes share one 64-bit key; the merge would join two regions")
-        if stats[3] > cap_used:  # a bucket overflowed: every process re-runs the step
-            caps[0] = max(caps[0], min(B, int(2 ** np.ceil(np.log2(int(stats[3]))))))
-            fn = _step_fn(mesh, axes, kernel_ranges, base, tol, exact, caps[0], is_sampler, has_labels and not is_sampler)
+        bucket = int(stats[:, _S_BUCKET].max())
+        if bucket > cap_used:  # a bucket overflowed: every process re-runs the step
+            caps[0] = max(caps[0], min(B, int(2 ** np.ceil(np.log2(bucket)))))
+            fn = _step_fn(mesh, axes, kernel_ranges, base, tol, exact, caps[0], is_sampler,
+                          has_labels and not is_sampler)
             return reduce((fn(net, sampler_arg, *args), chunk, args, caps[0], step))
         t0 = time.perf_counter()
-        counts = {s.device: int(np.asarray(s.data)[0]) for s in nown.addressable_shards}
-        rank_base = proc_base[rank_proc] + step * B * D_loc[rank_proc] + rank_k * B
-        for s in out.addressable_shards:
-            m = counts[s.device]
-            if m:
-                acc.add(_rows_from_wire(np.asarray(s.data[:m]), B, rank_pid, rank_base))
-        near_total[0] += int(stats[1])
+        if failure[0] is None:
+            try:
+                counts = {s.device: int(np.asarray(s.data)[0]) for s in nown.addressable_shards}
+                rank_base = proc_base[rank_proc] + step * B * D_loc[rank_proc] + rank_k * B
+                for s in out.addressable_shards:
+                    m = counts[s.device]
+                    if m:
+                        acc.add(_rows_from_wire(np.asarray(s.data[:m]), B, rank_pid, rank_base))
+            except Exception as e:  # e.g. a collision in this host's merge: reported with the next step
+                failure[0] = e
+        near_total[0] += int(stats[:, _S_NEAR].sum())
         n_mine[0] += chunk.num_valid
         timings["host_s"] += time.perf_counter() - t0
-        return int(stats[0])
+        return int(stats[:, _S_VALID].sum())
 
     bar = None
     if progress and me == 0:
@@ -731,14 +981,15 @@ def partition(
         while True:
             if known and step >= num_steps:
                 break
-            chunk = None if done_local else next(it, None)
+            chunk = None
+            if not done_local and failure[0] is None:
+                try:
+                    chunk = next(it, None)
+                except Exception as e:  # the batch iterator failed: this step reports it
+                    failure[0] = e
             if chunk is None:
                 done_local = True
-                blk = np.zeros_like(empty_x)
-                if split:
-                    chunk = Chunk(blk, None, b1 * block, 0)
-                else:
-                    chunk = Chunk(blk, None, next_start, 0)
+                chunk = empty_chunk(b1 * block if split else next_start)
             else:
                 next_start = chunk.start + chunk.num_valid
             item = dispatch(chunk, step)
@@ -764,12 +1015,16 @@ def partition(
 
     # -- 3. gather and finish -------------------------------------------------------------
     t0 = time.perf_counter()
-    mine = acc.result()
+    mine = None
+    if failure[0] is None:
+        try:
+            mine = acc.result()
+        except Exception as e:
+            failure[0] = e
+    # the last exchange: failures after the last step, and every shard's size
+    tail = _host_exchange(failure[0], [n_mine[0]], collective, "after the last step")
     if nproc > 1:
-        if split:
-            counts_all = sizes
-        else:
-            counts_all = _allgather(np.array([n_mine[0]], np.int64))[:, 0]
+        counts_all = sizes if split else tail[:, 0]
         wire = np.concatenate(
             [
                 mine.key[:, None].view(np.uint32).reshape(-1, 2),
@@ -795,6 +1050,30 @@ def partition(
                      exact, tol)
     timings["finish_s"] = time.perf_counter() - t0
     return result
+
+
+def _agree(every: np.ndarray, nproc: int) -> None:
+    """Checks what every process sent at the first exchange; raises the same error on all."""
+
+    def differs(col):
+        bad = np.flatnonzero(every[:, col] != every[0, col])
+        return int(bad[0]) if bad.size else None
+
+    if (p := differs(7)) is not None:
+        raise ValueError(f"net: process {p} passed a different net than process 0 (its arrays or structure "
+                         "differ); expected the same net on every process")
+    if (p := differs(8)) is not None:
+        raise ValueError(f"scopes / boundary_tol / mesh: process {p} passed different values than process 0; "
+                         "expected the same on every process")
+    if (p := differs(9)) is not None:
+        raise ValueError(f"batch_size: process {p} passed {int(every[p, 9])} and process 0 passed "
+                         f"{int(every[0, 9])} (-1: the default); expected the same on every process")
+    if len(set(every[:, 1])) > 1:
+        raise ValueError("labels: some processes have labels and others do not")
+    if len(set(every[:, 2])) > 1 or len(set(every[:, 6])) > 1:
+        raise ValueError("source: every process must pass the same kind of source and the same exact flag")
+    if (every[:, 4] == 0).any():
+        raise ValueError("mesh: every process must own at least one device of the mesh")
 
 
 # --- benchmark ---------------------------------------------------------------------------
@@ -902,7 +1181,9 @@ def bench_sharded(
             xin = jax.device_put(np.arange(per * D, dtype=np.int32), shard)
         else:
             xin = jax.device_put(np.asarray(src[: B * D]), shard)
-        meta = jax.device_put(np.stack([np.arange(D) * B, np.full(D, B)], 1).astype(np.uint32), shard)
+        meta = np.zeros((D, _META), np.uint32)
+        meta[:, 0], meta[:, 1], meta[:, 3] = np.arange(D) * B, B, np.arange(D)
+        meta = jax.device_put(meta, shard)
         full = _step_fn(m, axes, kr, kr.index((1, L)), 1e-5, False, cap, is_s, False)
         codes_only = _codes_only_fn(m, axes, kr, is_s)
         sarg = src if is_s else None

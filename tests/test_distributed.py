@@ -144,6 +144,35 @@ def test_bad_input_is_named():
         dist.partition(net, partax.sources.uniform_box(0.0, 1.0, 100, 0, block=256), batch_size=100)
 
 
+def test_bad_input_names_the_row_and_the_limit():
+    """NaN: the row that holds it (4 devices x 8 rows per step: row 27 is device 3's 4th row
+    of step 0, row 45 device 1's 6th row of step 1); labels and step sizes beyond 32 bits."""
+    net = _net([3, 8, 2])
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    for row in (27, 45):
+        bad = x.copy()
+        bad[row, 2] = np.inf
+        with pytest.raises(ValueError, match=rf"source: input {row} has a NaN or inf coordinate"):
+            dist.partition(net, bad, batch_size=8, progress=False)
+    y = np.zeros(64, np.int64)
+    y[3] = 2**31
+    with pytest.raises(ValueError, match=r"labels: expected labels below 2\^31"):
+        dist.partition(net, x, y, progress=False)
+    it = iter([(x[:40], np.zeros(40, np.int64)), (x[40:], np.full(24, 2**32, np.int64))])
+    with pytest.raises(ValueError, match=r"labels: expected labels below 2\^31"):
+        dist.partition(net, it, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"batch_size: .* exceed 2\^31 rows per step"):
+        dist.partition(net, x, batch_size=2**29, progress=False)  # 4 devices x 2^29 rows
+    # a batch iterator that raises mid-stream: its own exception, unchanged
+    def batches():
+        yield x[:40]
+        raise OSError("reader died")
+    with pytest.raises(OSError, match="reader died"):
+        dist.partition(net, batches(), batch_size=8, progress=False)
+    # and the engine still runs afterwards
+    _same(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
+
+
 # --- two processes on localhost ----------------------------------------------------------
 def _free_port():
     with socket.socket() as s:

@@ -41,11 +41,26 @@ def markdown(w: dict) -> list:
     Returns:
       Markdown lines.
     """
-    lines = ["| net | box | regions | complete | regions/s |", "|---|---|---:|---|---:|"]
-    lines += [
-        f"| {z['name']} | {z['box']} | {z['regions']:,} | {z['complete']} | {z['regions_per_s']:,.0f} |"
-        for z in w["workloads"]
-    ]
+    rows = w["workloads"]
+    if not any("first_over_warm" in z for z in rows):  # runs before R^d enumeration and relucent
+        lines = ["| net | box | regions | complete | regions/s |", "|---|---|---:|---|---:|"]
+        return lines + [
+            f"| {z['name']} | {z['box']} | {z['regions']:,} | {z['complete']} | {z['regions_per_s']:,.0f} |"
+            for z in rows
+        ]
+    lines = ["| net | box | regions | unbounded | complete | regions/s | first / warm call | relucent s | speed-up |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for z in rows:
+        rel = z.get("relucent")
+        if isinstance(rel, dict):
+            eq = "" if rel.get("equal_counts") else " (counts differ!)"
+            rel_cells = f"{rel['seconds']:.2f} | {rel['seconds'] / z['seconds']:.1f}×{eq}"
+        else:
+            rel_cells = f"{rel or '–'} | –"
+        lines.append(
+            f"| {z['name']} | {z['box']} | {z['regions']:,} | {z.get('unbounded', '–')} | {z['complete']} "
+            f"| {z['regions_per_s']:,.0f} | {z.get('first_over_warm', float('nan')):.2f} | {rel_cells} |"
+        )
     return lines
 
 
@@ -58,5 +73,13 @@ def readme_text(w: dict) -> str:
     Returns:
       One clause.
     """
-    parts = [f"{z['name']}: {z['regions']:,} regions at {z['regions_per_s'] / 1e3:.1f} k/s" for z in w["workloads"]]
+    parts = []
+    for z in w["workloads"]:
+        where = " of R^d" if z.get("box") == "R^d" else ""
+        part = f"{z['name']}{where}: {z['regions']:,} regions at {z['regions_per_s'] / 1e3:.1f} k/s"
+        rel = z.get("relucent")
+        if isinstance(rel, dict):
+            part += f", {rel['seconds'] / z['seconds']:.0f}× relucent's time" + (
+                "" if rel.get("equal_counts") else " (counts differ)")
+        parts.append(part)
     return "exact n-D enumeration (" + "; ".join(parts) + ")"
