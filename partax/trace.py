@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -48,98 +47,13 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from partax import info
+from partax import info, tracefiles
 from partax.codes import SCOPES as _SCOPES
 from partax.nets import Net
+from partax.schedules import every_k, log_spaced
+from partax.tracefiles import TRACE_FILE, load_trace
 
 __all__ = ["Tracer", "load_trace", "every_k", "log_spaced", "TRACE_FILE"]
-
-TRACE_FILE = "trace.jsonl"
-
-
-# -- schedules ---------------------------------------------------------------------------
-
-
-def every_k(k: int, total: int) -> np.ndarray:
-    """Steps ``0, k, 2k, ...`` up to ``total``, and ``total`` itself.
-
-    Args:
-      k: spacing (>= 1).
-      total: last step (>= 0), e.g. the number of epochs.
-
-    Returns:
-      ``int64[M]`` sorted distinct steps in ``[0, total]``.
-
-    Example:
-      >>> every_k(3, 10).tolist()
-      [0, 3, 6, 9, 10]
-    """
-    k, total = int(k), int(total)
-    if k < 1:
-        raise ValueError(f"k: expected >= 1, got {k}")
-    if total < 0:
-        raise ValueError(f"total: expected >= 0, got {total}")
-    return np.unique(np.append(np.arange(0, total + 1, k), total)).astype(np.int64)
-
-
-def _log_grid(total: int, m: int) -> np.ndarray:
-    g = np.unique(np.logspace(0.0, np.log2(total), m, base=2, dtype=int)).astype(np.int64)
-    # the last point is mathematically ``total``; dtype=int truncation can leave ``total - 1``
-    g[-1] = total
-    return g
-
-
-def log_spaced(total: int, n: int) -> np.ndarray:
-    """``n`` distinct log-spaced steps in ``[1, total]``, as in the information-bottleneck papers.
-
-    The IB literature (Shwartz-Ziv & Tishby 2017) traces at
-    ``np.unique(np.logspace(np.log2(1), np.log2(total), M, base=2, dtype=int))`` (then ``- 1`` for
-    0-based epoch indices), with the last value set to ``total`` where float truncation left
-    ``total - 1``. The number of distinct values grows with ``M``; this function takes the
-    **largest** ``M`` that still yields exactly ``n`` values (``log_spaced(8000, 274)`` is the
-    published grid, ``M = 400``). If the count jumps past ``n`` (possible for other totals), the
-    grid of the last ``M`` below ``n`` is completed with the smallest new values of the next grid.
-
-    Steps here count *completed* epochs (``partax.train.fit`` calls back with ``e`` after the
-    ``e``-th epoch), so they run from 1 to ``total`` and equal the literature's indices plus 1.
-    Prepend 0 to also trace the initial net.
-
-    Args:
-      total: last step (>= 1).
-      n: number of steps, ``1 <= n <= total``.
-
-    Returns:
-      ``int64[n]`` sorted distinct steps, starting at 1 and ending at ``total`` when ``n >= 2``.
-
-    Example:
-      >>> s = log_spaced(8000, 274)
-      >>> len(s), int(s[0]), int(s[-1])
-      (274, 1, 8000)
-    """
-    total, n = int(total), int(n)
-    if total < 1:
-        raise ValueError(f"total: expected >= 1, got {total}")
-    if not 1 <= n <= total:
-        raise ValueError(f"n: expected 1 <= n <= total = {total}, got {n}")
-    if n == 1:
-        return np.array([total], np.int64)
-    # the distinct count is non-decreasing in M; find the first M with count > n by doubling + bisection
-    lo, hi = n, n
-    while len(_log_grid(total, hi)) <= n:
-        lo, hi = hi, hi * 2
-        if hi > 64 * total + 64:  # count == total reached: every step
-            return np.arange(1, total + 1, dtype=np.int64)[-n:] if n == total else _log_grid(total, lo)
-    while hi - lo > 1:  # invariant: count(lo) <= n < count(hi)
-        mid = (lo + hi) // 2
-        if len(_log_grid(total, mid)) <= n:
-            lo = mid
-        else:
-            hi = mid
-    g = _log_grid(total, lo)
-    if len(g) == n:
-        return g
-    new = np.setdiff1d(_log_grid(total, hi), g)
-    return np.union1d(g, new[: n - len(g)]).astype(np.int64)
 
 
 # -- baselines ---------------------------------------------------------------------------
@@ -208,154 +122,6 @@ def _parse_baseline(name: str) -> Callable:
 @jax.jit
 def _activations(net, x):
     return tuple(net.act(z) for z in net.preactivations(x))
-
-
-# -- trace files -------------------------------------------------------------------------
-
-
-def _trace_path(path) -> str:
-    path = os.fspath(path)
-    return path if path.endswith(".jsonl") else os.path.join(path, TRACE_FILE)
-
-
-def _scan(path: str):
-    """Parses a trace file. Returns ``(committed measure rows, committed steps, end offset)``:
-    ``end`` is the byte offset just after the last complete commit line."""
-    rows, steps, pending, end = [], [], [], 0
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return rows, steps, 0
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:  # partial last line (crash mid-write): ignored
-            break
-        line = data[pos:nl]
-        pos = nl + 1
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            pending = []  # corrupted line: drop the checkpoint it belongs to
-            continue
-        if not isinstance(rec, dict):
-            continue
-        if rec.get("kind") == "checkpoint":
-            good = [r for r in pending if r.get("step") == rec.get("step")]
-            if len(good) == rec.get("records", len(good)):
-                rows.extend(good)
-                steps.append(rec["step"])
-            pending = []
-            end = pos
-        else:
-            pending.append(rec)
-    return rows, steps, end
-
-
-def _column(values) -> np.ndarray:
-    """An unknown column: its dtype follows the values found."""
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
-        if len(present) == len(values):
-            return np.asarray(values, dtype=bool)
-        return np.asarray([np.nan if v is None else float(v) for v in values])
-    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        if len(present) == len(values):
-            return np.asarray(values, dtype=np.int64)
-        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    return np.asarray(["" if v is None else str(v) for v in values])
-
-
-#: Known columns and their fixed dtypes (whatever baselines were traced): integers use -1 for a
-#: missing value, ``saturated`` False, strings "", floats NaN.
-_INT_COLUMNS = ("step", "member", "layer", "width", "regions", "N")
-_BOOL_COLUMNS = ("saturated",)
-_STR_COLUMNS = ("scope", "estimator")
-_FLOAT_COLUMNS = ("H_T", "I_XT", "I_TY", "H_Y", "regions_per_input", "singleton_fraction", "coverage",
-                  "time", "seconds")
-
-
-def _typed_column(name: str, values) -> np.ndarray:
-    if name in _INT_COLUMNS:
-        return np.asarray([-1 if v is None else int(v) for v in values], dtype=np.int64)
-    if name in _BOOL_COLUMNS:
-        return np.asarray([False if v is None else bool(v) for v in values], dtype=bool)
-    if name in _STR_COLUMNS:
-        return np.asarray(["" if v is None else str(v) for v in values], dtype=str)
-    if name in _FLOAT_COLUMNS:
-        return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    return _column(values)
-
-
-def _columns(rows) -> dict:
-    cols: list = []
-    for r in rows:
-        for k in r:
-            if k not in cols and k != "kind":
-                cols.append(k)
-    return {k: _typed_column(k, [r.get(k) for r in rows]) for k in cols}
-
-
-def load_trace(path) -> dict:
-    """Reads a trace written by :class:`Tracer`.
-
-    Args:
-      path: the trace directory (or the trace file itself, a path ending in ``.jsonl``).
-
-    Returns:
-      A dict column -> NumPy array, one entry per record of every committed checkpoint, in file
-      order. The known columns have fixed dtypes, whichever baselines were traced:
-
-      * int64 (``-1`` where a record has no value, e.g. ``regions`` of a ``kde`` baseline):
-        ``step``, ``member`` (index in a stacked net, 0 otherwise), ``layer``, ``width``,
-        ``regions``, ``N``;
-      * bool (``False`` where absent): ``saturated``;
-      * str: ``scope``, ``estimator``;
-      * float64 (``nan`` where absent): ``H_T``, ``I_XT``, ``I_TY``, ``H_Y``,
-        ``regions_per_input``, ``singleton_fraction``, ``coverage``, ``time`` (unix seconds),
-        ``seconds`` (time to compute the checkpoint).
-
-      Other columns take the dtype of their values. A partially written tail (crash) is ignored.
-
-    Raises:
-      FileNotFoundError: if there is no trace file at ``path``.
-
-    Example:
-      >>> tr = load_trace("runs/demo")  # doctest: +SKIP
-      >>> sel = (tr["scope"] == "layer") & (tr["layer"] == 1)  # doctest: +SKIP
-    """
-    p = _trace_path(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"path: no trace file at {p!r}")
-    rows, _, _ = _scan(p)
-    return _columns(rows)
-
-
-def _json_value(v):
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return v if math.isfinite(v) else None
-    return v
-
-
-def _fsync_dir(d: str) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Tracer:
@@ -467,9 +233,9 @@ class Tracer:
         self.records: list = []
         self.steps_done: set = set()
         if self.out is not None:
-            path = _trace_path(self.out)
+            path = tracefiles.trace_path(self.out)
             os.makedirs(self._dir, exist_ok=True)
-            _, steps, end = _scan(path)
+            _, steps, end = tracefiles.scan_trace(path)
             self.steps_done.update(int(s) for s in steps)
             if os.path.exists(path) and os.path.getsize(path) != end:
                 with open(path, "r+b") as f:  # drop the uncommitted tail of a crashed run
@@ -480,7 +246,7 @@ class Tracer:
     @property
     def _dir(self) -> str:
         """The directory holding the trace file (and ``tables/``)."""
-        return os.path.dirname(_trace_path(self.out)) or "."
+        return os.path.dirname(tracefiles.trace_path(self.out)) or "."
 
     # -- schedule --------------------------------------------------------------------
     def wants(self, step: int) -> bool:
@@ -550,25 +316,25 @@ class Tracer:
 
     def _commit(self, step: int, recs: list, now: float, seconds: float) -> None:
         if self.out is not None:
-            lines = [json.dumps({"kind": "measure", **{k: _json_value(v) for k, v in r.items()}}) for r in recs]
+            lines = [json.dumps({"kind": "measure", **{k: tracefiles.json_value(v) for k, v in r.items()}}) for r in recs]
             lines.append(json.dumps({"kind": "checkpoint", "step": step, "records": len(recs),
                                      "time": now, "seconds": seconds}))
             data = ("\n".join(lines) + "\n").encode()
-            path = _trace_path(self.out)
+            path = tracefiles.trace_path(self.out)
             new = not os.path.exists(path)
             with open(path, "ab") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             if new:
-                _fsync_dir(self._dir)
+                tracefiles.fsync_dir(self._dir)
         self.records.extend(recs)
         self.steps_done.add(step)
 
     def trace(self) -> dict:
         """The records of this tracer (this session only) as columns, like :func:`load_trace`."""
-        rows = [{k: _json_value(v) for k, v in r.items()} for r in self.records]
-        return _columns(rows)
+        rows = [{k: tracefiles.json_value(v) for k, v in r.items()} for r in self.records]
+        return tracefiles.columns(rows)
 
     def __repr__(self) -> str:
         return (f"Tracer(N={self.x.shape[0]}, scopes={self.scopes}, estimators={self.estimators}, "
