@@ -380,7 +380,7 @@ def test_degenerate_3d_complete_and_covers_samples():
 # benchmark entry point and docstring examples
 # ----------------------------------------------------------------------------------------
 def test_bench_enumerate_small():
-    from partax.geometry.enumerate import bench_enumerate
+    from partax.bench.enumerate import bench_enumerate
 
     r = bench_enumerate(workloads=["3-8-8-1"])
     (w,) = r["workloads"]
@@ -396,3 +396,52 @@ def test_docstring_examples():
 
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 0
+
+
+# ----------------------------------------------------------------------------------------
+# the qhull slow path: facets by LPs, and a failed facet LP is reported, not read as "no facet"
+# ----------------------------------------------------------------------------------------
+def _no_hulls(monkeypatch):
+    from scipy.spatial import QhullError
+
+    from partax.geometry import polar
+
+    def fail(*args, **kw):
+        raise QhullError("forced")
+
+    monkeypatch.setattr(polar, "_polar", fail)
+
+
+def test_facets_by_lps_when_qhull_fails(monkeypatch):
+    net = _net([2, 6, 1], seed=3)
+    box = Box(-2.0, 2.0)
+    ref = enumerate_regions(net, box, progress=False, solver="highs")
+    _no_hulls(monkeypatch)
+    res = enumerate_regions(net, box, progress=False, solver="highs")
+    assert res.stats["hull_failures"] == res.num_regions and res.stats["facet_lp_failures"] == 0
+    assert res.complete and np.array_equal(res.keys, ref.keys) and np.array_equal(res.edges, ref.edges)
+    np.testing.assert_allclose(res.volumes, ref.volumes, rtol=1e-9, atol=1e-12)
+
+
+def test_failed_facet_lp_makes_the_enumeration_incomplete(monkeypatch):
+    from partax.geometry import lp
+
+    net = _net([2, 6, 1], seed=3)
+    box = Box(-2.0, 2.0)
+    _no_hulls(monkeypatch)
+    real = lp.solve
+    failed = []
+
+    def flaky(c, A, b, **kw):
+        res = real(c, A, b, **kw)
+        if np.shape(c)[-1] == 2:  # the redundancy LPs (Chebyshev LPs have d + 1 variables)
+            st = res.status.copy()
+            st[0] = lp.FAILED
+            failed.append(1)
+            return lp.LPResult(res.x, np.where(st == lp.OPTIMAL, res.value, np.nan), st, res.iterations)
+        return res
+
+    monkeypatch.setattr(lp, "solve", flaky)
+    res = enumerate_regions(net, box, progress=False, solver="highs")
+    assert failed and res.stats["facet_lp_failures"] == len(failed)
+    assert not res.complete

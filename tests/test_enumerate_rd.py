@@ -3,7 +3,6 @@ the layer-by-layer LP enumerator of tests/enumeration_oracle.py (scipy linprog),
 count and the closed form of the unbounded regions of one layer in general position, scipy's
 halfspace intersection for volumes, and dense Gaussian sampling."""
 
-import itertools
 from math import comb
 
 import jax
@@ -16,7 +15,8 @@ import enumeration_oracle as orc
 import partax
 from partax import bounds
 from partax.geometry import Box
-from partax.geometry.enumerate import bench_enumerate, enumerate_regions
+from partax.bench.enumerate import bench_enumerate
+from partax.geometry.enumerate import enumerate_regions
 
 
 def _net(widths, seed=0, bias_std=0.5, act="relu"):
@@ -294,7 +294,7 @@ def test_bench_has_rd_rows_and_names_the_baseline():
 @pytest.mark.slow  # relucent forks worker processes: kept out of the default (JAX-threaded) run
 def test_relucent_counts_agree():
     pytest.importorskip("relucent")
-    from partax.geometry.enumerate import relucent_regions
+    from partax.bench.enumerate import relucent_regions
 
     net = _net([2, 6, 6, 1], seed=2)
     res = enumerate_regions(net, None, progress=False)

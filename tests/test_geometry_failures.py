@@ -19,9 +19,10 @@ import pytest
 from scipy.optimize import linprog
 
 import partax
+from partax.bench.lp import random_polytopes
 from partax.geometry import Box, chebyshev, facets, halfspaces_batch, lp, neighbors, region_report, volumes
 from partax.geometry.polytope import NO_HITS, FacetsResult, NeighborsResult, VolumeResult
-from partax.geometry.report import RegionReport, cli_regions
+from partax.geometry.report import RegionReport
 from oracle import forward_preacts, range_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +56,7 @@ def test_infeasible_and_unbounded_lps_give_nan_and_status(solver, case, ref_stat
 
 
 def test_ipm_iteration_limit_gives_nan_and_max_iter():
-    A, b = lp.random_polytopes(6, 3, 10, seed=2)
+    A, b = random_polytopes(6, 3, 10, seed=2)
     c = np.random.default_rng(0).normal(size=(6, 3))
     res = lp.solve(c, A, b, solver="ipm", max_iter=1)
     assert np.all(res.status == lp.MAX_ITER)
@@ -71,7 +72,7 @@ def test_ipm_iteration_limit_gives_nan_and_max_iter():
 
 def test_highs_failure_status_overrides_a_plausible_solution(monkeypatch):
     # a backend that returns a plausible-looking x with a failure status: solve must not pass it on
-    A, b = lp.random_polytopes(4, 2, 6, seed=1)
+    A, b = random_polytopes(4, 2, 6, seed=1)
     c = np.random.default_rng(1).normal(size=(4, 2))
     real = lp._solve_highs
 
@@ -106,7 +107,8 @@ def test_highs_writes_nothing_to_stdout_or_stderr_unless_verbose():
     quiet = _run_python("""
         import numpy as np, jax, partax
         from partax.geometry import Box, lp, chebyshev, facets, volumes
-        A, b = lp.random_polytopes(8, 3, 10)
+        from partax.bench.lp import random_polytopes
+        A, b = random_polytopes(8, 3, 10)
         r = lp.solve(np.ones((8, 3)), A, b, solver="highs")            # a thread pool of HiGHS
         bad = lp.solve(np.array([1.0]), np.array([[1.0], [-1.0]]), np.array([-1.0, -1.0]), solver="highs")
         net = partax.mlp(jax.random.key(0), [2, 6, 6, 1], bias_std=0.3)
@@ -451,19 +453,3 @@ def test_report_mc_volume_without_hits():
     assert rep.volume_upper[strip] == pytest.approx(4 * (1 - 0.05 ** (1 / 1000)), rel=1e-7)
     others = np.arange(len(rep)) != strip
     assert np.all(rep.volume_status[others] == 0) and np.all(np.isfinite(rep.volume[others]))
-
-
-def test_cli_regions_survives_failed_lps(monkeypatch, tmp_path, capsys):
-    net = partax.mlp(jax.random.key(1), [2, 6, 6, 1], bias_std=0.3)
-    partax.save_net(net, tmp_path / "net.npz")
-    x = np.random.default_rng(1).uniform(-1, 1, (1000, 2)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    _failing_solve(monkeypatch, lambda c, AA, b: True)  # every LP fails
-    with pytest.warns(RuntimeWarning):
-        rep = cli_regions(["--net", str(tmp_path / "net.npz"), "--data", str(tmp_path / "x.npy"),
-                           "--out", str(tmp_path / "out"), "--max-regions", "3", "--lo", "-1", "--hi", "1",
-                           "--solver", "highs"])
-    out = capsys.readouterr().out
-    assert "wrote" in out
-    assert rep.has_lp.sum() == 3 and np.all(rep.facets_status[rep.has_lp] == 2)
-    assert np.all(np.isnan(rep.volume[rep.has_lp])) and np.all(rep.num_facets[rep.has_lp] == -1)

@@ -6,7 +6,6 @@ import pytest
 
 import partax
 from partax.geometry import Box, RegionReport, chebyshev, facets, margins, region_report
-from partax.geometry.report import cli_regions
 
 
 @pytest.fixture(scope="module")
@@ -146,18 +145,3 @@ def test_report_validation(setup):
         region_report(net, p, x, max_regions=-1, progress=False)
     with pytest.raises(ValueError, match="solver"):
         region_report(net, p, x, solver="cplex", progress=False)
-
-
-def test_cli_regions(tmp_path, capsys):
-    net = partax.mlp(jax.random.key(1), [2, 6, 6, 1], bias_std=0.3)
-    partax.save_net(net, tmp_path / "net.npz")
-    x = np.random.default_rng(1).uniform(-1, 1, (2000, 2)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    rep = cli_regions(["--net", str(tmp_path / "net.npz"), "--data", str(tmp_path / "x.npy"),
-                       "--out", str(tmp_path / "out"), "--max-regions", "5", "--lo", "-1", "--hi", "1",
-                       "--solver", "highs"])
-    out = capsys.readouterr().out
-    assert "regions" in out and "wrote" in out
-    back = RegionReport.load(tmp_path / "out" / "regions.npz")
-    assert len(back) == len(rep) and back.has_lp.sum() == 5
-    assert np.all(np.isfinite(back.volume[back.has_lp]))

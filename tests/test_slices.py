@@ -323,7 +323,7 @@ def test_slice_and_line_agree():
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("widths, seed", [([2, 8, 8, 1], 4), ([2, 16, 16, 3], 5)])
 def test_decision_segments(widths, seed):
-    from partax.geometry.slices import _decision_segments
+    from partax.geometry.clipping import decision_segments
 
     net = _net(widths, seed=seed, bias_std=1.0)
     plane = _identity_plane(4.0)
@@ -332,7 +332,7 @@ def test_decision_segments(widths, seed):
     out = np.asarray(net(grid.astype(np.float32)), np.float64)
     cls = (out[:, 0] > 0) if out.shape[1] == 1 else out.argmax(1)
     assert len(np.unique(cls)) > 1, "test net should show a decision boundary"
-    segs = _decision_segments(res.polygons, res.counts, res.logits)
+    segs = decision_segments(res.polygons, res.counts, res.logits)
     assert len(segs) > 0
     # the boundary points are ties of the top logits (float64 oracle)
     for w in (0.0, 0.5, 1.0):
@@ -355,34 +355,13 @@ def test_decision_segments(widths, seed):
     assert np.all(d.min(1) <= 2 * 8.0 / r)
 
 
-def test_plot_and_cli(tmp_path, capsys):
-    import argparse
-    import json
-
+def test_plot_slice(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from partax.geometry.slices import cli_slice, plot_slice
+    from partax.geometry.slices import plot_slice
 
     net = _net([2, 8, 8, 2], seed=6)
     res = slice_regions(net, _identity_plane(), scope="layer", layer=1)
     ax = plot_slice(res, net=net, plane=_identity_plane())
     assert len(ax.collections) >= 1
-    path = tmp_path / "net.npz"
-    partax.save_net(net, path)
-    args = argparse.Namespace(net=str(path), through=None, data=None, scope="prefix", layer=None,
-                              out=str(tmp_path / "fig" / "s.png"), extent=2.0)
-    summary = cli_slice(args)
-    assert (tmp_path / "fig" / "s.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "fig" / "s.json").read_text())["regions"] == summary["regions"]
-    assert summary["regions"] == slice_regions(net, _identity_plane()).num_regions
-    assert "serra" in capsys.readouterr().out
-    net3 = _net([3, 8, 8, 1])
-    partax.save_net(net3, tmp_path / "n3.npz")
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 3)))
-    args = argparse.Namespace(net=str(tmp_path / "n3.npz"), through=[0, 1, 2], data=str(tmp_path / "x.npy"),
-                              scope="suffix", layer=1, out=str(tmp_path / "t.png"))
-    assert cli_slice(args)["regions"] > 1
-    args.through = None
-    with pytest.raises(ValueError, match="through"):
-        cli_slice(args)

@@ -8,9 +8,20 @@ and runs in float64 under a local x64 context.
 * :func:`halfspaces` / :func:`halfspaces_batch` — H-representations.
 * :func:`margins`, :func:`chebyshev`, :func:`facets`, :func:`neighbors`, :func:`volumes`.
 * :func:`region_report` / :class:`RegionReport` — a columnar report over a partition.
-* :mod:`partax.geometry.lp` — batched LPs: ``"highs"`` and the JAX interior point ``"ipm"``.
+* :mod:`partax.geometry.lp` — batched LPs: ``"highs"``, the JAX interior point ``"ipm"`` and
+  the NumPy interior point ``"numpy"`` (CPU, no compilation).
 * :func:`line_regions`, :class:`Plane`, :func:`slice_regions` — exact 1D / 2D enumeration.
 * :func:`enumerate_regions` — every region of a small box, by traversing the adjacency graph.
+
+Internal modules, one concept each: :mod:`~partax.geometry.linearize` (the one frozen-code
+linearisation: affine families pushed through the layers, float64 parameters),
+:mod:`~partax.geometry.hrep` (rows of a code; the one row normalisation and dead-row rule),
+:mod:`~partax.geometry.checks` (argument checks), :mod:`~partax.geometry.ipm` (the interior
+points), :mod:`~partax.geometry.region_lps` (per-region LPs from rows),
+:mod:`~partax.geometry.lines`, :mod:`~partax.geometry.plane`, :mod:`~partax.geometry.clipping`
+(slices), and for the enumeration :mod:`~partax.geometry.code_regions`,
+:mod:`~partax.geometry.polar`, :mod:`~partax.geometry.crossing`,
+:mod:`~partax.geometry.unbounded`.
 """
 
 from partax.geometry import lp
@@ -30,7 +41,6 @@ from partax.geometry.polytope import neighbors
 from partax.geometry.polytope import region_keys
 from partax.geometry.polytope import volumes
 from partax.geometry.report import RegionReport
-from partax.geometry.report import cli_regions
 from partax.geometry.report import region_report
 from partax.geometry.slices import LineRegions
 from partax.geometry.slices import Plane
@@ -49,7 +59,6 @@ __all__ = [
     "LocalMaps",
     "OutputMap",
     "chebyshev",
-    "cli_regions",
     "enumerate_regions",
     "facets",
     "halfspaces",

@@ -3,9 +3,10 @@
 Inside one linear region the net is affine. The region of an exemplar input ``x`` is
 named by its activation code, computed by :func:`partax.codes` in the net's own dtype
 (bit = pre-activation ``> 0``). Freezing that code (slope 1 for an active unit, ``alpha``
-for an inactive one, 0 for ReLU) turns the net into an affine map, which is evaluated
-in float64 under a local x64 context and differentiated with ``jax.jacfwd``; no matrix
-chain is written by hand, so any layer the net supports works.
+for an inactive one, 0 for ReLU) turns the net into an affine map: the identity family of
+the input space is pushed through the net by the one frozen-code linearisation of
+:mod:`partax.geometry.linearize` (jitted, in float64 under a local x64 context), so any
+layer that module supports works.
 
 Code convention (the one of :mod:`partax.codes`): the masks are the exemplar's code exactly
 as the partition engine computes it (``partax.codes``, net dtype, ``precision=HIGHEST``), so
@@ -42,15 +43,19 @@ Example:
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES
-from partax.codes import codes as _codes
+from partax.codes import SCOPES, keys_from_bits
+from partax.codes import codes as net_codes
+from partax.geometry.checks import check_inputs, check_layer, check_net
 from partax.geometry.domains import check_domain
+from partax.geometry.hrep import append_rows, code_rows
+from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.nets import Net
 
 __all__ = [
@@ -63,8 +68,6 @@ __all__ = [
     "scope_space",
     "SCOPES",
 ]
-
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class LayerMap(NamedTuple):
@@ -105,88 +108,82 @@ class LocalMaps(NamedTuple):
     masks: tuple
 
 
-# --- validation ----------------------------------------------------------------------------
-def _check_net(net) -> Net:
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.stack_shape:
-        raise ValueError("net: expected an unstacked Net; index a stacked one first (net[i])")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-    return net
-
-
-def _check_x(x, d: int, name: str = "x") -> np.ndarray:
-    if not hasattr(x, "shape"):
-        x = np.asarray(x)
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != d:
-        raise ValueError(f"{name}: expected shape (N, {d}), got {tuple(x.shape)}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name}: expected finite inputs (found NaN or inf)")
-    return x
-
-
-def _check_scope(net: Net, scope: str, layer) -> int:
-    if scope not in SCOPES:
-        raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
-    L = net.num_hidden
-    if layer is None:
-        return L
-    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 1 <= layer <= L:
-        raise ValueError(f"layer: expected a hidden layer in 1..{L} (1-based) or None, got {layer!r}")
-    return int(layer)
-
-
 # --- the frozen forward pass ------------------------------------------------------------------
-def _subnet(net: Net, first: int) -> Net:
-    """The net made of layers ``first..L+1`` (1-based), taking ``h^{first-1}`` as input."""
-    return Net(tuple(net.weights[first - 1 :]), tuple(net.biases[first - 1 :]), net.activation, net.alpha)
+_SUBNETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _frozen_forward(weights, biases, slopes, x):
-    """Pre-activations and output of one input with the activation slopes frozen."""
-    h = x
-    zs = []
-    for W, b, s in zip(weights[:-1], biases[:-1], slopes):
-        z = jnp.matmul(h, W, precision=_HIGHEST) + b
-        zs.append(z)
-        h = s * z
-    return tuple(zs), jnp.matmul(h, weights[-1], precision=_HIGHEST) + biases[-1]
+def subnet(net: Net, first: int) -> Net:
+    """The net made of layers ``first..L+1`` (1-based), taking ``h^{first-1}`` as input.
+
+    One object per ``(net, first)`` while ``net`` lives; it shares the net's float64
+    parameters (:func:`partax.geometry.linearize.float64_arrays`).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      first: the 1-based hidden layer where the sub-net starts.
+
+    Returns:
+      A :class:`partax.Net` (``net`` itself for ``first == 1``).
+    """
+    if first == 1:
+        return net
+    subs = _SUBNETS.setdefault(net, {})
+    if first not in subs:
+        sub = Net(tuple(net.weights[first - 1 :]), tuple(net.biases[first - 1 :]), net.activation, net.alpha)
+        float64_arrays(sub, parent=net, first=first)  # the sub-net shares the net's float64 copy
+        subs[first] = sub
+    return subs[first]
 
 
 @jax.jit
-def _maps_kernel(weights, biases, slopes, x):
-    def one(s, xi):
-        f = lambda v: _frozen_forward(weights, biases, s, v)
-        jz, jo = jax.jacfwd(f)(xi)
-        z0, o0 = f(jnp.zeros_like(xi))
-        return jz, z0, jo, o0
+def _maps_kernel(params, masks):
+    """``(A, beta)`` per hidden layer, then the output's: the identity family pushed through."""
+    d = params.layers[0].W.shape[0]
+    N = masks[0].shape[0]
+    fams = push(params, AffineFamily(jnp.zeros(d), jnp.eye(d)), masks, output=True, xp=jnp)
+    return tuple((jnp.broadcast_to(f.rows, (N,) + f.rows.shape[-2:]), jnp.broadcast_to(f.offset, (N, f.offset.shape[-1])))
+                 for f in fams)
 
-    return jax.vmap(one)(slopes, x)
 
+def activation_masks(net: Net, x) -> tuple:
+    """Activation codes of every hidden layer: :func:`partax.codes` itself (net dtype).
 
-def _masks(net: Net, x) -> tuple:
-    """Activation codes of every hidden layer: :func:`partax.codes` itself (net dtype)."""
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      x: inputs ``[N, d]`` in the net's dtype.
+
+    Returns:
+      A tuple of ``bool[N, n_l]``.
+    """
     if np.shape(x)[0] == 0:
         return tuple(np.zeros((0, w), bool) for w in net.widths)
-    c = _codes(net, x)
+    c = net_codes(net, x)
     return tuple(c.bits(l) for l in range(1, net.num_hidden + 1))
 
 
-def _maps(net: Net, x, masks) -> LocalMaps:
-    alpha = 0.0 if net.activation == "relu" else float(net.alpha)
+def frozen_maps(net: Net, x, masks) -> LocalMaps:
+    """The local maps of the regions with codes ``masks`` (one per hidden layer of ``net``).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      x: ``[N, d]`` (only its length matters: the maps are those of the codes).
+      masks: ``bool[N, n_l]`` per hidden layer.
+
+    Returns:
+      :class:`LocalMaps`.
+    """
+    N = np.shape(x)[0]
+    if N == 0:
+        d = net.input_dim
+        pre = tuple(LayerMap(np.zeros((0, w, d)), np.zeros((0, w))) for w in net.widths)
+        return LocalMaps(pre, OutputMap(np.zeros((0, net.output_dim, d)), np.zeros((0, net.output_dim))),
+                         tuple(masks))
+    params = float64_arrays(net)
     with jax.enable_x64(True):
-        weights = tuple(jnp.asarray(np.asarray(W), jnp.float64) for W in net.weights)
-        biases = tuple(jnp.asarray(np.asarray(b), jnp.float64) for b in net.biases)
-        slopes = tuple(jnp.asarray(np.where(m, 1.0, alpha)) for m in masks)
-        x64 = jnp.asarray(np.asarray(x, np.float64))
-        jz, z0, jo, o0 = _maps_kernel(weights, biases, slopes, x64)
-        pre = tuple(LayerMap(np.asarray(a), np.asarray(b)) for a, b in zip(jz, z0))
-        out = OutputMap(np.asarray(jo), np.asarray(o0))
-    return LocalMaps(pre, out, tuple(masks))
+        out = _maps_kernel(jax.tree.map(jnp.asarray, params), tuple(jnp.asarray(m) for m in masks))
+        out = [(np.asarray(A), np.asarray(b)) for A, b in out]
+    pre = tuple(LayerMap(A, b) for A, b in out[:-1])
+    return LocalMaps(pre, OutputMap(*out[-1]), tuple(masks))
 
 
 def local_maps(net: Net, x) -> LocalMaps:
@@ -214,10 +211,10 @@ def local_maps(net: Net, x) -> LocalMaps:
       >>> bool(np.allclose(y, net(x), atol=1e-5))
       True
     """
-    _check_net(net)
-    x = _check_x(x, net.input_dim)
+    check_net(net)
+    x = check_inputs(x, net.input_dim)
     x = np.asarray(x, net.dtype)
-    return _maps(net, x, _masks(net, x))
+    return frozen_maps(net, x, activation_masks(net, x))
 
 
 # --- H-representation ---------------------------------------------------------------------------
@@ -247,45 +244,91 @@ def _latent(net: Net, x, first: int):
 
 def scope_space(net: Net, x, scope: str = "prefix", layer=None) -> ScopeSpace:
     """Maps exemplars ``x[N, d_in]`` into the space of a scope's regions (see module doc)."""
-    _check_net(net)
-    layer = _check_scope(net, scope, layer)
-    x = np.asarray(_check_x(x, net.input_dim), net.dtype)
+    check_net(net)
+    if scope not in SCOPES:
+        raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
+    layer = check_layer(net, layer)
+    x = np.asarray(check_inputs(x, net.input_dim), net.dtype)
     if scope == "prefix":
         return ScopeSpace(net, x, layer, 1, net.input_dim)
     first = layer
     if first > 1:
         pts = np.asarray(_latent(net, jnp.asarray(x), first))
-        sub = _subnet(net, first)
+        sub = subnet(net, first)
     else:
         pts, sub = x, net
     depth = 1 if scope == "layer" else net.num_hidden - first + 1
     return ScopeSpace(sub, pts, depth, first, sub.input_dim)
 
 
-def _rows(maps: LocalMaps, depth: int, domain, k: int):
-    """Sign-oriented rows of the first ``depth`` hidden layers, then the domain rows."""
-    As, bs = [], []
-    for l in range(depth):
-        sign = np.where(maps.masks[l], -1.0, 1.0)
-        As.append(sign[..., None] * maps.pre[l].A)
-        bs.append(-sign * maps.pre[l].beta)
-    A = np.concatenate(As, axis=1)
-    b = np.concatenate(bs, axis=1)
+def keys_of_bits(space: ScopeSpace, bits) -> np.ndarray:
+    """Keys of codes of a scope's layers (``bits``: one ``bool[P, n]`` per layer of the space).
+
+    Salted with the scope's *absolute* layer range, so they equal the full net's keys
+    (``partax.region_ids(net, x, scope)[:, layer-1]``).
+
+    Args:
+      space: a :class:`ScopeSpace`.
+      bits: the codes of its ``depth`` layers.
+
+    Returns:
+      ``uint64[P]``.
+    """
+    first = space.first
+    return keys_from_bits(bits, first, first + space.depth - 1, start=first)
+
+
+def space_keys(space: ScopeSpace, pts) -> np.ndarray:
+    """Keys (as ``partax.region_ids(net, x, scope)[:, layer-1]``) of points ``[P, k]`` of a scope's space.
+
+    The codes are those of the space's sub-network in the net's dtype (:func:`partax.codes`).
+
+    Args:
+      space: a :class:`ScopeSpace`.
+      pts: points ``[P, k]`` of its space.
+
+    Returns:
+      ``uint64[P]``.
+    """
+    pts = np.asarray(pts, space.net.dtype)
+    if pts.shape[0] == 0:
+        return np.zeros(0, np.uint64)
+    return keys_of_bits(space, activation_masks(space.net, pts)[: space.depth])
+
+
+def region_rows(maps: LocalMaps, depth: int, domain, k: int):
+    """Sign-oriented rows (:func:`partax.geometry.hrep.code_rows`) of the first ``depth``
+    hidden layers of ``maps``, then the rows of the domain (a :class:`Box` or None).
+
+    Args:
+      maps: :class:`LocalMaps`.
+      depth: the number of layers that bound the region.
+      domain: a :class:`~partax.geometry.Box` or None.
+      k: the dimension of the space.
+
+    Returns:
+      ``(A[N, m, k], b[N, m])``.
+    """
+    A, b = code_rows(maps.pre[:depth], maps.masks[:depth])
     if domain is not None:
-        Ad, bd = domain.rows(k)
-        n = A.shape[0]
-        A = np.concatenate([A, np.broadcast_to(Ad, (n,) + Ad.shape)], axis=1)
-        b = np.concatenate([b, np.broadcast_to(bd, (n,) + bd.shape)], axis=1)
+        A, b = append_rows(A, b, *domain.rows(k))
     return A, b
 
 
-def _scope_rows(net: Net, x, scope: str, layer, domain):
-    """``(A[N, m, k], b[N, m], space, maps)`` for a batch of exemplars."""
+def scope_rows(net: Net, x, scope: str, layer, domain):
+    """Rows of the regions of a batch of exemplars, with their space and local maps.
+
+    Args:
+      net, x, scope, layer, domain: see :func:`halfspaces_batch`.
+
+    Returns:
+      ``(A[N, m, k], b[N, m], space: ScopeSpace, maps: LocalMaps)``.
+    """
     space = scope_space(net, x, scope, layer)
     domain = check_domain(domain, space.dim)
     sub = space.net
-    maps = _maps(sub, space.points, _masks(sub, space.points))
-    A, b = _rows(maps, space.depth, domain, space.dim)
+    maps = frozen_maps(sub, space.points, activation_masks(sub, space.points))
+    A, b = region_rows(maps, space.depth, domain, space.dim)
     return A, b, space, maps
 
 
@@ -306,7 +349,7 @@ def halfspaces_batch(net: Net, x, *, scope: str = "prefix", layer=None, domain=N
       ``(A: float64[N, m, k], b: float64[N, m])`` with region ``n`` equal to the closure
       ``{z : A[n] @ z <= b[n]}`` in the scope's space of dimension ``k``.
     """
-    A, b, _, _ = _scope_rows(net, x, scope, layer, domain)
+    A, b, _, _ = scope_rows(net, x, scope, layer, domain)
     return A, b
 
 
@@ -338,7 +381,7 @@ def halfspaces(net: Net, x, *, scope: str = "prefix", layer=None, domain=None):
       >>> A.shape
       (9, 2)
     """
-    _check_net(net)
+    check_net(net)
     x = np.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"x: expected one input of shape ({net.input_dim},), got {x.shape}; "

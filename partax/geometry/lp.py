@@ -1,6 +1,6 @@
-"""Batched linear programs ``min c·x  s.t.  A x <= b`` behind one interface.
+"""Batched linear programs ``min c·x  s.t.  A x <= b`` behind one interface: :func:`solve`.
 
-Two backends:
+Three backends, one semantics:
 
 * ``"highs"``: HiGHS (``highspy``), one LP per call, run over a thread pool
   (``Highs.run`` releases the GIL). The CPU reference.
@@ -9,20 +9,25 @@ Two backends:
   in JAX float64 under ``jit`` + ``vmap``. Each lane has its own ``done`` flag; the
   batch iterates until all but an eighth of its lanes are done (a converged lane is
   frozen: its state is no longer updated), and the slow tail then finishes in a smaller
-  batch of its own. The normal equations ``A^T diag(y/s) A`` are solved by Cholesky (for
-  ``n <= 32`` through an explicit inverse factor), so the cost per iteration is
-  ``O(B (m n^2 + n^3))``: it suits many small LPs (``n`` up to a few hundred) and runs
-  on accelerators.
+  batch of its own (padded to one of two fixed sizes, so few shapes compile). The normal
+  equations ``A^T diag(y/s) A`` are solved by Cholesky (for ``n <= 32`` through an explicit
+  inverse factor), so the cost per iteration is ``O(B (m n^2 + n^3))``: it suits many small
+  LPs (``n`` up to a few hundred) and runs on accelerators.
+* ``"numpy"``: the same interior point in batched NumPy float64 (:mod:`partax.geometry.ipm`):
+  CPU only, **no compilation** (the first call costs what the next ones cost); converged
+  lanes leave the batch. For many small LPs it is as fast per LP as ``"ipm"`` on a CPU.
 
-Rows are scaled to unit norm before solving (an all-zero row ``0 <= b_i`` with
-``b_i >= 0`` is dropped). Neither backend is meant for infeasible or unbounded LPs: the
-geometry routines formulate every LP so that it is feasible and bounded (see
-:func:`chebyshev_lp`).
+Rows are normalised by :func:`partax.geometry.hrep.unit_rows` before solving, the one rule
+of the package: a row with a numerically zero normal (below ``1e-12`` of its LP's largest) is
+*dead*; ``0·x <= b`` with ``b >= 0`` is dropped (made the inert ``0·x <= 1``), with ``b < 0``
+the LP is infeasible (status :data:`FAILED`, whatever the backend). No backend is meant for
+infeasible or unbounded LPs: the geometry routines formulate every LP so that it is feasible
+and bounded (see :func:`chebyshev_lp`).
 
 Failures are never hidden: an LP that does not reach optimality (iteration limit,
 numerical trouble, or an infeasible or unbounded LP) has ``status != 0`` **and** NaN in
 its ``x`` and ``value`` (and, in :func:`chebyshev`, in its centre and radius), so no
-plausible-looking number survives a failed solve.
+plausible-looking number survives a failed solve; this holds for every backend.
 
 HiGHS is kept quiet: its banner and log reach the terminal only with ``verbose=True``
 (see :func:`solve`). The banner that ``highspy.Highs()`` writes from its constructor
@@ -42,14 +47,14 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import os
-import time
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from partax.geometry.hrep import unit_rows
+from partax.geometry.ipm import FAILED, MAX_ITER, OPTIMAL, solve_jax, solve_numpy
 
 __all__ = [
     "LPResult",
@@ -62,11 +67,9 @@ __all__ = [
     "chebyshev_lp",
     "chebyshev",
     "default_solver",
-    "bench_chebyshev",
 ]
 
-OPTIMAL, MAX_ITER, FAILED = 0, 1, 2
-SOLVERS = ("ipm", "highs")
+SOLVERS = ("ipm", "highs", "numpy")
 
 
 class LPResult(NamedTuple):
@@ -126,184 +129,7 @@ def _check(c, A, b):
     return c, A, b, single
 
 
-def _scale_rows(A, b):
-    """Unit-norm rows; all-zero rows become ``0 <= 1`` (or stay ``0 <= b < 0``: infeasible)."""
-    nrm = np.linalg.norm(A, axis=-1)
-    zero = nrm <= 1e-300
-    safe = np.where(zero, 1.0, nrm)
-    A = A / safe[..., None]
-    b = np.where(zero & (b >= 0), 1.0, b / safe)
-    return A, b
 
-
-# --- interior point ---------------------------------------------------------------------------
-def _max_step(v, dv):
-    ratio = jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), jnp.inf)
-    return jnp.minimum(1.0, jnp.min(ratio))
-
-
-_SMALL_N = 32  # normal matrices up to this size are solved through an explicit L^-1
-
-
-def _ipm_lane(c, A, b, tol, max_iter):
-    """The IPM of one LP as ``(init(x0) -> state, body(state) -> state, finish(state))``."""
-    m, n = A.shape
-    bn = 1.0 + jnp.linalg.norm(b)
-    cn = 1.0 + jnp.linalg.norm(c)
-    eye = jnp.eye(n, dtype=A.dtype)
-    hi = jax.lax.Precision.HIGHEST
-
-    def residuals(x, s, y):
-        """Primal and dual residuals and the merit: the largest of the relative primal
-        residual, dual residual and duality gap."""
-        rp = jnp.dot(A, x, precision=hi) + s - b
-        rd = jnp.dot(y, A, precision=hi) + c
-        gap = s @ y / (1.0 + jnp.abs(c @ x))
-        return rp, rd, jnp.maximum(jnp.maximum(jnp.linalg.norm(rp) / bn, jnp.linalg.norm(rd) / cn), gap)
-
-    def factor(M):
-        """Cholesky factor of the (slightly regularised) normal matrix. For small ``n`` its
-        inverse ``L^-1`` instead: one factorisation and one triangular inversion per
-        iteration (two LAPACK calls per lane instead of one per triangular solve), after
-        which every solve is two fused matrix-vector products."""
-        L = jnp.linalg.cholesky(M + (1e-13 * jnp.max(jnp.diag(M)) + 1e-300) * eye)
-        if n <= _SMALL_N:
-            return jax.scipy.linalg.solve_triangular(L, eye, lower=True)
-        return L
-
-    def solve(L, r):
-        if n <= _SMALL_N:
-            return jnp.dot(jnp.dot(L, r, precision=hi), L, precision=hi)
-        return jax.scipy.linalg.cho_solve((L, True), r)
-
-    def newton(chol, M, s, y, rp, rd, rc, refine):
-        rhs = -rd - jnp.dot((-rc + y * rp) / s, A, precision=hi)
-        dx = solve(chol, rhs)
-        if refine:  # one step of iterative refinement against the unregularised normal matrix
-            dx = dx + solve(chol, rhs - jnp.dot(M, dx, precision=hi))
-        ds = -rp - jnp.dot(A, dx, precision=hi)
-        dy = (-rc - y * ds) / s
-        return dx, ds, dy
-
-    def body(state):
-        x, s, y, rp, rd, k, done, best, best_x, best_k = state
-        mu = s @ y / m
-        M = jnp.dot(A.T * (y / s), A, precision=hi)
-        chol = factor(M)
-        # predictor (affine-scaling) direction: only its step lengths and second-order term are used
-        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y, False)
-        ap = _max_step(s, ds)
-        ad = _max_step(y, dy)
-        mu_aff = (s + ap * ds) @ (y + ad * dy) / m
-        sigma = jnp.clip((mu_aff / mu) ** 3, 0.0, 1.0)
-        dx, ds, dy = newton(chol, M, s, y, rp, rd, s * y + ds * dy - sigma * mu, True)
-        ap = jnp.minimum(1.0, 0.99 * _max_step(s, ds))
-        ad = jnp.minimum(1.0, 0.99 * _max_step(y, dy))
-        xn, sn, yn = x + ap * dx, s + ap * ds, y + ad * dy
-        bad = ~(jnp.all(jnp.isfinite(xn)) & jnp.all(jnp.isfinite(yn)) & jnp.all(jnp.isfinite(sn)))
-        bad = bad | jnp.any(sn <= 0) | jnp.any(yn <= 0)
-        x = jnp.where(bad, x, xn)
-        s = jnp.where(bad, s, sn)
-        y = jnp.where(bad, y, yn)
-        k = k + 1
-        rpn, rdn, phi = residuals(x, s, y)
-        rp = jnp.where(bad, rp, rpn)
-        rd = jnp.where(bad, rd, rdn)
-        better = (phi < 0.5 * best) & ~bad
-        best_x = jnp.where(better | (phi < best) & ~bad, x, best_x)
-        best = jnp.where(~bad, jnp.minimum(best, phi), best)
-        best_k = jnp.where(better, k, best_k)
-        stalled = (k - best_k >= 15) | ((k - best_k >= 3) & (best <= 100 * tol))
-        done = bad | (best <= tol) | (k >= max_iter) | stalled
-        return x, s, y, rp, rd, k, done, best, best_x, best_k
-
-    def init(x):
-        s = jnp.maximum(b - jnp.dot(A, x, precision=hi), 1.0)
-        y = jnp.ones_like(b)
-        rp, rd, phi = residuals(x, s, y)
-        return (x, s, y, rp, rd, jnp.int32(0), phi <= tol, phi, x, jnp.int32(0))
-
-    def finish(state):
-        k, best, x = state[5], state[7], state[8]
-        # Stagnation near the optimum (ill-conditioned normal equations) is accepted within 100 tol.
-        status = jnp.where(best <= 100 * tol, OPTIMAL, jnp.where(k >= max_iter, MAX_ITER, FAILED))
-        return x, status.astype(jnp.int32), k
-
-    return init, body, finish
-
-
-_DONE = 6  # index of the per-lane ``done`` flag in the state
-
-
-@jax.jit
-def _ipm_init(c, A, b, x0, tol):
-    return jax.vmap(lambda c, A, b, x0: _ipm_lane(c, A, b, tol, 1)[0](x0))(c, A, b, x0)
-
-
-@functools.partial(jax.jit, static_argnames=("max_iter", "min_active"))
-def _ipm_run(c, A, b, state, tol, max_iter, min_active):
-    """Iterates every lane that is not done until at most ``min_active`` lanes are left.
-
-    A lane that is done is frozen (its state is no longer updated), so a lane's result does
-    not depend on the batch it runs in."""
-    step = jax.vmap(lambda c, A, b, st: _ipm_lane(c, A, b, tol, max_iter)[1](st))
-
-    def body(st):
-        new = step(c, A, b, st)
-        done = st[_DONE]
-        return jax.tree.map(lambda o, v: jnp.where(done.reshape(done.shape + (1,) * (o.ndim - 1)), o, v), st, new)
-
-    return jax.lax.while_loop(lambda st: jnp.sum(~st[_DONE]) > min_active, body, state)
-
-
-@functools.partial(jax.jit, static_argnames=("max_iter",))
-def _ipm_finish(c, A, b, state, tol, max_iter):
-    return jax.vmap(lambda c, A, b, st: _ipm_lane(c, A, b, tol, max_iter)[2](st))(c, A, b, state)
-
-
-def _pow2(k):
-    return max(8, 1 << (k - 1).bit_length())
-
-
-def _solve_ipm(c, A, b, x0, tol, max_iter):
-    cn = np.linalg.norm(c, axis=-1, keepdims=True)
-    cs = c / np.where(cn > 0, cn, 1.0)
-    B = c.shape[0]
-    P = _pow2(B)  # pad the batch to a power of two: fewer compilations
-    if P != B:
-        pad = lambda v: np.concatenate([v, np.repeat(v[:1], P - B, axis=0)])
-        cs, A, b, x0 = pad(cs), pad(A), pad(b), pad(x0)
-    m = A.shape[1]
-    mp = -(-m // 8) * 8  # and the rows to a multiple of 8 with inert rows 0·x <= 1
-    if mp != m:
-        A = np.concatenate([A, np.zeros((P, mp - m, A.shape[2]))], axis=1)
-        b = np.concatenate([b, np.ones((P, mp - m))], axis=1)
-    with jax.enable_x64(True):
-        cs, A, b, tol = jnp.asarray(cs), jnp.asarray(A), jnp.asarray(b), jnp.float64(tol)
-        state = _ipm_init(cs, A, b, jnp.asarray(x0), tol)
-        # The whole batch iterates until all but an eighth of the lanes are done; the slow
-        # tail then continues in a batch of its own (a power of two) instead of dragging
-        # the finished lanes along (under vmap every lane pays for every iteration).
-        tail = P // 8 if P >= 64 else 0
-        state = _ipm_run(cs, A, b, state, tol, max_iter, tail)
-        if tail:
-            active = np.flatnonzero(~np.asarray(state[_DONE]))
-            if active.size:
-                idx = np.concatenate([active, np.repeat(active[:1], _pow2(active.size) - active.size)])
-                sub = jax.tree.map(lambda v: v[idx], state)
-                sub = _ipm_run(cs[idx], A[idx], b[idx], sub, tol, max_iter, 0)
-                keep = jnp.asarray(active)
-                state = jax.tree.map(lambda v, w: v.at[keep].set(w[: active.size]), state, sub)
-        x, status, k = _ipm_finish(cs, A, b, state, tol, max_iter)
-        # owned NumPy arrays (not read-only views of JAX buffers)
-        x = np.array(x[:B], np.float64)
-        status = np.array(status[:B], np.int32)
-        k = np.array(k[:B], np.int32)
-    return x, status, k
-
-
-# --- HiGHS ----------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
 def _highs_class():
     """The class to instantiate for a quiet HiGHS.
 
@@ -397,15 +223,15 @@ def solve(c, A, b, *, solver: str = "ipm", tol: float = 1e-8, max_iter: int = 10
       c: ``[B, n]`` objectives (or ``[n]`` for one LP).
       A: ``[B, m, n]`` constraint matrices (or ``[m, n]``).
       b: ``[B, m]`` right-hand sides (or ``[m]``).
-      solver: ``"ipm"`` (JAX interior point), ``"highs"`` (HiGHS thread pool) or
-        ``"auto"`` (:func:`default_solver`).
-      tol: relative tolerance: the IPM stops when the relative primal and dual residuals
+      solver: ``"ipm"`` (JAX interior point), ``"numpy"`` (NumPy interior point: CPU, no
+        compilation), ``"highs"`` (HiGHS thread pool) or ``"auto"`` (:func:`default_solver`).
+      tol: relative tolerance: the interior points stop when the relative primal and dual residuals
         and the relative duality gap all fall below it (status 0), or when that measure
         stalls (no halving in 3 iterations once within ``100 tol``: status 0; in 15
         iterations otherwise: status 2);
         HiGHS uses it for its feasibility tolerances.
-      max_iter: IPM iteration limit.
-      x0: optional ``[B, n]`` IPM starting point (a point near the feasible set helps).
+      max_iter: interior-point iteration limit.
+      x0: optional ``[B, n]`` interior-point starting point (a point near the feasible set helps).
       threads: HiGHS worker threads (default: all cores).
       verbose: HiGHS backend only: let HiGHS write its banner and solver log to the
         process's stdout (one log per LP; off by default, when HiGHS writes nothing).
@@ -438,16 +264,23 @@ def solve(c, A, b, *, solver: str = "ipm", tol: float = 1e-8, max_iter: int = 10
     if B == 0:
         e = np.zeros(0, np.int32)
         return LPResult(np.zeros((0, n)), np.zeros(0), e, e)
-    As, bs = _scale_rows(A, b)
-    if solver == "ipm":
+    rows = unit_rows(A, b)
+    # an LP with a dead row that never holds is infeasible: it is reported FAILED below, and
+    # solved with that row made inert so that it costs an interior point no extra iterations
+    As, bs = rows.A, np.where(rows.empty[:, None] & ~rows.live, 1.0, rows.b)
+    if solver in ("ipm", "numpy"):
         if x0 is None:
             x0 = np.zeros((B, n))
         x0 = np.asarray(x0, np.float64)
         if x0.shape != (B, n):
             raise ValueError(f"x0: expected shape {(B, n)}, got {x0.shape}")
-        x, status, its = _solve_ipm(c, As, bs, x0, float(tol), int(max_iter))
+        cn = np.linalg.norm(c, axis=-1, keepdims=True)
+        cs = c / np.where(cn > 0, cn, 1.0)
+        ipm = solve_jax if solver == "ipm" else solve_numpy
+        x, status, its = ipm(cs, As, bs, x0, float(tol), int(max_iter))
     else:
         x, status, its = _solve_highs(c, As, bs, tol, threads, bool(verbose))
+    status = np.where(rows.empty, FAILED, status)
     return _result(c, x, status, its)
 
 
@@ -510,7 +343,7 @@ def chebyshev(A, b, *, center=None, reach=None, radius_cap: float = 1e3, solver:
     Args:
       A: ``[B, m, k]``; b: ``[B, m]``; center, reach, radius_cap: see :func:`chebyshev_lp`.
       solver, tol, max_iter, verbose: see :func:`solve`.
-      x0: optional ``[B, k]`` starting centres for the IPM (e.g. the exemplars).
+      x0: optional ``[B, k]`` starting centres for an interior point (e.g. the exemplars).
 
     Returns:
       :class:`ChebyshevResult` ``(centers: float64[B, k], radii: float64[B], status: int32[B])``:
@@ -528,73 +361,10 @@ def chebyshev(A, b, *, center=None, reach=None, radius_cap: float = 1e3, solver:
     """
     c, AA, bb = chebyshev_lp(A, b, center=center, reach=reach, radius_cap=radius_cap)
     start = None
-    if x0 is not None and (solver == "ipm" or (solver == "auto" and default_solver() == "ipm")):
+    if x0 is not None and (solver in ("ipm", "numpy") or (solver == "auto" and default_solver() == "ipm")):
         start = np.concatenate([np.asarray(x0, np.float64), np.zeros((c.shape[0], 1))], axis=1)
     res = solve(c, AA, bb, solver=solver, tol=tol, x0=start, max_iter=max_iter, verbose=verbose)
     return ChebyshevResult(res.x[:, :-1], res.x[:, -1], res.status)
 
 
 # --- benchmark --------------------------------------------------------------------------------------
-def random_polytopes(num: int, d: int, m: int, seed: int = 0):
-    """``num`` random bounded polytopes in R^d: ``m`` halfspaces tangent to spheres of radius
-    in ``[0.5, 1.5]`` around the origin (random unit normals), plus the box ``[-2, 2]^d``.
-
-    Returns:
-      ``(A: float64[num, m + 2d, d], b: float64[num, m + 2d])``; the origin is interior.
-    """
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=(num, m, d))
-    a /= np.linalg.norm(a, axis=-1, keepdims=True)
-    r = rng.uniform(0.5, 1.5, size=(num, m))
-    eye = np.eye(d)
-    A = np.concatenate([a, np.broadcast_to(np.concatenate([eye, -eye]), (num, 2 * d, d))], axis=1)
-    b = np.concatenate([r, np.full((num, 2 * d), 2.0)], axis=1)
-    return A, b
-
-
-def bench_chebyshev(num: int = 1000, d: int = 10, m: int = 60, seed: int = 0, reps: int = 3,
-                    threads: int | None = None) -> dict:
-    """Times the Chebyshev LPs of ``num`` random polytopes with both backends.
-
-    The polytopes are :func:`random_polytopes` (``m`` random halfspaces plus a box, so
-    ``m + 2d + 2`` rows and ``d + 1`` variables per LP). Each backend is warmed up once
-    (JIT compilation excluded), then timed ``reps`` times; the best time counts.
-
-    Returns:
-      ``dict(ipm_ms_per_lp, highs_ms_per_lp, speedup, max_radius_diff, num, d, m,
-      ipm_failures, highs_failures, backend)``.
-
-    Example:
-      >>> r = bench_chebyshev(num=20, d=3, m=10, reps=1)
-      >>> r["max_radius_diff"] < 1e-6
-      True
-    """
-    A, b = random_polytopes(num, d, m, seed)
-    out = {}
-    radii = {}
-    fails = {}
-    for solver in ("ipm", "highs"):
-        chebyshev(A[:2], b[:2], solver=solver)  # warm-up (compilation for the IPM)
-        if solver == "ipm":  # compile for the full batch shape too
-            chebyshev(A, b, solver=solver)
-        best = np.inf
-        for _ in range(max(1, reps)):
-            t0 = time.perf_counter()
-            _, r, st = chebyshev(A, b, solver=solver) if solver == "ipm" else _cheb_highs(A, b, threads)
-            best = min(best, time.perf_counter() - t0)
-        out[f"{solver}_ms_per_lp"] = 1e3 * best / num
-        radii[solver] = r
-        fails[solver] = int(np.sum(st != OPTIMAL))
-    out["speedup"] = out["highs_ms_per_lp"] / out["ipm_ms_per_lp"]
-    out["max_radius_diff"] = float(np.max(np.abs(radii["ipm"] - radii["highs"])))
-    out.update(num=num, d=d, m=m, ipm_failures=fails["ipm"], highs_failures=fails["highs"],
-               backend=jax.default_backend())
-    return out
-
-
-def _cheb_highs(A, b, threads):
-    c, AA, bb = chebyshev_lp(A, b)
-    AA, bb = _scale_rows(AA, bb)
-    x, st, its = _solve_highs(c, AA, bb, 1e-8, threads)
-    res = _result(c, x, st, its)
-    return res.x[:, :-1], res.x[:, -1], res.status

@@ -43,14 +43,17 @@ import warnings
 
 import numpy as np
 
-from partax.geometry import lp as _lp
+from partax.geometry import lp
+from partax.geometry.checks import check_count
 from partax.geometry.domains import Box, check_domain
-from partax.geometry.local import _scope_rows
-from partax.geometry.polytope import (NO_HITS, RADIUS_CAP, REACH, _check_count, _facets, _keys_of_bits,
-                                      _unit_rows, _volumes)
+from partax.geometry.hrep import unit_rows
+from partax.geometry.linearize import float64_arrays, forward_codes
+from partax.geometry.local import keys_of_bits, scope_rows
+from partax.geometry.polytope import REACH
+from partax.geometry.region_lps import NO_HITS, RADIUS_CAP, facets_rows, volumes_rows
 from partax.files import load_npz, save_npz
 
-__all__ = ["RegionReport", "region_report", "cli_regions"]
+__all__ = ["RegionReport", "region_report"]
 
 _FORMAT = "partax.regions"
 _COLUMNS = ("keys", "counts", "exemplar_index", "exemplars", "margin", "out_norm", "mc_volume",
@@ -155,15 +158,7 @@ def _float64_bits(space) -> tuple:
     as :func:`partax.codes` defines it) in float64, for the ``space.depth`` layers that bound
     the region.
     """
-    sub = space.net
-    alpha = 0.0 if sub.activation == "relu" else float(sub.alpha)
-    h = np.asarray(space.points, np.float64)
-    bits = []
-    for l in range(space.depth):
-        z = h @ np.asarray(sub.weights[l], np.float64) + np.asarray(sub.biases[l], np.float64)
-        bits.append(z > 0)
-        h = np.where(z > 0, z, alpha * z)
-    return tuple(bits)
+    return tuple(forward_codes(float64_arrays(space.net), space.points, space.depth))
 
 
 def _mismatch_text(rows, keys, ex_keys, limit: int = 8) -> str:
@@ -186,8 +181,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
       domain: a :class:`Box` in the scope's space bounding the regions (needed for the
         ``volume`` column), or None.
       max_regions: LP columns for this many of the most populated regions (all if None).
-      solver: ``"auto"`` (HiGHS on CPU, the JAX interior point on accelerators), ``"ipm"``
-        or ``"highs"``.
+      solver: ``"auto"`` (HiGHS on CPU, the JAX interior point on accelerators), ``"ipm"``,
+        ``"numpy"`` or ``"highs"``.
       volume_method: ``"auto"``, ``"exact"``, ``"mc"`` (see :func:`partax.geometry.volumes`)
         or ``"none"``.
       sample_box: the input box the partition's inputs were drawn uniformly from, for the
@@ -220,13 +215,13 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"volume_method: expected 'auto', 'exact', 'mc' or 'none', got {volume_method!r}")
     if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 0):
         raise ValueError(f"max_regions: expected a non-negative int or None, got {max_regions!r}")
-    batch_size = _check_count("batch_size", batch_size)
-    num_samples = _check_count("num_samples", num_samples)
+    batch_size = check_count("batch_size", batch_size)
+    num_samples = check_count("num_samples", num_samples)
     if not isinstance(keep_mismatched, (bool, np.bool_)):
         raise TypeError(f"keep_mismatched: expected a bool, got {type(keep_mismatched).__name__}")
-    solver = _lp.default_solver() if solver == "auto" else solver
-    if solver not in _lp.SOLVERS:
-        raise ValueError(f"solver: expected 'auto', 'ipm' or 'highs', got {solver!r}")
+    solver = lp.default_solver() if solver == "auto" else solver
+    if solver not in lp.SOLVERS:
+        raise ValueError(f"solver: expected 'auto' or one of {lp.SOLVERS}, got {solver!r}")
     table = partition.table(scope, layer)
     M = len(table)
     ex = np.asarray(as_source(source).inputs_at(table.exemplars))
@@ -239,14 +234,14 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
     k = None
     # cheap columns for every region
     for idx in _batches(np.arange(M), 4 * batch_size):
-        A, b, space, maps = _scope_rows(net, ex[idx], scope, layer, domain)
+        A, b, space, maps = scope_rows(net, ex[idx], scope, layer, domain)
         k = space.dim
-        Au, bu, live = _unit_rows(A, b)
+        Au, bu, live, _ = unit_rows(A, b)
         slack = bu - np.einsum("nmk,nk->nm", Au, np.asarray(space.points, np.float64))
         margin[idx] = np.where(live, slack, np.inf).min(axis=1)
         out_norm[idx] = np.linalg.norm(maps.out.A, axis=(1, 2))
-        ex_keys[idx] = _keys_of_bits(space, maps.masks[: space.depth])
-        ex_keys64[idx] = _keys_of_bits(space, _float64_bits(space))
+        ex_keys[idx] = keys_of_bits(space, maps.masks[: space.depth])
+        ex_keys64[idx] = keys_of_bits(space, _float64_bits(space))
     table_keys = np.asarray(table.keys, np.uint64)
     key_ok = ex_keys == table_keys
     code_reproduces = ex_keys64 == table_keys
@@ -308,19 +303,19 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
 
         bar = tqdm(total=len(top), desc="region LPs", unit="region", leave=False)
     for idx in batches:
-        A, b, space, _ = _scope_rows(net, ex[idx], scope, layer, domain)
+        A, b, space, _ = scope_rows(net, ex[idx], scope, layer, domain)
         pts = np.asarray(space.points, np.float64)
-        fac, _, _, c, r, cst, fst = _facets(A, b, pts, domain, solver, REACH, RADIUS_CAP, 1e-8, 1e-7, 64, seed,
+        fac, _, _, c, r, cst, fst = facets_rows(A, b, pts, domain, solver, REACH, RADIUS_CAP, 1e-8, 1e-7, 64, seed,
                                             4096)
         radius[idx] = r  # NaN where the Chebyshev LP failed
         center[idx] = c
         radius_status[idx] = cst
         facets_status[idx] = fst
-        num_facets[idx] = np.where(fst == _lp.OPTIMAL, [len(f) for f in fac], -1)
+        num_facets[idx] = np.where(fst == lp.OPTIMAL, [len(f) for f in fac], -1)
         if domain is not None and volume_method != "none":
             # the rows include the domain's, and with a domain the Chebyshev LP of _facets is the
             # one volumes would solve: its centres are reused
-            vr = _volumes(A, b, pts, c, r, cst, method=volume_method, num_samples=num_samples, key=seed,
+            vr = volumes_rows(A, b, pts, c, r, cst, method=volume_method, num_samples=num_samples, key=seed,
                           solver=solver, tol=1e-8, facet_tol=1e-9)
             volume[idx], volume_err[idx], volume_upper[idx], volume_status[idx] = (vr.volume, vr.stderr, vr.upper,
                                                                                    vr.status)
@@ -329,8 +324,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
             bar.update(len(idx))
     if bar is not None:
         bar.close()
-    failed = np.flatnonzero(has_lp & ((facets_status != _lp.OPTIMAL)
-                                      | ((volume_status != _lp.OPTIMAL) & (volume_status != NO_HITS)
+    failed = np.flatnonzero(has_lp & ((facets_status != lp.OPTIMAL)
+                                      | ((volume_status != lp.OPTIMAL) & (volume_status != NO_HITS)
                                          & (volume_status != -1))))
     no_hit = np.flatnonzero(volume_status == NO_HITS)
     if failed.size:
@@ -356,72 +351,3 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         has_lp=has_lp, key_ok=key_ok, code_reproduces=code_reproduces, radius_status=radius_status,
         facets_status=facets_status, volume_status=volume_status, volume_upper=volume_upper, meta=meta,
     )
-
-
-def cli_regions(args=None) -> RegionReport:
-    """``partax regions --net NET.npz --data X.npy --out DIR [--scope --layer --max-regions --lo --hi]``.
-
-    Loads the net and the inputs (``--data``, a ``.npy`` array; or, without it, ``--samples``
-    uniform inputs in the box ``[--lo, --hi]``), partitions them, writes the region report
-    to ``DIR/regions.npz`` and prints a short summary.
-
-    Args:
-      args: the argument list (default: ``sys.argv[1:]``).
-    """
-    import argparse
-
-    import jax
-
-    import partax
-
-    ap = argparse.ArgumentParser(prog="partax regions", description=cli_regions.__doc__.splitlines()[0])
-    ap.add_argument("--net", required=True, help="a partax net file (.npz)")
-    ap.add_argument("--data", help="inputs, a .npy array [N, d_in]")
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--scope", default="prefix", choices=("prefix", "layer", "suffix"))
-    ap.add_argument("--layer", type=int, default=None, help="1-based hidden layer (default: last)")
-    ap.add_argument("--max-regions", type=int, default=1000, help="regions that get LP columns")
-    ap.add_argument("--lo", type=float, default=None, help="domain box lower bound")
-    ap.add_argument("--hi", type=float, default=None, help="domain box upper bound")
-    ap.add_argument("--samples", type=int, default=100_000, help="uniform inputs in the box without --data")
-    ap.add_argument("--solver", default="auto", choices=("auto", "ipm", "highs"))
-    ap.add_argument("--seed", type=int, default=0)
-    ns = ap.parse_args(args)
-    net = partax.load_net(ns.net)
-    if (ns.lo is None) != (ns.hi is None):
-        ap.error("--lo and --hi go together")
-    box = Box(ns.lo, ns.hi) if ns.lo is not None else None
-    sample_box = None
-    if ns.data is not None:
-        x = np.load(ns.data, allow_pickle=False)
-    elif box is not None:
-        x = box.sample(jax.random.key(ns.seed), ns.samples, net.input_dim)
-        sample_box = box
-    else:
-        ap.error("give --data, or a box (--lo, --hi) to sample from")
-    part = partax.partition(net, x, scopes=(ns.scope,), progress=True)
-    layer = ns.layer if ns.layer is not None else net.num_hidden
-    in_space = ns.scope == "prefix" or layer == 1
-    # keep_mismatched: as before, a few exemplars off their region (rounding) are kept, flagged, with a warning
-    rep = region_report(net, part, x, scope=ns.scope, layer=layer, domain=box if in_space else None,
-                        max_regions=ns.max_regions, solver=ns.solver,
-                        sample_box=sample_box if ns.scope == "prefix" else None, seed=ns.seed,
-                        keep_mismatched=True)
-    os.makedirs(ns.out, exist_ok=True)
-    path = os.path.join(ns.out, "regions.npz")
-    rep.save(path)
-    lp_rows = rep.has_lp
-    print(f"{len(rep):,} regions ({ns.scope}, layer {layer}) from {rep.meta['total']:,} inputs; "
-          f"LP columns for {int(lp_rows.sum()):,}")
-    if lp_rows.any():
-        ok_r = lp_rows & np.isfinite(rep.radius)
-        ok_f = lp_rows & (rep.num_facets >= 0)
-        print(f"  margin   median {np.nanmedian(rep.margin):.3g}")
-        if ok_r.any():
-            print(f"  radius   median {np.median(rep.radius[ok_r]):.3g}  max {np.max(rep.radius[ok_r]):.3g}")
-        if ok_f.any():
-            print(f"  facets   median {np.median(rep.num_facets[ok_f]):.0f}  max {rep.num_facets[ok_f].max()}")
-        if np.isfinite(rep.volume).any():
-            print(f"  volume   sum over reported regions {np.nansum(rep.volume):.4g}")
-    print(f"wrote {path}")
-    return rep
