@@ -12,6 +12,9 @@ layer ``l`` (1-based):
 * ``"suffix"``: ``S^l..S^L`` (the partition of layer ``l``'s input space by the rest of
   the net; the natural bins of the latent space ``h^{l-1}``).
 
+(:mod:`partax.scopes` defines them; ``SCOPES``, :func:`scope_range` and :func:`tables_for`
+are re-exported here.)
+
 Keys are 64-bit: two independently seeded 32-bit lanes of murmur3-style mixing, so no
 x64 is needed on the device. Each layer's words are hashed to a per-layer lane value,
 salted with the layer's position; the key of a range of layers ``l..m`` is the finalised
@@ -29,7 +32,7 @@ same code (and, on merges, against the per-layer fingerprints: for a layer of at
 each lane is a bijection of its code word, wider layers get two more lanes, 128 bits): a
 collision raises :class:`HashCollisionError` instead of merging two regions, and goes
 unnoticed only if both keys collide at once (about ``M^2 / 2^129``). ``exact=True`` compares
-the codes themselves.
+the codes themselves. Both comparisons are the one group-by of :mod:`partax.grouping`.
 
 Near boundaries. An input is *near a boundary* when some hidden pre-activation satisfies
 ``|z_i| <= tol * s_i`` with ``s_i = ||h||_2 ||W[:, i]||_2 + |b_i|`` (``h`` the layer's input):
@@ -59,19 +62,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from partax.grouping import HashCollisionError, group_keys
 from partax.nets import Net
+from partax.scopes import SCOPES, scope_range, tables_for
+from partax.validation import check_finite, check_inputs, check_layer, check_net, check_scope
 
 __all__ = [
     "SCOPES",
     "Codes",
     "HashCollisionError",
+    "check_collisions",
     "codes",
     "keys_from_bits",
     "region_ids",
     "scope_range",
+    "tables_for",
 ]
-
-SCOPES = ("layer", "prefix", "suffix")
 
 if sys.byteorder != "little":  # keys travel as (lo, hi) uint32 lanes viewed as uint64
     raise ImportError("partax needs a little-endian host")
@@ -87,10 +93,6 @@ _C1 = np.uint32(0xCC9E2D51)
 _C2 = np.uint32(0x1B873593)
 
 
-class HashCollisionError(RuntimeError):
-    """Two different codes were given the same 64-bit key (raised in exact mode)."""
-
-
 class Codes(NamedTuple):
     """Packed activation codes.
 
@@ -104,24 +106,11 @@ class Codes(NamedTuple):
 
     def bits(self, l: int) -> np.ndarray:
         """Unpacked code of hidden layer ``l`` (1-based) as ``bool[N, n_l]``."""
-        L = len(self.widths)
-        if not (isinstance(l, (int, np.integer)) and 1 <= l <= L):
-            raise ValueError(f"l: expected a hidden layer in 1..{L} (1-based), got {l!r}")
+        l = check_layer(l, len(self.widths), name="l")
         w = np.asarray(self.words[l - 1])
         shifts = np.arange(32, dtype=np.uint32)
         bits = (w[..., None] >> shifts) & np.uint32(1)
         return bits.reshape(*w.shape[:-1], w.shape[-1] * 32)[..., : self.widths[l - 1]].astype(bool)
-
-
-def scope_range(scope: str, layer: int, num_layers: int) -> tuple[int, int]:
-    """The 1-based inclusive range of layers ``(first, last)`` of a scope at ``layer``."""
-    if scope == "layer":
-        return layer, layer
-    if scope == "prefix":
-        return 1, layer
-    if scope == "suffix":
-        return layer, num_layers
-    raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
 
 
 # --- hashing (uint32 arithmetic, wraps mod 2^32) -----------------------------------------
@@ -197,7 +186,7 @@ def range_keys(layer_hashes: np.ndarray, ranges) -> np.ndarray:
     lanes = [_range_keys(list(layer_hashes[i]), ranges) for i in range(2)]
     out = np.empty((len(ranges), layer_hashes.shape[-1]), np.uint64)
     for r, pair in enumerate(zip(*lanes)):
-        out[r] = _as_uint64(np.stack(pair, axis=-1))
+        out[r] = as_uint64(np.stack(pair, axis=-1))
     return out.T  # each range's column is contiguous
 
 
@@ -211,23 +200,6 @@ def _pack(bits):
         b = jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, pad)])
     b = b.reshape(*b.shape[:-1], nw, 32)
     return (b << jnp.arange(32, dtype=jnp.uint32)).sum(-1, dtype=jnp.uint32)
-
-
-def tables_for(scopes, num_layers: int) -> tuple:
-    """The distinct layer ranges behind ``(scope, layer)`` pairs, and where each pair maps.
-
-    Returns:
-      ``(ranges, index)``: ``ranges`` a tuple of distinct ``(first, last)``; ``index`` a
-      dict ``(scope, layer) -> position in ranges``.
-    """
-    ranges, index = [], {}
-    for scope in scopes:
-        for l in range(1, num_layers + 1):
-            r = scope_range(scope, l, num_layers)
-            if r not in ranges:
-                ranges.append(r)
-            index[(scope, l)] = ranges.index(r)
-    return tuple(ranges), index
 
 
 def _near(z, h, W, b, boundary_tol: float):
@@ -415,31 +387,13 @@ def keys_from_bits(bits, first: int, last: int, *, start: int = 1) -> np.ndarray
     size = 1 << max(0, (R - 1).bit_length())  # pad to a power of two: few compilations
     padded = tuple(np.pad(b, ((0, size - R), (0, 0))) for b in bits[: last - start + 1])
     k = np.asarray(_keys_from_bits_jit(padded, first, last, start))[:R]
-    return _as_uint64(k)
+    return as_uint64(k)
 
 
-def _as_uint64(lanes: np.ndarray) -> np.ndarray:
-    """``uint32[..., 2]`` lanes ``(lo, hi)`` -> ``uint64[...]`` (on any byte order)."""
+def as_uint64(lanes: np.ndarray) -> np.ndarray:
+    """``uint32[..., 2]`` lanes ``(lo, hi)`` -> ``uint64[...]`` keys (on any byte order)."""
     lanes = np.asarray(lanes, np.uint32)
     return lanes[..., 0].astype(np.uint64) | (lanes[..., 1].astype(np.uint64) << np.uint64(32))
-
-
-def _check_net(net) -> None:
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-
-
-def check_inputs(net: Net, x, name: str = "x") -> np.ndarray | jax.Array:
-    """Validates an input batch: 2-D, right width, numeric, finite."""
-    if not hasattr(x, "shape"):
-        x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != net.input_dim:
-        raise ValueError(f"{name}: expected shape (N, {net.input_dim}), got {tuple(x.shape)}")
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
-    return x
 
 
 @jax.jit
@@ -459,13 +413,6 @@ def _padded(x, minimum: int = 8):
     return (jnp if isinstance(x, jax.Array) else np).concatenate([x, pad])
 
 
-def _check_finite(finite, name: str = "x") -> None:
-    finite = np.asarray(finite)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name}: input {row} has a NaN or inf coordinate; expected finite inputs")
-
-
 def codes(net: Net, x) -> Codes:
     """Packed activation codes of every hidden layer.
 
@@ -482,13 +429,11 @@ def codes(net: Net, x) -> Codes:
       >>> partax.codes(net, np.ones((4, 3), np.float32)).bits(1).shape
       (4, 5)
     """
-    _check_net(net)
-    if net.stack_shape:
-        raise ValueError("net: codes() takes an unstacked Net; index it first (net[i])")
-    x = check_inputs(net, x)
+    check_net(net, stacked=False, caller="codes()")
+    x = check_inputs(x, net.input_dim)
     n = x.shape[0]
     words, finite = _codes_jit(net, _padded(x))
-    _check_finite(np.asarray(finite)[:n])
+    check_finite(np.asarray(finite)[:n])
     return Codes(tuple(np.asarray(w)[:n] for w in words), net.widths)
 
 
@@ -515,18 +460,15 @@ def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np
       >>> ids.dtype, ids.shape
       (dtype('uint64'), (3, 2))
     """
-    _check_net(net)
-    if net.stack_shape:
-        raise ValueError("net: region_ids() takes an unstacked Net; index it first (net[i])")
-    if scope not in SCOPES:
-        raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
-    x = check_inputs(net, x)
+    check_net(net, stacked=False, caller="region_ids()")
+    check_scope(scope)
+    x = check_inputs(x, net.input_dim)
     L = net.num_hidden
     ranges = tuple(scope_range(scope, l, L) for l in range(1, L + 1))
     n = x.shape[0]
     words, keys, _, finite = _region_ids_jit(net, _padded(x), ranges=ranges)
-    _check_finite(np.asarray(finite)[:n])
-    keys = _as_uint64(np.asarray(keys)[:n])
+    check_finite(np.asarray(finite)[:n])
+    keys = as_uint64(np.asarray(keys)[:n])
     if exact:
         words = [np.asarray(w)[:n] for w in words]
         for l, (f, t) in enumerate(ranges):
@@ -542,7 +484,4 @@ def check_collisions(keys: np.ndarray, code: np.ndarray) -> None:
       keys: ``uint64[N]``.
       code: ``uint32[N, W]``, the packed code of the scope's range for each input.
     """
-    from partax.tables import check_runs, group_keys  # tables imports codes: import here
-
-    order, k, starts = group_keys(np.asarray(keys, np.uint64))
-    check_runs(k, np.asarray(code)[order], starts)
+    group_keys(np.asarray(keys, np.uint64), np.asarray(code))

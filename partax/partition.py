@@ -6,15 +6,19 @@ each layer's words, and returns per input the 64-bit key of the full code ``S^1.
 per-layer hashes, and a near-boundary flag. The host groups the chunk by full-code key (one
 sort) into a *base* :class:`~partax.tables.RegionTable`; every range table the scopes need
 is a coarsening of it, so range keys are finished on the host for one input per base row
-(:func:`partax.codes.range_keys`) and each range table is reduced from the base rows. While
-the running base table stays small (regions repeat) only it is accumulated and the range
-tables are reduced from it once at the end; past ``_DEFER_ROWS`` rows, range tables are
-reduced chunk by chunk and merged into running ones.
-JAX dispatch is asynchronous and the host reductions run in two worker threads, and the
-merges into the running tables in a third (NumPy's sorts release the GIL), so the device
-computes chunk ``i + 2`` while chunks ``i`` and ``i + 1`` are reduced.
-Memory is one chunk plus the tables: pending chunk tables are merged into the running table
-whenever they outgrow it, so the run never holds more than about twice the final tables.
+and each range table is reduced from the base rows (:mod:`partax.coarsening`, shared with
+the sharded engine). While the running base table stays small (regions repeat) only it is
+accumulated and the range tables are reduced from it once at the end; past ``_DEFER_ROWS``
+rows, range tables are reduced chunk by chunk and merged into running ones
+(:func:`fold_chunk`, a pure function of the running tables).
+The engine is pure functions of arrays and tables (:func:`chunk_base_table`,
+:func:`fold_chunk`, the accumulator of :mod:`partax.accumulate`) and a thin runner around
+them: JAX dispatch is asynchronous, the host reductions run in two worker threads and the
+folds into the running tables in a third (NumPy's sorts release the GIL), so the device
+computes chunk ``i + 2`` while chunks ``i`` and ``i + 1`` are reduced; a tqdm bar counts the
+inputs. Memory is one chunk plus the tables: pending chunk tables are merged into the
+running table whenever they outgrow it, so the run never holds more than about twice the
+final tables.
 
 Samplers from :mod:`partax.sources` are fused into the kernel: inputs are drawn on the
 device and never leave it. A stacked :class:`~partax.nets.Net` (a leading axis on every
@@ -37,18 +41,22 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES, codes_and_layer_hashes, codes_hashes_and_checks, fingerprint_columns, range_keys
-from partax.codes import tables_for
+from partax.accumulate import AccumulatorState, TableAccumulator, table_accumulator
+from partax.coarsening import PayloadLayout, finish_tables, range_tables
+from partax.codes import codes_and_layer_hashes, codes_hashes_and_checks
 from partax.files import load_npz, save_npz
 from partax.nets import Net
-from partax.sources import Sampler, Source, as_source
-from partax.tables import RegionTable, merge_tables, reduce_by_key
+from partax.scopes import SCOPES, tables_for
+from partax.sources import Sampler, as_source
+from partax.tables import RegionTable
+from partax.validation import (check_batch_size, check_finite, check_flag, check_layer, check_net, check_scope,
+                               check_scopes, check_tolerance)
 
 __all__ = ["Partition", "partition", "load_partition", "default_batch_size"]
 
@@ -89,14 +97,9 @@ class Partition:
 
     def table(self, scope: str, layer: int) -> RegionTable:
         """The region table of ``scope`` at hidden layer ``layer`` (1-based)."""
-        if scope not in SCOPES:
-            raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
-        if scope not in self.scopes:
+        if check_scope(scope) not in self.scopes:
             raise ValueError(f"scope: {scope!r} was not computed; this partition has {self.scopes}")
-        L = self.num_layers
-        if not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
-            raise ValueError(f"layer: expected a hidden layer in 1..{L} (1-based), got {layer!r}")
-        return self.tables[(scope, int(layer))]
+        return self.tables[(scope, check_layer(layer, self.num_layers))]
 
     def num_regions(self, scope: str) -> np.ndarray:
         """Number of regions at each hidden layer, ``int64[L]``."""
@@ -152,6 +155,13 @@ def default_batch_size(net: Net, block: int = 1) -> int:
     On a CPU the kernel's passes over each layer's pre-activations should stay in cache:
     on a 2-core EPYC, 784-256-256-256-10 partitions ran 10-25% faster in chunks of 4096
     than of 8192, and 784-1024-1024-1024-10 13% faster in chunks of 2048 than of 4096.
+
+    Args:
+      net: the net (its widths and stack size set the activations per input).
+      block: the chunk size is a multiple of this (a sampler's block).
+
+    Returns:
+      Inputs per chunk.
     """
     cpu = jax.default_backend() == "cpu"
     budget = (32 if cpu else 256) * 2**20
@@ -191,56 +201,110 @@ def _sampler_kernel(net, sampler, blocks, boundary_tol, with_words, check):
     return _kernel(net, x, boundary_tol, with_words, check), labels
 
 
-class _Accumulator:
-    """Folds chunk tables into one running table, merging pending ones geometrically."""
+def chunk_base_table(full_keys, codes, layer_hashes, labels, num_classes, start, layout: PayloadLayout) -> RegionTable:
+    """The base table of one chunk of one net: its inputs grouped by full-code key.
 
-    def __init__(self, check_codes: bool):
-        self.check_codes = check_codes
-        self.table = None
-        self.pending = []
-        self.pending_size = 0
+    Args:
+      full_keys: ``uint32[n, 2]`` key lanes of every input's full code.
+      codes: what the grouping compares per input: its code words (exact mode), the check
+        key of its full code (``uint32[n, 2]``, the collision check), or None.
+      layer_hashes: ``uint32[R, n]``, the kernel's per-layer hash rows.
+      labels: ``int[n]`` or None.
+      num_classes: classes seen so far (None without labels).
+      start: the stream index of the chunk's first input.
+      layout: the payload's columns.
 
-    def add(self, t: RegionTable):
-        self.pending.append(t)
-        self.pending_size += len(t)
-        if self.pending_size > max(2**16, len(self.table) if self.table is not None else 0):
-            self._flush()
-
-    @property
-    def size(self) -> int:
-        """Rows held (an upper bound on the distinct keys)."""
-        return (len(self.table) if self.table is not None else 0) + self.pending_size
-
-    def _flush(self):
-        parts = ([self.table] if self.table is not None else []) + self.pending
-        self.table = merge_tables(parts, check_codes=self.check_codes)
-        self.pending, self.pending_size = [], 0
-
-    def result(self) -> RegionTable:
-        self._flush()
-        return self.table
+    Returns:
+      The chunk's base table, its payload (``exemplar_codes``) the exemplars' ``layout``
+      columns (:mod:`partax.coarsening`).
+    """
+    keys = np.ascontiguousarray(full_keys).view(np.uint64)[:, 0]
+    base = RegionTable.from_keys(keys, labels=labels, num_classes=num_classes, offset=start, codes=codes,
+                                 check_codes=layout.checked)
+    hashes = layer_hashes[:, base.exemplars - start].T
+    # the payload (hashes) is a function of the code: base merges compare it
+    return dataclasses.replace(base, exemplar_codes=layout.assemble(base.exemplar_codes, hashes))
 
 
-def check_net(net) -> None:
-    """Validates a net for partitioning: a :class:`Net`, hidden layers, at most one stack axis."""
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-    if len(net.stack_shape) > 1:
-        raise ValueError(f"net: expected at most one stack axis, got stack shape {net.stack_shape}")
+class NetTables(NamedTuple):
+    """The running tables of one net (immutable): while regions repeat, only the running base
+    table (range tables are reduced from it at the end); then one running table per range.
+
+    Attributes:
+      base: the accumulator state of the base table, or None once the range tables run.
+      ranges: one accumulator state per range (None while deferred).
+    """
+
+    base: AccumulatorState | None
+    ranges: tuple | None
 
 
-def _validate_scopes(scopes) -> tuple:
-    if isinstance(scopes, str):
-        scopes = (scopes,)
-    scopes = tuple(scopes)
-    if not scopes:
-        raise ValueError(f"scopes: expected a non-empty subset of {SCOPES}")
-    for s in scopes:
-        if s not in SCOPES:
-            raise ValueError(f"scopes: unknown scope {s!r}; expected a subset of {SCOPES}")
-    return tuple(s for s in SCOPES if s in scopes)
+def fold_chunk(acc: TableAccumulator, state: NetTables, base: RegionTable, per_range, ranges,
+               layout: PayloadLayout) -> NetTables:
+    """Adds one chunk's tables of one net to its running tables (a pure function).
+
+    Args:
+      acc: the accumulator.
+      state: the net's running tables.
+      base: the chunk's base table.
+      per_range: the chunk's range tables, or None (computed here if needed).
+      ranges: the layer ranges.
+      layout: the payload's columns.
+
+    Returns:
+      The new :class:`NetTables`. The base table stops being deferred once it holds more
+      than ``_DEFER_ROWS`` rows after a merge (regions do not repeat enough): the range
+      tables are then reduced from it at once, and from every chunk afterwards.
+    """
+    if state.base is not None:
+        base_state = acc.update(state.base, base)
+        if base_state.num_rows <= _DEFER_ROWS:
+            return NetTables(base_state, None)
+        merged = acc.finalize(base_state)
+        if len(merged) <= _DEFER_ROWS // 2:  # regions repeat: keep deferring
+            return NetTables(acc.init(merged), None)
+        tables = range_tables(merged, ranges, layout)
+        return NetTables(None, tuple(acc.update(acc.init(), t) for t in tables))
+    tables = per_range if per_range is not None else range_tables(base, ranges, layout)
+    return NetTables(None, tuple(acc.update(s, t) for s, t in zip(state.ranges, tables)))
+
+
+def run_chunks(chunks, dispatch, reduce, fold, collect, *, threads: int = _REDUCE_THREADS) -> None:
+    """The engine's runner: chunks through the device, the host reductions and the folds.
+
+    ``dispatch`` runs on the calling thread (JAX dispatch is asynchronous: it returns while
+    the device computes), ``reduce`` in ``threads`` worker threads (NumPy's sorts release
+    the GIL), ``fold`` in one more thread in stream order, and ``collect`` on the calling
+    thread in stream order. At most ``threads`` chunks are in flight and at most ``threads``
+    folds queued; an exception of any stage (a collision, a NaN input) is raised here as
+    soon as it is met.
+
+    Args:
+      chunks: an iterable of chunks.
+      dispatch: ``chunk -> item``.
+      reduce: ``item -> out``.
+      fold: ``out -> None`` (adds ``out`` to the running tables).
+      collect: ``out -> None`` (counters, progress).
+      threads: the reducing threads.
+    """
+    in_flight, folds = collections.deque(), collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as merger:
+        def take(future):
+            out = future.result()
+            folds.append(merger.submit(fold, out))  # folds run in order, off the calling thread
+            collect(out)
+
+        for chunk in chunks:
+            in_flight.append(pool.submit(reduce, dispatch(chunk)))
+            while len(in_flight) > threads:
+                take(in_flight.popleft())
+            while folds and (folds[0].done() or len(folds) > threads):
+                folds.popleft().result()  # a bounded queue; surfaces errors (collisions) as they come
+        while in_flight:
+            take(in_flight.popleft())
+        while folds:
+            folds.popleft().result()
 
 
 def partition(
@@ -294,17 +358,10 @@ def partition(
       (1000, 2)
     """
     check_net(net)
-    scopes = _validate_scopes(scopes)
-    if not (isinstance(boundary_tol, (int, float, np.floating)) and np.isfinite(boundary_tol) and boundary_tol >= 0):
-        raise ValueError(f"boundary_tol: expected a finite number >= 0, got {boundary_tol!r}")
-    if not isinstance(collision_check, (bool, np.bool_)):
-        raise TypeError(f"collision_check: expected a bool, got {collision_check!r}")
-    check = bool(collision_check) and not exact  # exact mode compares the codes themselves
-    src = as_source(source, labels)
-    if isinstance(src, Sampler):
-        src = src.bind(net.input_dim)
-    if src.dim != net.input_dim:
-        raise ValueError(f"source: expected inputs of dimension {net.input_dim} (the net's), got {src.dim}")
+    scopes = check_scopes(scopes)
+    tol = check_tolerance(boundary_tol)
+    check = check_flag(collision_check, "collision_check") and not exact  # exact compares the codes themselves
+    src = as_source(source, labels, dim=net.input_dim)
     if src.num_inputs == 0:
         raise ValueError("source: holds no inputs")
     block = src.block if isinstance(src, Sampler) else 1
@@ -313,82 +370,37 @@ def partition(
         if src.num_inputs is not None:  # no point in padding a small source to a huge chunk
             small = max(block, -(-src.num_inputs // block) * block)
             batch_size = min(batch_size, int(2 ** np.ceil(np.log2(small))) if block == 1 else small)
-    elif not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    elif batch_size % block:
-        raise ValueError(f"batch_size: expected a multiple of the sampler's block ({block}), got {batch_size}")
-    batch_size = int(batch_size)
+    batch_size = check_batch_size(batch_size, block)
 
     L = net.num_hidden
     ranges, index = tables_for(scopes, L)
-    # Every range table is a coarsening of the table of full codes (S^1..S^L). Per chunk, one
-    # sort groups the inputs by the key of their full code: the chunk's *base* table, whose
-    # rows carry their per-layer hashes (and, in exact mode, their words). Range keys are
-    # finished on the host from those rows only. While the running base table stays small
-    # (regions repeat: small nets, trained nets) only it is accumulated, and the range tables
-    # are reduced from it once at the end; once it grows past `_DEFER_ROWS` every chunk's
-    # range tables are reduced and accumulated as they come.
-    word_ends = np.cumsum([0] + [-(-w // 32) for w in net.widths])
-    num_words = int(word_ends[-1]) if exact else 0
+    # Every range table is a coarsening of the table of full codes (S^1..S^L): per chunk, one
+    # sort groups the inputs by the key of their full code (the chunk's base table, whose rows
+    # carry the payload of partax.coarsening), and range keys are finished on the host from
+    # those rows only (see fold_chunk for when).
+    layout = PayloadLayout(net.widths, bool(exact), check)
     num_nets = net.stack_shape[0] if net.stack_shape else 1
-    checked = exact or check  # merges compare the rows' codes (exact) or fingerprints (check)
-    accs = [[_Accumulator(checked) for _ in ranges] for _ in range(num_nets)]
-    bases = [_Accumulator(checked) for _ in range(num_nets)]  # running base tables; None once switched
-    fingerprints = fingerprint_columns(net.widths, ranges) if check else None
-    near_count = np.zeros(num_nets, np.int64)
-    num_classes = [0]
-    total = [0]
-    tol = float(boundary_tol)
-
-    def range_tables(base: RegionTable) -> list:
-        """The range tables of a base table (rows: full codes, payload ``[words | hashes]``).
-
-        Each range table carries, as its rows' codes, what its merges compare: the range's
-        words (exact mode) or its per-layer fingerprints (collision check).
-        """
-        payload = base.exemplar_codes
-        hashes = payload[:, num_words : num_words + 2 * L].T.reshape(2, L, -1)
-        keys = range_keys(hashes, ranges)  # [G, R]
-
-        def codes_of(r, f, t):
-            if exact:
-                return payload[:, word_ends[f - 1] : word_ends[t]]
-            return payload[:, fingerprints[r]] if check else None
-
-        return [
-            reduce_by_key(
-                keys[:, r], base.counts, base.exemplars, base.label_counts, codes_of(r, f, t), base.total,
-                check_codes=checked,
-            )
-            for r, (f, t) in enumerate(ranges)
-        ]
+    acc = table_accumulator(check_codes=layout.checked)  # merges compare the payload (codes or fingerprints)
+    states = [NetTables(acc.init(), None) for _ in range(num_nets)]
 
     def dispatch(chunk):
         if isinstance(src, Sampler):
-            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, exact, check)
+            out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, bool(exact), check)
         else:
-            out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, exact, check), None
+            out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, bool(exact), check), None
         return out, y, chunk
 
     def reduce(item):
-        """Chunk -> (base table and, once not deferred, range tables per net; near-boundary
-        counts; valid rows; classes seen).
-
-        Runs in worker threads: NumPy's sorts release the GIL, so two chunks are reduced at
-        once while the device computes the next.
-        """
+        """Chunk -> (per net: base table and, once not deferred, range tables; near-boundary
+        counts; valid rows; classes seen). Runs in worker threads: NumPy's sorts release
+        the GIL, so two chunks are reduced at once while the device computes the next."""
         (words, full_keys, full_checks, layer_hashes, near, finite), y_dev, chunk = item
         n = chunk.num_valid
-        finite = np.asarray(finite)[:n]
-        if not finite.all():
-            row = chunk.start + int(np.flatnonzero(~finite)[0])
-            raise ValueError(f"source: input {row} has a NaN or inf coordinate; expected finite inputs")
-        full_keys = np.asarray(full_keys)
-        full_checks = None if full_checks is None else np.asarray(full_checks)
-        layer_hashes = np.asarray(layer_hashes)
-        near = np.asarray(near)
+        check_finite(np.asarray(finite)[:n], "source", chunk.start)
         y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
         classes = int(y.max()) + 1 if (y is not None and n) else 0
+        full_keys, layer_hashes, near = np.asarray(full_keys), np.asarray(layer_hashes), np.asarray(near)
+        full_checks = None if full_checks is None else np.asarray(full_checks)
         if not net.stack_shape:
             full_keys, layer_hashes, near = full_keys[None], layer_hashes[None], near[None]
             full_checks = None if full_checks is None else full_checks[None]
@@ -396,91 +408,56 @@ def partition(
         results, nears = [], []
         for k in range(num_nets):
             nears.append(int(near[k, :n].sum()))
-            code = None
             if exact:  # the full code of every input: checks the base keys, rides with the exemplars
                 code = np.concatenate([np.asarray(w)[k, :n] for w in words], axis=1)
-            elif check:  # the check key of every input's full code
-                code = full_checks[k, :n]
-            base_keys = np.ascontiguousarray(full_keys[k, :n]).view(np.uint64)[:, 0]
-            base = RegionTable.from_keys(
-                base_keys, labels=y, num_classes=classes or None, offset=chunk.start,
-                codes=code, check_codes=checked,
-            )
-            rows = base.exemplars - chunk.start
-            hashes = layer_hashes[k][:, rows].T
-            payload = np.concatenate([base.exemplar_codes, hashes], axis=1) if exact else np.ascontiguousarray(hashes)
-            # the payload (hashes) is a function of the code: base merges compare it
-            base = dataclasses.replace(base, exemplar_codes=payload)
-            results.append((base, None if bases[k] is not None else range_tables(base)))
+            else:  # the check key of every input's full code, or nothing
+                code = None if full_checks is None else full_checks[k, :n]
+            base = chunk_base_table(full_keys[k, :n], code, layer_hashes[k], y, classes or None, chunk.start, layout)
+            deferred = states[k].base is not None  # a stale read only moves the work to fold_chunk
+            results.append((base, None if deferred else range_tables(base, ranges, layout)))
         return results, nears, n, classes
 
-    def fold(results):
-        """Adds one chunk's tables to the running ones (in stream order, one thread)."""
-        for k, (base, per_range) in enumerate(results):
-            if bases[k] is not None:  # deferred
-                bases[k].add(base)
-                if bases[k].size <= _DEFER_ROWS:
-                    continue
-                merged = bases[k].result()
-                if len(merged) <= _DEFER_ROWS // 2:  # regions repeat: keep deferring
-                    continue
-                per_range, bases[k] = range_tables(merged), None
-            for acc, table in zip(accs[k], per_range if per_range is not None else range_tables(base)):
-                acc.add(table)
+    near_count = np.zeros(num_nets, np.int64)
+    num_classes, total = 0, 0
 
-    def collect(future):
-        results, nears, n, classes = future.result()
-        merges.append(merger.submit(fold, results))  # merges run in order, off the main thread
-        for k in range(num_nets):
-            near_count[k] += nears[k]
-        num_classes[0] = max(num_classes[0], classes)
-        total[0] += n
+    def collect(out):
+        """Counters and progress of one reduced chunk (main thread, in stream order)."""
+        nonlocal num_classes, total
+        _, nears, n, classes = out
+        near_count[:] += nears
+        num_classes, total = max(num_classes, classes), total + n
         if bar is not None:
             bar.update(n)
+
+    def fold(out):
+        """One chunk's tables into the running ones (one thread, in stream order)."""
+        for k, (base, per_range) in enumerate(out[0]):
+            states[k] = fold_chunk(acc, states[k], base, per_range, ranges, layout)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=src.num_inputs, unit="in", unit_scale=True, delay=1.0, desc="partition", leave=False)
-    in_flight = collections.deque()
-    merges = []
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool, \
-                concurrent.futures.ThreadPoolExecutor(max_workers=1) as merger:
-            for chunk in src.chunks(batch_size):
-                in_flight.append(pool.submit(reduce, dispatch(chunk)))  # dispatch is asynchronous
-                while len(in_flight) > _REDUCE_THREADS:
-                    collect(in_flight.popleft())
-                while merges and (merges[0].done() or len(merges) > _REDUCE_THREADS):
-                    merges.pop(0).result()  # bounded queue; surfaces errors (collisions) as they come
-            while in_flight:
-                collect(in_flight.popleft())
-            for m in merges:
-                m.result()
-            # the deferred reductions, or the last merges of the pending chunk tables (at once)
-            built_all = [
-                range_tables(bases[k].result()) if bases[k] is not None else list(pool.map(_Accumulator.result, accs[k]))
-                for k in range(num_nets)
-            ]
+        run_chunks(src.chunks(batch_size), dispatch, reduce, fold, collect)
     finally:
         if bar is not None:
             bar.close()
-    if total[0] == 0:
+    if total == 0:
         raise ValueError("source: holds no inputs")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool:
+        built_all = []
+        for state in states:
+            if state.base is not None:  # still deferred: the range tables of the whole base table
+                built_all.append(range_tables(acc.finalize(state.base), ranges, layout))
+            else:  # the last merges of the pending tables, at once
+                built_all.append(list(pool.map(acc.finalize, state.ranges)))
 
-    results = []
-    C = num_classes[0]
-    for k in range(num_nets):
-        built = built_all[k]
-        if src.has_labels:  # pad every table to the final class count
-            built = [
-                t if t.label_counts.shape[1] == C
-                else dataclasses.replace(t, label_counts=np.pad(t.label_counts, ((0, 0), (0, C - t.label_counts.shape[1]))))
-                for t in built
-            ]
-        if not exact:  # the fingerprints served the merges' collision checks
-            built = [dataclasses.replace(t, exemplar_codes=None) for t in built]
-        tables = {key: built[r] for key, r in index.items()}
-        results.append(Partition(tables, net.widths, net.input_dim, total[0], int(near_count[k]), tol))
+    C = num_classes if src.has_labels else None
+    results = [
+        Partition(finish_tables(built_all[k], index, C, keep_codes=bool(exact)), net.widths, net.input_dim, total,
+                  int(near_count[k]), tol)
+        for k in range(num_nets)
+    ]
     return tuple(results) if net.stack_shape else results[0]

@@ -26,17 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
-    "Source",
-    "ArraySource",
-    "BatchSource",
-    "Sampler",
-    "as_source",
-    "uniform_box",
-    "gaussian",
-    "ball",
-    "plane_grid",
-]
+from partax.validation import (check_batch_size, check_finite_vector, check_indices, check_inputs, check_labels,
+                               check_positive_int)
+
+__all__ = ["Source", "ArraySource", "BatchSource", "Sampler", "as_source", "uniform_box", "gaussian", "ball",
+           "plane_grid"]
 
 DEFAULT_BLOCK = 4096
 
@@ -74,40 +68,14 @@ class Source:
         )
 
 
-def _check_labels(y, n: int, name: str = "labels") -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"{name}: expected shape ({n},) (one label per input), got {y.shape}")
-    if y.dtype == bool:
-        y = y.astype(np.int64)
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.floor(y) == y):
-            y = y.astype(np.int64)
-        else:
-            raise TypeError(f"{name}: expected integer class labels, got dtype {y.dtype}")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name}: expected labels >= 0, got {int(y.min())}")
-    return y.astype(np.int64, copy=False)
-
-
-def _check_x(x, name: str = "x"):
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (N, d_in), got shape {tuple(x.shape)}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
-    return x
-
-
 class ArraySource(Source):
     """An in-memory array ``x[N, d]`` (NumPy or JAX), with optional labels ``y[N]``."""
 
     def __init__(self, x, labels=None):
-        self.x = _check_x(x, "source")
+        self.x = check_inputs(x, name="source")
         self.dim = int(self.x.shape[1])
         self.num_inputs = int(self.x.shape[0])
-        self.labels = None if labels is None else _check_labels(labels, self.num_inputs)
+        self.labels = None if labels is None else check_labels(labels, self.num_inputs)
         self.has_labels = self.labels is not None
 
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
@@ -124,9 +92,7 @@ class ArraySource(Source):
             yield Chunk(x, y, start, stop - start)
 
     def inputs_at(self, indices) -> np.ndarray:
-        idx = np.asarray(indices, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_inputs):
-            raise ValueError(f"indices: expected indices in 0..{self.num_inputs - 1}")
+        idx = check_indices(indices, self.num_inputs)
         return np.asarray(self.x[idx] if not isinstance(self.x, jax.Array) else self.x[jnp.asarray(idx)])
 
 
@@ -152,9 +118,9 @@ class BatchSource(Source):
     def _split(batch, i):
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             x, y = batch
-            x = _check_x(x, f"source (batch {i})")
-            return x, _check_labels(y, x.shape[0], f"labels (batch {i})")
-        return _check_x(batch, f"source (batch {i})"), None
+            x = check_inputs(x, name=f"source (batch {i})")
+            return x, check_labels(y, x.shape[0], name=f"labels (batch {i})")
+        return check_inputs(batch, name=f"source (batch {i})"), None
 
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
         if self._used:
@@ -224,12 +190,6 @@ def _as_key(key):
     raise TypeError(f"key: expected a jax.random key or an int seed, got {type(key).__name__}")
 
 
-def _check_n(n, name="n") -> int:
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name}: expected a positive int, got {n!r}")
-    return int(n)
-
-
 class Sampler(Source):
     """Base class of on-device samplers (pytrees; subclasses define ``_block``).
 
@@ -261,8 +221,7 @@ class Sampler(Source):
         return y.reshape(-1)
 
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
-        if batch_size % self.block:
-            raise ValueError(f"batch_size: expected a multiple of the sampler block {self.block}")
+        batch_size = check_batch_size(batch_size, self.block)
         per = batch_size // self.block
         for start in range(0, self.num_inputs, batch_size):
             blocks = np.arange(start // self.block, start // self.block + per, dtype=np.int32)
@@ -271,9 +230,7 @@ class Sampler(Source):
     def inputs_at(self, indices) -> np.ndarray:
         if self.dim is None:
             raise ValueError("source: bind the sampler to an input dimension first (sampler.bind(d))")
-        idx = np.asarray(indices, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_inputs):
-            raise ValueError(f"indices: expected indices in 0..{self.num_inputs - 1}")
+        idx = check_indices(indices, self.num_inputs)
         blocks, inverse = np.unique(idx // self.block, return_inverse=True)
         x = np.asarray(_generate_jit(self, jnp.asarray(blocks, jnp.int32)))
         x = x.reshape(len(blocks), self.block, -1)
@@ -383,17 +340,6 @@ _Ball = _register(_Ball, ["key", "centers", "radius"], ["n_per_center", "num_inp
 _PlaneGrid = _register(_PlaneGrid, ["origin", "u", "v", "extent"], ["resolution", "num_inputs", "dim", "block"])
 
 
-def _vector(a, name, dim, dtype):
-    a = np.asarray(a, dtype)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: expected finite values, got {a!r}")
-    if a.ndim == 0:
-        return a, dim
-    if a.ndim != 1 or (dim is not None and a.shape[0] != dim):
-        raise ValueError(f"{name}: expected a scalar or a vector of length {dim or 'd'}, got shape {a.shape}")
-    return a, a.shape[0]
-
-
 def uniform_box(lo, hi, n: int, key, *, dim: int | None = None, dtype=jnp.float32, block: int = DEFAULT_BLOCK):
     """``n`` inputs uniform in the box ``[lo, hi]`` (scalars or per-coordinate vectors).
 
@@ -411,9 +357,9 @@ def uniform_box(lo, hi, n: int, key, *, dim: int | None = None, dtype=jnp.float3
       >>> partax.sources.uniform_box([0, 0], [1, 2], 5, jax.random.key(0)).inputs_at(range(5)).shape
       (5, 2)
     """
-    n = _check_n(n)
-    lo, dim = _vector(lo, "lo", dim, dtype)
-    hi, dim = _vector(hi, "hi", dim, dtype)
+    n = check_positive_int(n)
+    lo, dim = check_finite_vector(lo, "lo", dim, dtype)
+    hi, dim = check_finite_vector(hi, "hi", dim, dtype)
     if np.any(np.asarray(hi) < np.asarray(lo)):
         raise ValueError("hi: expected hi >= lo in every coordinate")
     return _UniformBox(_as_key(key), jnp.asarray(lo), jnp.asarray(hi), n, dim, block)
@@ -427,9 +373,9 @@ def gaussian(mean, std, n: int, key, *, dim: int | None = None, dtype=jnp.float3
       >>> partax.sources.gaussian(0.0, 1.0, 5, jax.random.key(0), dim=4).inputs_at([4]).shape
       (1, 4)
     """
-    n = _check_n(n)
-    mean, dim = _vector(mean, "mean", dim, dtype)
-    std, dim = _vector(std, "std", dim, dtype)
+    n = check_positive_int(n)
+    mean, dim = check_finite_vector(mean, "mean", dim, dtype)
+    std, dim = check_finite_vector(std, "std", dim, dtype)
     if np.any(np.asarray(std) < 0):
         raise ValueError("std: expected std >= 0")
     return _Gaussian(_as_key(key), jnp.asarray(mean), jnp.asarray(std), n, dim, block)
@@ -460,7 +406,7 @@ def ball(centers, radius: float, n_per_center: int, key, *, dtype=jnp.float32, b
         raise ValueError(f"centers: expected a finite array (K, d), got shape {centers.shape}")
     if not (np.isfinite(radius) and radius > 0):
         raise ValueError(f"radius: expected a positive number, got {radius!r}")
-    n_per_center = _check_n(n_per_center, "n_per_center")
+    n_per_center = check_positive_int(n_per_center, "n_per_center")
     n = n_per_center * centers.shape[0]
     return _Ball(_as_key(key), jnp.asarray(centers), jnp.asarray(radius, dtype), n_per_center, n, centers.shape[1], block)
 
@@ -484,8 +430,8 @@ def plane_grid(origin, u, v, extent, resolution, *, dtype=jnp.float32, block: in
     if origin.ndim != 1:
         raise ValueError(f"origin: expected a vector [d], got shape {origin.shape}")
     d = origin.shape[0]
-    u, _ = _vector(u, "u", d, dtype)
-    v, _ = _vector(v, "v", d, dtype)
+    u, _ = check_finite_vector(u, "u", d, dtype)
+    v, _ = check_finite_vector(v, "v", d, dtype)
     if u.ndim == 0 or v.ndim == 0:
         raise ValueError("u, v: expected vectors of the origin's length")
     extent = np.asarray(extent, dtype)
@@ -500,14 +446,36 @@ def plane_grid(origin, u, v, extent, resolution, *, dtype=jnp.float32, block: in
     )
 
 
-def as_source(source, labels=None) -> Source:
+def as_source(source, labels=None, *, dim: int | None = None) -> Source:
     """Turns an array, an iterable of batches or a sampler into a :class:`Source`.
 
     Args:
       source: ``x[N, d]`` (NumPy/JAX), a :class:`Source`, or an iterable of batches (each
         ``x`` or ``(x, y)``).
       labels: optional ``int[N]`` labels for an array source.
+      dim: the input dimension the caller needs (a net's): a sampler is bound to it
+        (:meth:`Sampler.bind`) and any other source must have it.
+
+    Returns:
+      A :class:`Source`.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.sources import as_source
+      >>> src = as_source(np.zeros((5, 3)), [0, 1, 0, 1, 1])
+      >>> src.num_inputs, src.dim, src.has_labels
+      (5, 3, True)
     """
+    src = _as_source(source, labels)
+    if dim is not None:
+        if isinstance(src, Sampler):
+            src = src.bind(dim)
+        if src.dim != dim:
+            raise ValueError(f"source: expected inputs of dimension {dim} (the net's), got {src.dim}")
+    return src
+
+
+def _as_source(source, labels) -> Source:
     if isinstance(source, Source):
         if labels is not None:
             raise ValueError("labels: pass labels with an array source; this source brings its own")

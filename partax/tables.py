@@ -25,81 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
-from partax.codes import HashCollisionError
 from partax.files import load_npz, save_npz
+from partax.grouping import group_keys
+from partax.validation import check_keys, check_labels, check_num_classes
 
-__all__ = ["RegionTable", "merge_tables", "reduce_by_key"]
+__all__ = ["RegionTable", "merge_tables", "reduce_by_key"]  # check_labels: from partax.validation
 
 _FORMAT = "partax.table"
-
-
-def _argsort_keys(keys: np.ndarray) -> np.ndarray:
-    """An order that sorts ``uint64`` keys (ties in any order).
-
-    For chunk-sized arrays: a two-pass 16-bit radix sort (NumPy's stable sort of ``uint16``)
-    on the high 32 bits, about 3x faster than a general sort. It sorts the keys whenever no
-    two *distinct* keys share their high half, which is checked; otherwise (and for large
-    arrays, where such pairs are certain) a general sort.
-    """
-    n = keys.shape[0]
-    if n < 1024 or n > 2**17:
-        return np.argsort(keys)
-    hi = np.ascontiguousarray(keys).view(np.uint32)[1::2]  # little-endian: (lo, hi) pairs
-    order = np.argsort(hi.astype(np.uint16), kind="stable")
-    order = order[np.argsort((hi[order] >> np.uint32(16)).astype(np.uint16), kind="stable")]
-    k, h = keys[order], hi[order]
-    if ((h[1:] == h[:-1]) & (k[1:] != k[:-1])).any():
-        return np.argsort(keys)
-    return order
-
-
-def group_keys(keys: np.ndarray, sorted_runs: bool = False):
-    """Groups equal keys: ``(order, sorted keys, start of each run in the sorted order)``."""
-    order = np.argsort(keys, kind="stable") if sorted_runs else _argsort_keys(keys)
-    k = keys[order]
-    first = np.empty(k.shape[0], bool)
-    first[:1] = True
-    np.not_equal(k[1:], k[:-1], out=first[1:])
-    return order, k, np.flatnonzero(first)
-
-
-def check_runs(k, codes_sorted, starts) -> None:
-    """Raises :class:`HashCollisionError` if a run of equal sorted keys holds two different codes."""
-    ref = np.repeat(codes_sorted[starts], np.diff(np.append(starts, k.shape[0])), axis=0)
-    bad = (codes_sorted != ref).any(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise HashCollisionError(
-            f"two different codes share the key {int(k[row]):#018x}; the table would merge two regions"
-        )
-
-
-def check_labels(labels, n: int, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
-    """Validates class labels: ``int64[n]`` in ``0..num_classes-1`` (``0..`` if not given).
-
-    Integer-valued floats are accepted (``1.0``); fractional, negative, non-finite or
-    out-of-range labels, booleans mixed with other kinds, and a wrong length are a
-    ``ValueError`` naming ``labels``.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"{name}: expected shape ({n},) (one label per input), got {labels.shape}")
-    if labels.dtype == bool:
-        labels = labels.astype(np.int64)
-    elif np.issubdtype(labels.dtype, np.floating):
-        if n and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
-            raise ValueError(f"{name}: expected integer class labels, got non-integer values")
-        labels = labels.astype(np.int64)
-    elif not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False)
-    if n and labels.min() < 0:
-        raise ValueError(f"{name}: expected labels >= 0, got {int(labels.min())}")
-    if num_classes is not None and n and labels.max() >= num_classes:
-        raise ValueError(
-            f"{name}: expected labels in 0..{num_classes - 1} (num_classes={num_classes}), got {int(labels.max())}"
-        )
-    return labels
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -112,8 +44,10 @@ class RegionTable:
       label_counts: ``int64[M, C]`` inputs per region and label, or None (no labels).
       exemplars: ``int64[M]``, global stream index of the first input of each region.
       total: number of inputs (``counts.sum()``).
-      exemplar_codes: ``uint32[M, W]`` packed code of each region's exemplar, kept in exact
-        mode so merges can detect hash collisions; None otherwise.
+      exemplar_codes: ``uint32[M, W]``, a code of each region's exemplar kept so that merges
+        can detect hash collisions (:func:`partax.grouping.group_keys`): its packed code in
+        exact mode, or, inside the partition engines, a fingerprint of it (dropped from the
+        tables they return); None otherwise.
     """
 
     keys: np.ndarray
@@ -220,34 +154,26 @@ class RegionTable:
         Returns:
           A :class:`RegionTable`.
         """
-        keys = np.asarray(keys)
-        if keys.ndim != 1 or not (keys.dtype == np.uint64 or (np.issubdtype(keys.dtype, np.integer) and
-                                                               (keys.size == 0 or keys.min() >= 0))):
-            raise ValueError(f"keys: expected a 1-D array of uint64 keys, got dtype {keys.dtype}, shape {keys.shape}")
-        keys = keys.astype(np.uint64, copy=False)
+        keys = check_keys(keys)
         n = keys.shape[0]
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                        or num_classes < 1):
-            raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
-        order, k, starts = group_keys(keys)  # ties in any order: exemplars are the minimum index
-        counts = np.diff(np.append(starts, n))
+        num_classes = check_num_classes(num_classes)
+        codes = None if codes is None else np.asarray(codes, np.uint32)
+        # ties in any order: exemplars are the minimum index
+        groups = group_keys(keys, codes if check_codes else None)
+        order, starts = groups.order, groups.starts
+        counts = groups.sizes
         exemplar_rows = np.minimum.reduceat(order, starts) if n else order
         label_counts = None
         if labels is not None:
             labels = check_labels(labels, n, num_classes)
             if num_classes is None:
                 num_classes = int(labels.max()) + 1 if n else 1
-            group = np.repeat(np.arange(starts.size), counts)
             label_counts = np.bincount(
-                group * num_classes + labels[order], minlength=starts.size * num_classes
+                groups.ids() * num_classes + labels[order], minlength=starts.size * num_classes
             ).reshape(starts.size, num_classes)
-        exemplar_codes = None
-        if codes is not None:
-            codes = np.asarray(codes, np.uint32)
-            exemplar_codes = codes[exemplar_rows]
-            if check_codes:
-                check_runs(k, codes[order], starts)
-        return cls(k[starts], counts, label_counts, exemplar_rows.astype(np.int64) + offset, n, exemplar_codes)
+        exemplar_codes = None if codes is None else codes[exemplar_rows]
+        return cls(groups.unique_keys, counts, label_counts, exemplar_rows.astype(np.int64) + offset, n,
+                   exemplar_codes)
 
     # -- the monoid ------------------------------------------------------------------
     def merge(self, other: "RegionTable") -> "RegionTable":
@@ -335,7 +261,7 @@ def merge_tables(tables: Sequence[RegionTable], *, check_codes: bool = True) -> 
 
 
 def reduce_by_key(
-    keys, counts, exemplars, label_counts=None, codes=None, total=None, *, check_codes: bool = True,
+    keys, counts, exemplars, label_counts=None, codes=None, total=None, *, labels=None, check_codes: bool = True,
     sorted_runs: bool = False,
 ) -> RegionTable:
     """Groups rows with equal keys into a table: counts and label counts add, exemplars min.
@@ -344,35 +270,36 @@ def reduce_by_key(
       keys: ``uint64[n]`` (any order, repeats allowed).
       counts: ``int64[n]``.
       exemplars: ``int64[n]``.
-      label_counts: optional ``int64[n, C]``.
-      codes: optional ``uint32[n, W]`` kept per key; with ``check_codes`` rows with one key
-        must agree, else :class:`HashCollisionError`.
+      label_counts: optional ``int64[n, C]``, each row's counts per label.
+      codes: optional ``uint32[n, W]`` kept per key (the first row's in key order); with
+        ``check_codes`` rows with one key must agree, else :class:`HashCollisionError`.
       total: the table's total (default ``counts.sum()``).
+      labels: instead of ``label_counts``, one label per row (``int[n]``, ``>= 0``): all of
+        the row's ``counts`` are of that label (``C`` is the largest label plus one).
+      check_codes: compare the codes of rows with one key.
       sorted_runs: ``keys`` is a concatenation of a few sorted runs (tables being merged):
         a stable (run-merging) sort is then about ten times faster than a general one.
+
+    Returns:
+      A :class:`RegionTable`.
     """
     n = keys.shape[0]
     total = int(counts.sum()) if total is None else total
-    if n == 0:
-        empty = RegionTable.empty(
-            None if label_counts is None else label_counts.shape[1], None if codes is None else codes.shape[1]
-        )
-        return dataclasses.replace(empty, total=total)
-    order, k, starts = group_keys(keys, sorted_runs)
-    if starts.size == n:  # no key repeats (e.g. merging tables of disjoint regions): a permutation
-        counts, exemplars = counts[order], exemplars[order]
-        label_counts = None if label_counts is None else label_counts[order]
-    else:
-        counts = np.add.reduceat(counts[order], starts)
-        exemplars = np.minimum.reduceat(exemplars[order], starts)
+    if labels is not None:
         if label_counts is not None:
-            label_counts = np.add.reduceat(label_counts[order], starts, axis=0)
-    exemplar_codes = None
-    if codes is not None and not check_codes:
-        exemplar_codes = codes[order[starts]]
-    elif codes is not None:
-        c = codes[order]
-        check_runs(k, c, starts)
-        exemplar_codes = c[starts]
-    return RegionTable(k if starts.size == n else k[starts], counts, label_counts, exemplars, total, exemplar_codes)
-
+            raise ValueError("labels: pass labels or label_counts, not both")
+        labels = np.asarray(labels, np.int64)
+    if n == 0:
+        C = None if label_counts is None and labels is None else (1 if labels is not None else label_counts.shape[1])
+        empty = RegionTable.empty(C, None if codes is None else codes.shape[1])
+        return dataclasses.replace(empty, total=total)
+    groups = group_keys(keys, codes if check_codes else None, sorted_runs=sorted_runs)
+    if labels is not None:
+        label_counts = np.zeros((groups.num_groups, int(labels.max()) + 1), np.int64)
+        np.add.at(label_counts, (groups.ids(), labels[groups.order]), counts[groups.order])
+    elif label_counts is not None:
+        label_counts = groups.sum(label_counts)
+    return RegionTable(
+        groups.unique_keys, groups.sum(counts), label_counts, groups.min(exemplars), total,
+        None if codes is None else groups.first(codes),
+    )

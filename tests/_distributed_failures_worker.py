@@ -98,27 +98,32 @@ def run_case(name, pid, net, x, y, dist):
     if name == "process_0_fails":
         return dist.partition(net, batches(x, y, 50, 1 if bad else None, OSError("shard file vanished")), **kw)
     if name in ("host_merge_fails", "final_merge_fails"):
+        from partax import accumulate
         from partax.codes import HashCollisionError
 
-        acc = dist._RowAccumulator
-        method = "add" if name == "host_merge_fails" else "result"
-        original = getattr(acc, method)
+        original = accumulate.table_accumulator
         calls = [0]
 
-        def failing(self, *a):
-            calls[0] += 1
-            if name == "final_merge_fails":
+        def failing_accumulator(**kw):  # the engine's accumulator, with a merge that raises
+            acc = original(**kw)
+
+            def update(state, table):
+                calls[0] += 1
+                if calls[0] == 1:  # in the host merge of step 0, once step 1 is in flight: step 2 reports it
+                    raise HashCollisionError("injected collision")
+                return acc.update(state, table)
+
+            def finalize(state):
                 raise HashCollisionError("injected final collision")
-            if calls[0] == 1:  # in the host merge of step 0, once step 1 is in flight: step 2 reports it
-                raise HashCollisionError("injected collision")
-            return original(self, *a)
+
+            return acc._replace(update=update) if name == "host_merge_fails" else acc._replace(finalize=finalize)
 
         if bad:
-            setattr(acc, method, failing)
+            accumulate.table_accumulator = failing_accumulator
         try:
             return dist.partition(net, x, y, progress=False, batch_size=32)  # 64 rows per step: 11 steps on p0
         finally:
-            setattr(acc, method, original)
+            accumulate.table_accumulator = original
     if name == "batch_size_differs":
         return dist.partition(net, x, y, progress=False, batch_size=64 if pid == 0 else 48)
     if name == "net_differs":
@@ -140,7 +145,7 @@ def main():
     net = make_net()
     x, y = shard_data(pid)
     # 64-bit values cross processes intact (x64 is off: JAX alone would make them int32)
-    got = dist._allgather(np.array([2**40 + pid, -(2**62)], np.int64))
+    got = dist._allgather(np.array([2**40 + pid, -(2**62)], np.int64))  # partax.multihost.allgather
     print(json.dumps({"case": "int64_allgather", "values": got.tolist()}), flush=True)
     for name in list(CASES) + list(SAME_ON_ALL):
         t0 = time.perf_counter()

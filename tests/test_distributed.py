@@ -16,6 +16,7 @@ import pytest
 
 import partax
 from partax import distributed as dist
+from partax import sharded_step  # the step's bucket capacity lives there
 from oracle import away_from_boundaries, check_partition
 
 SCOPES = ("layer", "prefix", "suffix")
@@ -76,7 +77,7 @@ def test_sub_meshes_and_scopes_subset():
 
 def test_bucket_overflow_reruns_the_step(monkeypatch):
     """Force one-row buckets: every step overflows and is re-run with a larger capacity."""
-    monkeypatch.setattr(dist, "_initial_cap", lambda B, D: 1)
+    monkeypatch.setattr(sharded_step, "initial_cap", lambda B, D: 1)
     net = _net([3, 16, 8, 2], seed=1)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(601, 3)).astype(np.float32)
@@ -171,6 +172,69 @@ def test_bad_input_names_the_row_and_the_limit():
         dist.partition(net, batches(), batch_size=8, progress=False)
     # and the engine still runs afterwards
     _same(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
+
+
+@pytest.fixture
+def weak_keys(monkeypatch):
+    """Only the 64-bit keys are weakened (1 bit per lane: 4 keys in all); the per-layer hashes
+    and the check lanes, the fingerprints the collision check compares, stay strong."""
+    import importlib
+
+    codes_module = importlib.import_module("partax.codes")
+    real = codes_module._range_keys
+
+    def weak(layer_hashes, ranges, start=1, salt=codes_module._KEY_SALT):
+        out = real(layer_hashes, ranges, start, salt)
+        return [k & np.uint32(1) for k in out] if salt == codes_module._KEY_SALT else out
+
+    monkeypatch.setattr(codes_module, "_range_keys", weak)
+    jax.clear_caches()
+    yield
+    monkeypatch.undo()
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("where", ["in a step", "across steps"])
+def test_check_key_catches_collisions_of_the_key_alone(weak_keys, where):
+    """The sharded engine checks keys like the single-device one: a collision of the key alone
+    raises, inside a step (the devices' reductions) and across steps (the host merges); with
+    ``collision_check=False`` the regions merge silently, into the single-device engine's tables.
+    One hidden layer, wider than a word (its check lanes): every scope's table is the base
+    table, so only the devices' and the hosts' merges can see the collision."""
+    net = _net([2, 40, 1])
+    rng = np.random.default_rng(0)
+    if where == "in a step":  # 3000 inputs, one step of 1024 rows per device
+        x, batch_size = rng.normal(size=(3000, 2)).astype(np.float32), 1024
+    else:  # 4 devices x 16 rows per step: each step holds 64 copies of one point, one code
+        x, batch_size = np.repeat(rng.normal(scale=3.0, size=(20, 2)).astype(np.float32), 64, axis=0), 16
+    assert len(np.unique(partax.region_ids(net, x, "prefix")[:, -1])) <= 4  # the weak keys are in force
+    with pytest.raises(partax.HashCollisionError):
+        dist.partition(net, x, batch_size=batch_size, scopes=("prefix",), progress=False)
+    with pytest.raises(partax.HashCollisionError):
+        dist.partition(net, x, batch_size=batch_size, scopes=("prefix",), exact=True, progress=False)
+    p = dist.partition(net, x, batch_size=batch_size, collision_check=False, progress=False)
+    assert p.num_regions("prefix")[-1] <= 4  # silently merged without the check
+    _same(p, partax.partition(net, x, collision_check=False, progress=False))
+    # the float64 oracle: the inputs do hold more regions than the weak keys can tell apart
+    keep, pre = away_from_boundaries(net, x)
+    codes = np.concatenate([z[keep] > 0 for z in pre], axis=1)
+    assert len(np.unique(codes, axis=0)) > 4
+
+
+def test_range_key_collisions_are_caught_in_the_final_tables(monkeypatch):
+    """Full-code keys stay strong, range keys are weakened (4 keys): the range tables, derived
+    on every process from the global base table, catch two codes of a range under one key."""
+    from partax import coarsening
+
+    real = coarsening.range_keys
+    monkeypatch.setattr(coarsening, "range_keys", lambda h, r: real(h, r) & np.uint64(3))
+    net = _net([2, 8, 8, 1])
+    x = np.random.default_rng(3).normal(scale=3.0, size=(1000, 2)).astype(np.float32)
+    with pytest.raises(partax.HashCollisionError):
+        dist.partition(net, x, batch_size=64, progress=False)
+    p = dist.partition(net, x, batch_size=64, collision_check=False, progress=False)
+    assert p.num_regions("layer").max() <= 4
+    _same(p, partax.partition(net, x, collision_check=False, progress=False))
 
 
 # --- two processes on localhost ----------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import partax
+from partax import coarsening  # the range keys of both engines are finished there
 from oracle import away_from_boundaries, check_partition, forward_preacts, relative_margins
 
 SHAPES = [[2, 5, 1], [3, 33, 7, 2], [6, 64, 70, 3], [12, 10, 7, 5, 4, 3, 2]]
@@ -168,13 +169,13 @@ def test_deferral_paths_are_taken(monkeypatch, widths, defer, expect):
     y = np.random.default_rng(9).integers(0, 3, 1500)
     reference = partax.partition(net, x, y, batch_size=97, progress=False)
     calls = []  # rows per range-key computation
-    real = engine.range_keys
+    real = coarsening.range_keys
 
     def counting(hashes, ranges):
         calls.append(hashes.shape[-1])
         return real(hashes, ranges)
 
-    monkeypatch.setattr(engine, "range_keys", counting)
+    monkeypatch.setattr(coarsening, "range_keys", counting)
     if defer is not None:
         monkeypatch.setattr(engine, "_DEFER_ROWS", defer)
     p = partax.partition(net, x, y, batch_size=97, progress=False)
@@ -310,17 +311,14 @@ def test_collision_across_chunks_is_caught(defer_rows):
 def test_range_key_collisions_are_caught(monkeypatch, defer_rows, across_chunks):
     """Full-code keys stay strong, range keys are weakened: exact mode must catch two codes
     of one range under one key, inside a chunk and between chunks, on every path."""
-    import importlib
-
-    engine = importlib.import_module("partax.partition")
-    real = engine.range_keys
+    real = coarsening.range_keys
     net = _net([2, 8, 8, 1])
     rng = np.random.default_rng(3)
     if across_chunks:  # 20 chunks of 64 copies of one point: one code per range per chunk
-        monkeypatch.setattr(engine, "range_keys", lambda h, r: real(h, r) & np.uint64(0))
+        monkeypatch.setattr(coarsening, "range_keys", lambda h, r: real(h, r) & np.uint64(0))
         x = np.repeat(rng.normal(scale=3.0, size=(20, 2)).astype(np.float32), 64, axis=0)
     else:
-        monkeypatch.setattr(engine, "range_keys", lambda h, r: real(h, r) & np.uint64(3))
+        monkeypatch.setattr(coarsening, "range_keys", lambda h, r: real(h, r) & np.uint64(3))
         x = rng.normal(scale=3.0, size=(1000, 2)).astype(np.float32)
     partax.partition(net, x, batch_size=64, collision_check=False, progress=False)  # unchecked: no error
     with pytest.raises(partax.HashCollisionError):  # the default check key catches it

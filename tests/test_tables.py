@@ -112,21 +112,22 @@ def test_saved_files_get_the_usual_mode(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "labels,num_classes,message",
+    "labels,num_classes,error,message",
     [
-        ([0, -1, 1], None, "labels: expected labels >= 0"),
-        ([0, -1, 1], 3, "labels: expected labels >= 0"),
-        ([0, 3, 1], 3, r"labels: expected labels in 0..2"),
-        ([0.0, 1.5, 1.0], None, "labels: expected integer class labels"),
-        ([0.0, 1.5, 1.0], 2, "labels: expected integer class labels"),
-        ([0, 1], None, r"labels: expected shape \(3,\)"),
-        (["a", "b", "c"], None, "labels: expected integer class labels"),
-        ([0.0, np.nan, 1.0], 2, "labels: expected integer class labels"),
+        ([0, -1, 1], None, ValueError, "labels: expected labels >= 0"),
+        ([0, -1, 1], 3, ValueError, "labels: expected labels >= 0"),
+        ([0, 3, 1], 3, ValueError, r"labels: expected labels in 0..2"),
+        # not class indices at all: a TypeError, as from every other entry point (partax.validation)
+        ([0.0, 1.5, 1.0], None, TypeError, "labels: expected integer class labels"),
+        ([0.0, 1.5, 1.0], 2, TypeError, "labels: expected integer class labels"),
+        ([0, 1], None, ValueError, r"labels: expected shape \(3,\)"),
+        (["a", "b", "c"], None, TypeError, "labels: expected integer class labels"),
+        ([0.0, np.nan, 1.0], 2, TypeError, "labels: expected integer class labels"),
     ],
 )
-def test_from_keys_validates_labels_with_or_without_num_classes(labels, num_classes, message):
+def test_from_keys_validates_labels_with_or_without_num_classes(labels, num_classes, error, message):
     keys = np.array([5, 3, 5], np.uint64)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         RegionTable.from_keys(keys, labels=np.asarray(labels), num_classes=num_classes)
 
 
@@ -151,3 +152,49 @@ def test_tables_with_and_without_codes_do_not_merge_silently():
     other = RegionTable.from_keys(keys, codes=np.array([[1], [9]], np.uint32))
     assert other != coded and plain != RegionTable.from_keys(np.array([5, 7], np.uint64), offset=2,
                                                               codes=np.array([[1], [2]], np.uint32))
+
+
+@pytest.mark.parametrize("min_rows", [0, 7, 2**16])
+def test_accumulator_folds_a_stream_into_its_table(min_rows):
+    """The engines' accumulator (pure init / update / finalize) gives np.unique's table of the
+    whole stream whatever its flush threshold, and holds at most about twice the table."""
+    from partax.accumulate import table_accumulator
+
+    keys, labels = _stream(4000, 300, 3, 7)
+    acc = table_accumulator(min_rows=min_rows)
+    state = acc.init()
+    bounds = np.unique(np.random.default_rng(8).integers(0, 4000, 40))
+    bounds = np.concatenate([[0], bounds, [4000]])
+    held = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        before, snapshot = state, (state.table, state.pending, state.pending_rows)
+        state = acc.update(state, RegionTable.from_keys(keys[a:b], labels=labels[a:b], num_classes=3, offset=a))
+        assert (before.table, before.pending, before.pending_rows) == snapshot  # update is pure
+        held.append(state.num_rows)
+    uniq, first, counts, lc = _oracle(keys, labels, 3)
+    assert acc.finalize(state) == RegionTable(uniq, counts, lc, first, 4000)
+    if min_rows == 0:  # pending rows never outgrow the running table by much
+        assert max(held) <= 2 * len(uniq) + max(np.diff(bounds))
+    with pytest.raises(ValueError, match="nothing was accumulated"):
+        acc.finalize(acc.init())
+
+
+def test_group_keys_matches_np_unique_and_checks_codes():
+    from partax.grouping import group_keys
+
+    keys, _ = _stream(5000, 700, 1, 3)  # > 1024 rows: the radix sort path
+    values = np.random.default_rng(4).integers(0, 1000, 5000)
+    g = group_keys(keys)
+    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    np.testing.assert_array_equal(g.unique_keys, uniq)
+    np.testing.assert_array_equal(g.sizes, counts)
+    np.testing.assert_array_equal(g.sum(values), np.bincount(inverse.ravel(), weights=values).astype(np.int64))
+    mins = np.full(len(uniq), np.iinfo(np.int64).max)
+    np.minimum.at(mins, inverse.ravel(), values)
+    np.testing.assert_array_equal(g.min(values), mins)
+    codes = (inverse.ravel()[:, None] * np.array([[3, 5]])).astype(np.uint32)  # one code per key
+    group_keys(keys, codes)
+    row = int(np.flatnonzero(counts[inverse.ravel()] > 1)[-1])
+    codes[row, 1] += 1  # one row's code differs from the other rows of its key
+    with pytest.raises(partax.HashCollisionError, match=f"{int(keys[row]):#018x}"):
+        group_keys(keys, codes)
