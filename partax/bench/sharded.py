@@ -1,8 +1,9 @@
 """The sharded-engine workload of ``partax bench``: the IB net on a mesh of devices.
 
-On a CPU host the workload's own process gets 4 virtual devices (:data:`ENVIRONMENT`). For
-now the measurement itself is :func:`partax.distributed.bench_sharded`; this module names
-the entry, sizes it and formats it.
+On a CPU host the workload's own process gets 4 virtual devices (:data:`ENVIRONMENT`).
+:func:`bench_sharded` times the sharded engine on a one-device and a ``k``-device mesh next to
+the single-device engine, and the merge's share of a device step (the step against a
+codes-only step).
 
 Example:
     >>> from partax.bench.sharded import ENVIRONMENT
@@ -12,13 +13,173 @@ Example:
 
 from __future__ import annotations
 
-from partax import distributed
+import functools
+import time
+from typing import Sequence
 
-__all__ = ["NAME", "ENVIRONMENT", "entry", "markdown", "readme_text"]
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from partax import distributed
+from partax.codes import codes_and_keys
+from partax.multihost import data_mesh
+from partax.scopes import SCOPES, tables_for
+from partax.sharded_step import META, step_function
+from partax.sources import Sampler
+from partax.validation import check_scopes
+
+__all__ = ["NAME", "ENVIRONMENT", "bench_sharded", "entry", "markdown", "readme_text"]
 
 NAME = "sharded"
 # environment variables of the workload's own process (``partax.bench.run`` with ``isolate``)
 ENVIRONMENT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+def step_fn(mesh, axes, ranges, base, tol, exact, cap, with_sampler, with_labels):
+    """The sharded step as :func:`bench_sharded` times it (with the default collision check).
+
+    ``ranges`` and ``base`` are no longer needed: the step ships per-layer hashes, from
+    which the host finishes every range key.
+    """
+    del ranges, base
+    return step_function(mesh, axes, tol, exact, not exact, cap, with_sampler, with_labels)
+
+
+@functools.lru_cache(maxsize=16)
+def codes_only_fn(mesh, axes, ranges, with_sampler):
+    spec = P(axes)
+
+    def body(net, sampler, xin):
+        x = sampler.generate(xin).astype(net.dtype) if sampler is not None else xin
+        _, keys, near, _ = codes_and_keys(net, x, ranges, 0.0)
+        return keys, jax.lax.psum(jnp.sum(near), axes)
+
+    f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P() if with_sampler else None, spec),
+                      out_specs=(spec, P()), check_vma=False)
+    return jax.jit(f)
+
+
+def bench_sharded(
+    widths: Sequence[int] = (12, 10, 7, 5, 4, 3, 2),
+    n: int = 2**20,
+    *,
+    num_devices: int | None = None,
+    source: str = "uniform",
+    batch_size: int | None = None,
+    scopes: Sequence[str] = SCOPES,
+    seed: int = 0,
+    repeats: int = 1,
+) -> dict:
+    """Times the sharded partition on ``num_devices`` devices against one device.
+
+    Runs, on the same inputs (uniform in ``[0, 1]^d``, drawn on the device by a sampler):
+    the single-device :func:`partax.partition`, and :func:`partition` on a one-device mesh
+    and on a ``num_devices`` mesh (end to end, best of ``repeats``). For each mesh it also
+    times one step of the sharded kernel against the bare sharded codes-and-keys kernel on
+    the same batch (best of 5): ``merge_share_of_step`` is the part of a device step spent
+    in the local reduction, the all-to-all and the owner reduction. Checks that all
+    partitions agree.
+
+    Args:
+      widths: ``[d_in, n_1, ..., n_L, d_out]``.
+      n: number of inputs.
+      num_devices: devices of the sharded mesh (default: every local device).
+      source: ``"uniform"`` (a sampler) or ``"array"`` (host array, shipped per step).
+      batch_size: per-device inputs per step (default: the engine's).
+      repeats: best of ``repeats`` timed runs after one warm-up.
+
+    Returns:
+      A JSON-ready dict: seconds per run, inputs/s, per-step times and the merge's share
+      of a step, regions per scope, and ``agree``.
+
+    Example:
+      >>> from partax.bench.sharded import bench_sharded
+      >>> r = bench_sharded((4, 8, 2), 4096, num_devices=2)  # doctest: +SKIP
+      >>> r["agree"]  # doctest: +SKIP
+      True
+    """
+    from partax.nets import mlp
+    from partax.partition import partition as single
+    from partax.sources import uniform_box
+
+    net = mlp(jax.random.key(seed), list(widths), bias_std=0.1)
+    devs = jax.local_devices()
+    k = len(devs) if num_devices is None else int(num_devices)
+    if not 1 <= k <= len(devs):
+        raise ValueError(f"num_devices: expected 1..{len(devs)}, got {num_devices!r}")
+    src = uniform_box(0.0, 1.0, n, jax.random.key(seed + 1), dim=widths[0])
+    if source == "array":
+        src = np.asarray(src.inputs_at(np.arange(n)))
+    elif source != "uniform":
+        raise ValueError(f"source: expected 'uniform' or 'array', got {source!r}")
+
+    def best(f):
+        f()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = f()
+            ts.append(time.perf_counter() - t0)
+        return min(ts), out
+
+    t_single, p_single = best(lambda: single(net, src, scopes=scopes, batch_size=None if batch_size is None else batch_size, progress=False))
+    res = {"widths": list(widths), "n": n, "source": source, "devices": k, "backend": jax.default_backend()}
+    agree = True
+    for name, m in (("one_device", data_mesh(devs[:1])), ("sharded", data_mesh(devs[:k]))):
+        tim = {}
+        t, p = best(lambda: distributed.partition(net, src, mesh=m, scopes=scopes, batch_size=batch_size, progress=False,
+                                      _timings=tim.clear() or tim))
+        agree &= all(p.table(s, l) == p_single.table(s, l) for s in p.scopes for l in range(1, net.num_hidden + 1))
+        res[f"{name}_s"] = t
+        res[f"{name}_inputs_per_s"] = n / t
+        res[f"{name}_finish_s"] = tim.get("finish_s")
+        res[f"{name}_batch_size"] = tim.get("batch_size")
+        res[f"{name}_cap"] = tim.get("cap")
+        # one step of the same shapes, timed on device: full step vs codes-and-keys only
+        B, cap = tim["batch_size"], tim["cap"]
+        L = net.num_hidden
+        ranges, _ = tables_for(check_scopes(scopes), L)
+        kr = ranges if (1, L) in ranges else ranges + ((1, L),)
+        D = int(m.devices.size)
+        axes = tuple(m.axis_names)
+        shard = NamedSharding(m, P(axes))
+        is_s = isinstance(src, Sampler)
+        if is_s:
+            per = B // src.block
+            xin = jax.device_put(np.arange(per * D, dtype=np.int32), shard)
+        else:
+            xin = jax.device_put(np.asarray(src[: B * D]), shard)
+        meta = np.zeros((D, META), np.uint32)
+        meta[:, 0], meta[:, 1], meta[:, 3] = np.arange(D) * B, B, np.arange(D)
+        meta = jax.device_put(meta, shard)
+        full = step_fn(m, axes, kr, kr.index((1, L)), 1e-5, False, cap, is_s, False)
+        codes_only = codes_only_fn(m, axes, kr, is_s)
+        sarg = src if is_s else None
+
+        def step_time(call, k=5):
+            jax.block_until_ready(call())
+            ts = []
+            for _ in range(k):
+                t0 = time.perf_counter()
+                jax.block_until_ready(call())
+                ts.append(time.perf_counter() - t0)
+            return min(ts)
+
+        t_full = step_time(lambda: full(net, sarg, xin, None, meta))
+        t_codes = step_time(lambda: codes_only(net, sarg, xin))
+        res[f"{name}_step_s"] = t_full
+        res[f"{name}_step_codes_only_s"] = t_codes
+        res[f"{name}_merge_share_of_step"] = max(0.0, 1.0 - t_codes / t_full)
+        res[f"{name}_steps"] = -(-n // (B * D))
+    res["single_partition_s"] = t_single
+    res["single_inputs_per_s"] = n / t_single
+    res["speedup_sharded_vs_one_device"] = res["one_device_s"] / res["sharded_s"]
+    res["regions"] = {s: p_single.num_regions(s).tolist() for s in p_single.scopes}
+    res["agree"] = bool(agree)
+    return res
 
 
 def entry(quick: bool) -> dict:
@@ -28,10 +189,10 @@ def entry(quick: bool) -> dict:
       quick: the quick size (and one repeat instead of two).
 
     Returns:
-      ``{"name": "sharded", **partax.distributed.bench_sharded(...)}``.
+      ``{"name": "sharded", **bench_sharded(...)}``.
     """
     n = 2**18 if quick else 2**20
-    return {"name": NAME, **distributed.bench_sharded((12, 10, 7, 5, 4, 3, 2), n, repeats=1 if quick else 2)}
+    return {"name": NAME, **bench_sharded((12, 10, 7, 5, 4, 3, 2), n, repeats=1 if quick else 2)}
 
 
 def markdown(w: dict) -> list:
