@@ -10,15 +10,15 @@ A base table's rows carry a *payload* (its ``exemplar_codes``, ``uint32[G, W]``)
 columns of :class:`PayloadLayout`, in this order:
 
 1. the packed code words of every layer (exact mode only: the codes themselves);
-2. the per-layer key lanes ``a_1..a_L, b_1..b_L`` (:func:`partax.codes.codes_and_layer_hashes`),
-   from which :func:`partax.codes.range_keys` finishes the key of every range;
+2. the per-layer key lanes ``a_1..a_L, b_1..b_L`` (:func:`partax.coding.codes_and_layer_hashes`),
+   from which :func:`partax.coding.range_keys` finishes the key of every range;
 3. with the collision check, the check lanes ``c, d`` of each layer wider than one word
-   (:func:`partax.codes.codes_hashes_and_checks`).
+   (:func:`partax.coding.codes_hashes_and_checks`).
 
 The payload is a function of the full code, so merges of base tables compare it
 (:func:`partax.grouping.group_keys`: one key, two payloads is a collision); each range
 table carries, as its rows' codes, its range's part of it (its words in exact mode, its
-fingerprint columns with the collision check, :func:`partax.codes.fingerprint_columns`),
+fingerprint columns with the collision check, :func:`partax.coding.fingerprint_columns`),
 which its merges compare in turn.
 
 Example:
@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from partax.codes import fingerprint_columns, range_keys
+from partax.coding import fingerprint_columns, range_keys
 from partax.tables import RegionTable, reduce_by_key
 
 __all__ = ["PayloadLayout", "finish_tables", "range_tables"]
@@ -89,7 +89,7 @@ class PayloadLayout(NamedTuple):
         return np.concatenate([words, hashes], axis=1) if self.exact else hashes
 
     def layer_hashes(self, payload: np.ndarray) -> np.ndarray:
-        """``uint32[2, L, G]``: the key lanes of the rows, as :func:`partax.codes.range_keys` takes them."""
+        """``uint32[2, L, G]``: the key lanes of the rows, as :func:`partax.coding.range_keys` takes them."""
         L, w = self.num_layers, self.num_words
         return payload[:, w : w + 2 * L].T.reshape(2, L, -1)
 
@@ -130,11 +130,11 @@ def range_tables(base: RegionTable, ranges, layout: PayloadLayout) -> list:
 
 
 def finish_tables(built, index: dict, num_classes: int | None, keep_codes: bool) -> dict:
-    """The tables a :class:`~partax.partition.Partition` holds, from one table per range.
+    """The tables a :class:`~partax.engine.Partition` holds, from one table per range.
 
     Args:
       built: one table per range.
-      index: ``(scope, layer) -> position in built`` (:func:`partax.codes.tables_for`).
+      index: ``(scope, layer) -> position in built`` (:func:`partax.coding.tables_for`).
       num_classes: pad every table's label counts to this many classes (None: no labels).
       keep_codes: keep ``exemplar_codes`` (exact mode); otherwise the fingerprints, which
         served the merges' collision checks, are dropped.

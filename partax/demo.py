@@ -39,7 +39,7 @@ import jax
 import numpy as np
 import optax
 
-from partax.codes import SCOPES as _SCOPES
+from partax.coding import SCOPES as _SCOPES
 from partax.files import atomic_write_text
 
 __all__ = ["run_demo", "ARCHITECTURE", "DemoError"]

@@ -1,6 +1,6 @@
 """Sharded and multi-host partitions: many devices, many processes, one set of tables.
 
-:func:`partition` gives the same :class:`~partax.partition.Partition` as
+:func:`partition` gives the same :class:`~partax.engine.Partition` as
 :func:`partax.partition` on the concatenation of every process's inputs (identical keys,
 counts, label counts, exemplars, totals), while the inputs are split over every device of
 a mesh and over every process of a ``jax.distributed`` job. This module is the public
@@ -87,22 +87,22 @@ def partition(
         alone (e.g. different checkpoints per process); any other mesh must span every
         process.
       scopes: as in :func:`partax.partition`.
-      batch_size: inputs per *device* per step (default: :func:`~partax.partition.default_batch_size`,
+      batch_size: inputs per *device* per step (default: :func:`~partax.engine.default_batch_size`,
         shrunk for small sources; a multiple of the sampler block for samplers); a step
         holds fewer than ``2^31`` rows over the whole mesh.
-      exact: carry the full codes and raise :class:`~partax.codes.HashCollisionError` on
+      exact: carry the full codes and raise :class:`~partax.coding.HashCollisionError` on
         a key shared by two codes (on device and in the host merges).
       progress: a tqdm bar on process 0.
       boundary_tol: as in :func:`partax.partition`.
       collision_check: as in :func:`partax.partition`: every key is checked against
         fingerprints of its code (per-layer hashes, and check lanes of the layers wider than
         one word) in every reduction, on the devices and on the hosts, and a collision
-        raises :class:`~partax.codes.HashCollisionError`; ``False`` trusts the 64-bit keys
+        raises :class:`~partax.coding.HashCollisionError`; ``False`` trusts the 64-bit keys
         alone.
       _timings: a dict that receives the run's timings (for :func:`partax.bench.sharded.bench_sharded`).
 
     Returns:
-      The global :class:`~partax.partition.Partition` on every process (a tuple for a
+      The global :class:`~partax.engine.Partition` on every process (a tuple for a
       stacked net). Exemplars are global stream indices (process ``p``'s inputs after those
       of processes ``0..p-1``).
 

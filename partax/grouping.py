@@ -33,7 +33,7 @@ __all__ = ["Groups", "HashCollisionError", "argsort_keys", "collision_error", "g
 
 
 class HashCollisionError(RuntimeError):
-    """Two different codes were given the same 64-bit key (see "Collisions" in :mod:`partax.codes`)."""
+    """Two different codes were given the same 64-bit key (see "Collisions" in :mod:`partax.coding`)."""
 
 
 def collision_error(key=None) -> HashCollisionError:

@@ -3,7 +3,7 @@
 Everything is in **bits**. For a deterministic network and the empirical input distribution
 (each of the ``N`` inputs weighted ``1/N``), the representation ``T`` at a layer is a function of
 ``X``, so ``I(X;T) = H(T)``; with labels, ``I(T;Y) = H(T) + H(Y) - H(T,Y)``. The region tables of a
-:class:`~partax.partition.Partition` hold exactly the histograms needed (counts per region and
+:class:`~partax.engine.Partition` hold exactly the histograms needed (counts per region and
 label counts per region), so :func:`measures` and :func:`information_plane` never revisit inputs.
 
 Estimators of an entropy from a histogram with ``N`` samples and ``K`` non-empty bins:
@@ -156,7 +156,7 @@ def information_plane(partition, scope: str = "layer", estimator: str = "plugin"
     """Per-layer information measures of a partition.
 
     Args:
-      partition: one :class:`~partax.partition.Partition` (uses ``partition.widths`` and
+      partition: one :class:`~partax.engine.Partition` (uses ``partition.widths`` and
         ``partition.table(scope, l)`` for ``l = 1..L``); for a stacked net, pass one member's
         (``partax.partition`` returns a tuple, one per member).
       scope: ``"layer"``, ``"prefix"`` or ``"suffix"``.

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Sequence
 
 import jax

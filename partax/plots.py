@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from partax.codes import SCOPES
+from partax.coding import SCOPES
 
 __all__ = ["information_plane", "regions_vs_epoch", "estimator_comparison", "save"]
 

@@ -9,7 +9,7 @@ At hidden layer ``l`` (1-based) of a net with ``L`` hidden layers:
 
 Scope/layer pairs that name the same range share one table: ``layer`` at 1 is ``prefix`` at
 1, ``suffix`` at ``L`` is ``layer`` at ``L``, ``suffix`` at 1 is ``prefix`` at ``L``. These
-are plain functions of integers (no arrays); :mod:`partax.codes` re-exports them.
+are plain functions of integers (no arrays); :mod:`partax.coding` re-exports them.
 
 Example:
     >>> from partax.scopes import scope_range, tables_for

@@ -1,7 +1,7 @@
 """The sharded partition engine: many devices, many processes, one set of tables.
 
 :func:`partition_one` (behind :func:`partax.distributed.partition`) gives the same
-:class:`~partax.partition.Partition` as :func:`partax.partition` on the concatenation of
+:class:`~partax.engine.Partition` as :func:`partax.partition` on the concatenation of
 every process's inputs (identical keys, counts, label counts, exemplars, totals), while the
 inputs are split over every device of a mesh and over every process of a
 ``jax.distributed`` job.
@@ -31,11 +31,11 @@ How a run goes
 The collision check. With ``collision_check`` (the default) or ``exact``, every reduction
 compares the payloads of the rows it joins (per-layer hashes, check lanes of wide layers:
 fingerprints of the code; in exact mode the code words too): on the devices (a flag in the
-step's replicated statistics: :class:`~partax.codes.HashCollisionError` on every process),
+step's replicated statistics: :class:`~partax.coding.HashCollisionError` on every process),
 in the host merges, and in the range tables at the end (every process derives them from
 the same global table: raised on every process). A collision found by one host's merge is
 reported like any host failure (below): that process raises the
-:class:`~partax.codes.HashCollisionError`, the others a :class:`RemoteInputError` naming it.
+:class:`~partax.coding.HashCollisionError`, the others a :class:`RemoteInputError` naming it.
 
 Why this merge, and what it costs
 ---------------------------------
@@ -136,7 +136,7 @@ from partax.coarsening import PayloadLayout, finish_tables, range_tables
 from partax.grouping import collision_error
 from partax.multihost import (allgather_rows, data_mesh, digest, host_exchange, is_collective, net_fingerprint,
                               raise_together, sampler_fingerprint)
-from partax.partition import Partition, default_batch_size
+from partax.engine import Partition, default_batch_size
 from partax.scopes import SCOPES, tables_for
 from partax import sharded_step  # looked up per run (the tests force tiny buckets)
 from partax.sharded_step import (META, S_BAD, S_BUCKET, S_COLLIDE, S_DEV, S_FIRST_BAD, S_NEAR, S_PROC, S_STATUS,
@@ -218,7 +218,7 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
       error: an exception this process already caught, reported at the first exchange.
 
     Returns:
-      The global :class:`~partax.partition.Partition`.
+      The global :class:`~partax.engine.Partition`.
     """
     collective = is_collective(mesh)
     nproc, me = (jax.process_count(), jax.process_index()) if collective else (1, 0)

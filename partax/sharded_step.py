@@ -3,8 +3,8 @@
 Inside one jitted :func:`jax.shard_map` every device of the mesh, on its ``B`` inputs:
 
 a. computes codes, the key of every input's full code and the per-layer hashes
-   (:func:`partax.codes.codes_and_layer_hashes`; with the collision check,
-   :func:`partax.codes.codes_hashes_and_checks`, whose check lanes fingerprint the wide
+   (:func:`partax.coding.codes_and_layer_hashes`; with the collision check,
+   :func:`partax.coding.codes_hashes_and_checks`, whose check lanes fingerprint the wide
    layers);
 b. reduces its rows locally: one ``lax.sort`` on ``(key_hi, key_lo, label)`` (three
    ``uint32`` sort keys; padding rows carry an all-ones sentinel and sort last), a segment
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from partax.codes import codes_and_layer_hashes, codes_hashes_and_checks
+from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks
 
 __all__ = [
     "CNT", "HEAD", "KHI", "KLO", "LAB", "META", "NSTATS", "RANK", "S_BAD", "S_BUCKET", "S_COLLIDE", "S_DEV",

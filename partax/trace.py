@@ -48,7 +48,7 @@ import jax
 import numpy as np
 
 from partax import info, tracefiles
-from partax.codes import SCOPES as _SCOPES
+from partax.coding import SCOPES as _SCOPES
 from partax.nets import Net
 from partax.schedules import every_k, log_spaced
 from partax.tracefiles import TRACE_FILE, load_trace
@@ -271,7 +271,7 @@ class Tracer:
         if net.input_dim != self.x.shape[1]:
             raise ValueError(f"net: takes inputs of dimension {net.input_dim}, the tracer holds {self.x.shape[1]}")
         t0 = time.perf_counter()
-        from partax.partition import partition  # late import: the tracer is used from partax.__init__
+        from partax.engine import partition  # late import: the tracer is used from partax.__init__
 
         members = [net] if not net.stack_shape else [net[i] for i in range(net.stack_shape[0])]
         parts = None

@@ -99,7 +99,7 @@ def run_case(name, pid, net, x, y, dist):
         return dist.partition(net, batches(x, y, 50, 1 if bad else None, OSError("shard file vanished")), **kw)
     if name in ("host_merge_fails", "final_merge_fails"):
         from partax import accumulate
-        from partax.codes import HashCollisionError
+        from partax.coding import HashCollisionError
 
         original = accumulate.table_accumulator
         calls = [0]

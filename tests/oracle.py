@@ -63,7 +63,7 @@ def table(code_rows, labels=None, num_classes=None):
     return uniq, first, counts, lc, inverse
 
 
-# --- the key function, written out in NumPy from its specification (partax.codes docstring) ---
+# --- the key function, written out in NumPy from its specification (partax.coding docstring) ---
 _M32 = 0xFFFFFFFF
 
 

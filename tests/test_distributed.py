@@ -178,9 +178,8 @@ def test_bad_input_names_the_row_and_the_limit():
 def weak_keys(monkeypatch):
     """Only the 64-bit keys are weakened (1 bit per lane: 4 keys in all); the per-layer hashes
     and the check lanes, the fingerprints the collision check compares, stay strong."""
-    import importlib
 
-    codes_module = importlib.import_module("partax.codes")
+    import partax.coding as codes_module
     real = codes_module._range_keys
 
     def weak(layer_hashes, ranges, start=1, salt=codes_module._KEY_SALT):

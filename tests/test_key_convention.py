@@ -339,7 +339,7 @@ def test_enumeration_keys_join_partition_near_boundaries(case):
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["2-16-16-1", "2-16-16-1 pixel", "10-32-32-1 pixel through"])
 def test_near_boundary_is_the_stated_relative_tolerance(case):
-    """Partition.near_boundary (relative tolerance 1e-5, DESIGN / partax.codes) counts none of
+    """Partition.near_boundary (relative tolerance 1e-5, DESIGN / partax.coding) counts none of
     the points whose own float64 relative margin is at least 10 * TOL, and all of those whose
     margin is at most TOL / 10."""
     net, plane = SLICE_CASES[case]()

@@ -7,7 +7,7 @@ import pytest
 
 import partax
 from partax import coarsening  # the range keys of both engines are finished there
-from oracle import away_from_boundaries, check_partition, forward_preacts, relative_margins
+from oracle import away_from_boundaries, check_partition, relative_margins
 
 SHAPES = [[2, 5, 1], [3, 33, 7, 2], [6, 64, 70, 3], [12, 10, 7, 5, 4, 3, 2]]
 SCOPES = ("layer", "prefix", "suffix")
@@ -30,10 +30,9 @@ def _word_spans(widths, first, last):
 def defer_rows(request, monkeypatch):
     """The engine reduces range tables from the running base table while it holds at most
     ``_DEFER_ROWS`` rows, then chunk by chunk: every path must give the same tables."""
-    import importlib
 
     if request.param is not None:
-        monkeypatch.setattr(importlib.import_module("partax.partition"), "_DEFER_ROWS", request.param)
+        monkeypatch.setattr(partax.engine, "_DEFER_ROWS", request.param)
     return request.param
 
 
@@ -161,9 +160,8 @@ def test_stacked_nets_equal_one_by_one(defer_rows):
 def test_deferral_paths_are_taken(monkeypatch, widths, defer, expect):
     """Counts the host's range-key computations: one at the end while deferred, one per
     chunk once switched; every path gives the tables of the default one."""
-    import importlib
 
-    engine = importlib.import_module("partax.partition")
+    import partax.engine as engine
     net = _net(widths)
     x = np.random.default_rng(8).normal(size=(1500, widths[0])).astype(np.float32)
     y = np.random.default_rng(9).integers(0, 3, 1500)
@@ -291,9 +289,8 @@ def test_memory_does_not_grow_with_the_stream():
 
 def test_collision_across_chunks_is_caught(defer_rows):
     """A weakened hash with one key per 4 codes: exact mode catches it across chunks of 64."""
-    import importlib
 
-    codes_module = importlib.import_module("partax.codes")
+    import partax.coding as codes_module
     strong = codes_module._fmix32
     try:
         codes_module._fmix32 = lambda h: strong(h) & np.uint32(1)

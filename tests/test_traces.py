@@ -2,8 +2,6 @@
 (whatever the number of inputs, whatever the parameter values: a Tracer's checkpoints), and
 codes / region_ids compile for a few power-of-two batch sizes only."""
 
-import importlib
-
 import chex
 import jax
 import numpy as np
@@ -11,8 +9,8 @@ import pytest
 
 import partax
 
-engine = importlib.import_module("partax.partition")
-codes_module = importlib.import_module("partax.codes")
+import partax.engine as engine
+import partax.coding as codes_module
 
 
 @pytest.fixture(autouse=True)

@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES, tables_for
+from partax.coding import SCOPES, tables_for
 from partax.nets import Net, mlp
-from partax.partition import default_batch_size, partition
+from partax.engine import default_batch_size, partition
 
 __all__ = ["WORKLOADS", "partition_workload", "run_named"]
 

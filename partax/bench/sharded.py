@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from partax import distributed
-from partax.codes import codes_and_keys
+from partax.coding import codes_and_keys
 from partax.multihost import data_mesh
 from partax.scopes import SCOPES, tables_for
 from partax.sharded_step import META, step_function
@@ -102,7 +102,7 @@ def bench_sharded(
       True
     """
     from partax.nets import mlp
-    from partax.partition import partition as single
+    from partax.engine import partition as single
     from partax.sources import uniform_box
 
     net = mlp(jax.random.key(seed), list(widths), bias_std=0.1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from partax.codes import SCOPES, scope_range
+from partax.coding import SCOPES, scope_range
 from partax.nets import Net
 
 __all__ = ["check_net", "check_inputs", "check_layer", "check_scope_layer", "check_positive", "check_flag",
@@ -87,7 +87,7 @@ def check_scope_layer(net: Net, scope: str, layer) -> tuple:
       layer: 1-based hidden layer or None (the last one).
 
     Returns:
-      ``(layer, first, last)`` as ints (see :func:`partax.codes.scope_range`).
+      ``(layer, first, last)`` as ints (see :func:`partax.coding.scope_range`).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")

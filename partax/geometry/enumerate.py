@@ -51,7 +51,7 @@ traversal of the region adjacency graph, batched over the frontier:
    centroid is read instead (``stats["step_fallbacks"]``; the result is then not
    ``complete``). Unseen codes join the frontier.
 
-Keys are :func:`partax.codes.keys_from_bits` of the float64 codes (computed once at the end;
+Keys are :func:`partax.coding.keys_from_bits` of the float64 codes (computed once at the end;
 the traversal deduplicates by the packed codes themselves): the same 64-bit keys as
 ``partax.region_ids(net, x, "prefix")[:, layer-1]`` at an interior point ``x`` (the net's own
 float32 evaluation agrees except within float32 rounding of a boundary). Prefix regions are
@@ -120,7 +120,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from partax.codes import HashCollisionError, keys_from_bits
+from partax.coding import HashCollisionError, keys_from_bits
 from partax.geometry.checks import check_net, check_scope_layer
 from partax.geometry.code_regions import (CHUNK, SOLVERS, HiddenLayers, chebyshev_centres, codes64, hidden_layers,
                                           region_unit_rows, split_bits)

@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from partax.codes import keys_from_bits
+from partax.coding import keys_from_bits
 from partax.geometry.checks import check_net, check_scope_layer, finite_vector
 from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, freeze
 
@@ -33,7 +33,7 @@ class LineRegions(NamedTuple):
 
     Attributes:
       breakpoints: ``float64[P-1]``, sorted, in ``(0, 1)``: where the scope's key changes.
-      keys: ``uint64[P]``, the key of each piece: :func:`partax.codes.keys_from_bits` of the
+      keys: ``uint64[P]``, the key of each piece: :func:`partax.coding.keys_from_bits` of the
         piece's float64 code (layers ``first..last``), i.e. what ``partax.region_ids(net, x,
         scope)[:, layer-1]`` gives at every point ``x`` of the piece that is not near a
         boundary (``partax.partition``'s ``near_boundary`` tolerance).

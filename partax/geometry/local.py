@@ -8,12 +8,12 @@ the input space is pushed through the net by the one frozen-code linearisation o
 :mod:`partax.geometry.linearize` (jitted, in float64 under a local x64 context), so any
 layer that module supports works.
 
-Code convention (the one of :mod:`partax.codes`): the masks are the exemplar's code exactly
-as the partition engine computes it (``partax.codes``, net dtype, ``precision=HIGHEST``), so
-the region described is the one whose key (:func:`partax.codes.keys_from_bits` of those
+Code convention (the one of :mod:`partax.coding`): the masks are the exemplar's code exactly
+as the partition engine computes it (``partax.coding``, net dtype, ``precision=HIGHEST``), so
+the region described is the one whose key (:func:`partax.coding.keys_from_bits` of those
 masks) is the exemplar's key in the partition tables; only the geometry is float64.
 
-Scopes (see :mod:`partax.codes`) name a range of layers at hidden layer ``l``:
+Scopes (see :mod:`partax.coding`) name a range of layers at hidden layer ``l``:
 
 * ``"prefix"``: layers ``1..l`` — a convex polyhedron in the *input* space (dim ``d_in``);
 * ``"suffix"``: layers ``l..L`` — a convex polyhedron in the input space of layer ``l``,
@@ -50,8 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.codes import SCOPES, keys_from_bits
-from partax.codes import codes as net_codes
+from partax.coding import SCOPES, keys_from_bits
+from partax.coding import codes as net_codes
 from partax.geometry.checks import check_inputs, check_layer, check_net
 from partax.geometry.domains import check_domain
 from partax.geometry.hrep import append_rows, code_rows

@@ -13,10 +13,10 @@ This module holds the plane's result (:class:`SliceRegions`, :func:`slice_region
 figure (:func:`plot_slice`); :class:`Plane` lives in :mod:`partax.geometry.plane`,
 :func:`line_regions` in :mod:`partax.geometry.lines` (both importable from here).
 
-Code convention (the one of :mod:`partax.codes`): a piece's code is decided in float64,
+Code convention (the one of :mod:`partax.coding`): a piece's code is decided in float64,
 bit = pre-activation ``> 0`` (a piece on which a unit is zero up to the snapping tolerance
 gets the inactive bit), with the masks of the earlier layers frozen from the piece's own code,
-and its key is :func:`partax.codes.keys_from_bits` of that code, the same key function and bit
+and its key is :func:`partax.coding.keys_from_bits` of that code, the same key function and bit
 layout as :func:`partax.region_ids`. So a key names the same region as the partition tables
 (float32 codes, ``precision=HIGHEST``) at every input of the piece that is not near a boundary
 in the sense of ``partax.partition``'s ``near_boundary``, and pieces join partition tables by key.
@@ -40,7 +40,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from partax.codes import keys_from_bits
+from partax.coding import keys_from_bits
 from partax.geometry.checks import check_net, check_scope_layer
 from partax.geometry.clipping import area_centroid, clip_plane, decision_segments, next_maps
 from partax.geometry.lines import LineRegions, line_regions
@@ -67,7 +67,7 @@ class SliceRegions(NamedTuple):
     its region (``unique_keys``) and ``region_areas`` sums them.
 
     Attributes:
-      keys: ``uint64[R]``, :func:`partax.codes.keys_from_bits` of the cell's float64 code
+      keys: ``uint64[R]``, :func:`partax.coding.keys_from_bits` of the cell's float64 code
         (layers ``first..last`` of the scope): what ``partax.region_ids(net, x, scope)[:,
         layer-1]`` (the net's dtype, usually float32) gives at every point ``x`` of the cell
         that is not near a boundary (``partax.partition``'s ``near_boundary`` tolerance).

@@ -49,7 +49,7 @@ import numpy as np
 
 from partax.accumulate import AccumulatorState, TableAccumulator, table_accumulator
 from partax.coarsening import PayloadLayout, finish_tables, range_tables
-from partax.codes import codes_and_layer_hashes, codes_hashes_and_checks
+from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks
 from partax.files import load_npz, save_npz
 from partax.nets import Net
 from partax.scopes import SCOPES, tables_for
@@ -326,18 +326,18 @@ def partition(
       source: inputs ``x[N, d_in]`` (NumPy or JAX), an iterable of batches (``x`` or
         ``(x, y)``), or a sampler from :mod:`partax.sources`.
       labels: optional ``int[N]`` labels in ``0..C-1`` for an array source.
-      scopes: any of ``"layer"``, ``"prefix"``, ``"suffix"`` (see :mod:`partax.codes`).
+      scopes: any of ``"layer"``, ``"prefix"``, ``"suffix"`` (see :mod:`partax.coding`).
       batch_size: inputs per chunk (default: :func:`default_batch_size`).
       exact: keep each region's exemplar code and raise
-        :class:`~partax.codes.HashCollisionError` if two different codes ever share a key.
+        :class:`~partax.coding.HashCollisionError` if two different codes ever share a key.
       progress: show a tqdm progress bar (it appears only on runs longer than a second).
       boundary_tol: relative tolerance behind ``near_boundary``: an input is near a
         boundary if some hidden unit has ``|z_i| <= boundary_tol * (||h|| ||W[:, i]|| + |b_i|)``
-        (see :mod:`partax.codes`).
+        (see :mod:`partax.coding`).
       collision_check: check every key against an independent 64-bit check key of the same
         code (and merges against per-layer fingerprints) and raise
-        :class:`~partax.codes.HashCollisionError` on a collision, so two regions are never
-        merged silently (see "Collisions" in :mod:`partax.codes`; ``partax bench`` measures
+        :class:`~partax.coding.HashCollisionError` on a collision, so two regions are never
+        merged silently (see "Collisions" in :mod:`partax.coding`; ``partax bench`` measures
         its cost). ``False`` trusts the 64-bit keys alone (a collision among ``M`` regions
         then merges two of them with probability about ``M^2 / 2^65``).
 

@@ -366,7 +366,7 @@ def keys_from_bits(bits, first: int, last: int, *, start: int = 1) -> np.ndarray
 
     Example:
       >>> import jax, numpy as np, partax
-      >>> from partax.codes import keys_from_bits
+      >>> from partax.coding import keys_from_bits
       >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1])
       >>> x = np.ones((3, 2), np.float32)
       >>> c = partax.codes(net, x)
