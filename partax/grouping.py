@@ -144,8 +144,14 @@ def group_keys(keys: np.ndarray, codes: np.ndarray | None = None, *, sorted_runs
     starts = np.flatnonzero(first)
     groups = Groups(order, k, starts)
     if codes is not None and starts.size < k.shape[0]:  # no repeated key, nothing to compare
-        c = np.asarray(codes)[order]
-        bad = (c != np.repeat(c[starts], groups.sizes, axis=0)).any(axis=1)
+        # a group holds two codes iff two neighbours in it differ (rows of a group are adjacent)
+        c = np.ascontiguousarray(np.asarray(codes)[order])
+        if c.dtype == np.uint32 and c.ndim == 2 and c.shape[1] % 2 == 0:
+            c = c.view(np.uint64)  # half the comparisons
+        neq = c[1:] != c[:-1]
+        if neq.ndim == 2:
+            neq = neq.any(axis=1)
+        bad = neq & ~first[1:]
         if bad.any():
-            raise collision_error(k[np.flatnonzero(bad)[0]])
+            raise collision_error(k[np.flatnonzero(bad)[0] + 1])
     return groups
