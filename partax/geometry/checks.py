@@ -1,4 +1,5 @@
-"""Argument checks shared by the geometry modules (internal).
+"""Argument checks of the geometry modules: the shared ones of :mod:`partax.validation`, in the
+forms geometry works with (unstacked nets, float64-ready finite NumPy inputs, a default layer).
 
 Each check raises a ``TypeError`` / ``ValueError`` that names the argument and what was
 expected, and returns the value in the form the caller works with.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from partax.coding import SCOPES, scope_range
+from partax import validation
 from partax.nets import Net
 
 __all__ = ["check_net", "check_inputs", "check_layer", "check_scope_layer", "check_positive", "check_flag",
@@ -21,7 +23,8 @@ __all__ = ["check_net", "check_inputs", "check_layer", "check_scope_layer", "che
 
 
 def check_net(net) -> Net:
-    """``net`` if it is an unstacked :class:`partax.Net` with a hidden layer; else an error.
+    """``net`` if it is an unstacked :class:`partax.Net` with a hidden layer; else an error
+    (:func:`partax.validation.check_net`, unstacked).
 
     Args:
       net: the object to check.
@@ -29,18 +32,12 @@ def check_net(net) -> Net:
     Returns:
       ``net``.
     """
-    if not isinstance(net, Net):
-        raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
-    if net.stack_shape:
-        raise ValueError(f"net: expected an unstacked Net, got stack shape {net.stack_shape}; index a stacked "
-                         "one first (net[i])")
-    if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
-    return net
+    return validation.check_net(net, stacked=False, caller="geometry")
 
 
 def check_inputs(x, d: int, name: str = "x") -> np.ndarray:
-    """``x`` as a NumPy array of shape ``(N, d)`` with finite numeric entries.
+    """``x`` as a NumPy array of shape ``(N, d)`` with finite numeric entries (the shape and
+    dtype checks of :func:`partax.validation.check_inputs`, then finiteness).
 
     Args:
       x: the inputs.
@@ -50,18 +47,15 @@ def check_inputs(x, d: int, name: str = "x") -> np.ndarray:
     Returns:
       ``np.asarray(x)`` (its dtype unchanged).
     """
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != d:
-        raise ValueError(f"{name}: expected shape (N, {d}), got {tuple(x.shape)}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    x = np.asarray(validation.check_inputs(np.asarray(x), d, name))
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name}: expected finite inputs (found NaN or inf)")
     return x
 
 
 def check_layer(net: Net, layer) -> int:
-    """The 1-based hidden layer ``layer`` (default: the last one) as an int.
+    """The 1-based hidden layer ``layer`` (default: the last one) as an int
+    (:func:`partax.validation.check_layer`).
 
     Args:
       net: the net (its ``num_hidden`` bounds the layer).
@@ -70,12 +64,7 @@ def check_layer(net: Net, layer) -> int:
     Returns:
       The layer.
     """
-    L = net.num_hidden
-    if layer is None:
-        return L
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= int(layer) <= L:
-        raise ValueError(f"layer: expected an int in 1..{L} (1-based hidden layer) or None, got {layer!r}")
-    return int(layer)
+    return net.num_hidden if layer is None else validation.check_layer(layer, net.num_hidden)
 
 
 def check_scope_layer(net: Net, scope: str, layer) -> tuple:
@@ -118,7 +107,8 @@ def check_positive(name: str, value) -> float:
 
 
 def check_flag(name: str, value) -> bool:
-    """``value`` as a bool; a TypeError naming the argument unless it is one.
+    """``value`` as a bool; a TypeError naming the argument unless it is one
+    (:func:`partax.validation.check_flag`, with the geometry modules' argument order).
 
     Args:
       name: the argument's name in the message.
@@ -127,9 +117,7 @@ def check_flag(name: str, value) -> bool:
     Returns:
       ``bool(value)``.
     """
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
+    return validation.check_flag(value, name)
 
 
 def check_count(name: str, value) -> int:
