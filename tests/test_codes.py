@@ -195,24 +195,12 @@ def test_keys_from_bits_with_start():
 
 
 @pytest.mark.parametrize("batch_size", [4096, 64])
-def test_check_key_catches_collisions_of_the_key_alone(monkeypatch, batch_size):
-    """Only the 64-bit key is weakened (2 bits per lane), the check key stays strong: the
-    default engine raises on a collision inside a chunk and across chunks."""
-    real = codes_module._range_keys
-
-    def weak(layer_hashes, ranges, start=1, salt=codes_module._KEY_SALT):
-        out = real(layer_hashes, ranges, start, salt)
-        return [k & np.uint32(1) for k in out] if salt == codes_module._KEY_SALT else out
-
-    monkeypatch.setattr(codes_module, "_range_keys", weak)
-    jax.clear_caches()
-    try:
-        net = _net([2, 40, 30, 1])  # one layer wider than a word (its check lanes), one narrow
-        x = np.random.default_rng(0).normal(size=(3000, 2)).astype(np.float32)
-        with pytest.raises(partax.HashCollisionError):
-            partax.partition(net, x, batch_size=batch_size, scopes=("prefix",), progress=False)
-        p = partax.partition(net, x, batch_size=batch_size, collision_check=False, progress=False)
-        assert p.num_regions("prefix")[-1] <= 4  # silently merged without the check
-    finally:
-        monkeypatch.undo()
-        jax.clear_caches()
+def test_check_key_catches_collisions_of_the_key_alone(weak_keys, batch_size):
+    """Only the 64-bit key is weakened (1 bit per lane, the ``weak_keys`` fixture), the check key
+    stays strong: the default engine raises on a collision inside a chunk and across chunks."""
+    net = _net([2, 40, 30, 1])  # one layer wider than a word (its check lanes), one narrow
+    x = np.random.default_rng(0).normal(size=(3000, 2)).astype(np.float32)
+    with pytest.raises(partax.HashCollisionError):
+        partax.partition(net, x, batch_size=batch_size, scopes=("prefix",), progress=False)
+    p = partax.partition(net, x, batch_size=batch_size, collision_check=False, progress=False)
+    assert p.num_regions("prefix")[-1] <= 4  # silently merged without the check

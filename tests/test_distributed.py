@@ -174,25 +174,6 @@ def test_bad_input_names_the_row_and_the_limit():
     _same(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
 
 
-@pytest.fixture
-def weak_keys(monkeypatch):
-    """Only the 64-bit keys are weakened (1 bit per lane: 4 keys in all); the per-layer hashes
-    and the check lanes, the fingerprints the collision check compares, stay strong."""
-
-    import partax.coding as codes_module
-    real = codes_module._range_keys
-
-    def weak(layer_hashes, ranges, start=1, salt=codes_module._KEY_SALT):
-        out = real(layer_hashes, ranges, start, salt)
-        return [k & np.uint32(1) for k in out] if salt == codes_module._KEY_SALT else out
-
-    monkeypatch.setattr(codes_module, "_range_keys", weak)
-    jax.clear_caches()
-    yield
-    monkeypatch.undo()
-    jax.clear_caches()
-
-
 @pytest.mark.parametrize("where", ["in a step", "across steps"])
 def test_check_key_catches_collisions_of_the_key_alone(weak_keys, where):
     """The sharded engine checks keys like the single-device one: a collision of the key alone
