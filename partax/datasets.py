@@ -1,6 +1,8 @@
-"""Built-in datasets: the exact Tishby information-bottleneck data and an IDX (MNIST) reader.
+"""Built-in datasets: the exact Tishby information-bottleneck data, the 8x8 digits, an IDX reader.
 
-Nothing here downloads anything: :func:`tishby_ib` builds its data from a closed rule, and
+Nothing here downloads anything: :func:`tishby_ib` builds its data from a closed rule,
+:func:`digits` reads the copy of scikit-learn's 8x8 digits (the UCI "Optical Recognition of
+Handwritten Digits" test set, 1797 images, CC BY 4.0) that ships inside the package, and
 :func:`load_idx` reads files the user already has.
 
 Example:
@@ -18,7 +20,7 @@ import os
 
 import numpy as np
 
-__all__ = ["tishby_ib", "load_idx", "ICOSAHEDRON_NEIGHBOURS", "ICOSAHEDRON_ANTIPODES"]
+__all__ = ["tishby_ib", "digits", "load_idx", "ICOSAHEDRON_NEIGHBOURS", "ICOSAHEDRON_ANTIPODES"]
 
 #: Neighbours of each vertex (0-based) of the icosahedron behind the Tishby IB dataset.
 ICOSAHEDRON_NEIGHBOURS = (
@@ -128,6 +130,27 @@ def _read_idx(path) -> np.ndarray:
             f"{os.fspath(path)!r}: IDX file has {len(data) - need} trailing bytes after dims {dims}"
         )
     return np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(dims)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 handwritten digits (scikit-learn's ``load_digits``), shipped with partax.
+
+    Returns:
+      ``(x, y)``: ``x`` float32 ``[1797, 64]``, the 17 grey levels ``0..16`` of each pixel
+      (row-major) divided by 16, so in ``[0, 1]``; ``y`` int32 ``[1797]``, the digit ``0..9``.
+
+    Example:
+      >>> from partax.datasets import digits
+      >>> x, y = digits()
+      >>> x.shape, x.dtype, float(x.max()), sorted(set(y.tolist())) == list(range(10))
+      ((1797, 64), dtype('float32'), 1.0, True)
+    """
+    path = os.path.join(os.path.dirname(__file__), "data", "digits.npz")
+    with np.load(path) as data:
+        images = data["images"]
+        labels = data["labels"]
+    x = images.astype(np.float32) / np.float32(16.0)
+    return np.ascontiguousarray(x), labels.astype(np.int32)
 
 
 def load_idx(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:

@@ -107,3 +107,15 @@ def test_load_idx_errors(tmp_path):
     badgz.write_bytes(gzip.compress(_idx_bytes(img, 0x08))[:-10])
     with pytest.raises(ValueError, match="bad.gz"):
         load_idx(badgz, good_l)
+
+
+def test_digits_equal_scikit_learns_copy():
+    """The shipped digits are scikit-learn's load_digits, pixel for pixel (scaled by 1/16)."""
+    import sklearn.datasets as sk  # a dev dependency
+    from partax.datasets import digits
+
+    x, y = digits()
+    ref = sk.load_digits()
+    np.testing.assert_array_equal(x * 16.0, ref.data.astype(np.float32))
+    np.testing.assert_array_equal(y, ref.target)
+    assert x.dtype == np.float32 and y.dtype == np.int32
