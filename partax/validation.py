@@ -1,7 +1,7 @@
-"""Argument checks of the data path: nets, inputs, labels, keys, counts, scopes, flags.
+"""Argument checks: nets, inputs, labels, keys, counts, scopes, layers, numbers, vectors, flags.
 
-One home for the checks that the codes kernel, the region tables, the sources and both
-partition engines share. Each check raises a ``ValueError`` (a bad value) or a
+One home for the checks that the codes kernel, the region tables, the sources, both
+partition engines and the geometry modules share. Each check raises a ``ValueError`` (a bad value) or a
 ``TypeError`` (a value of the wrong kind) whose message starts with the argument's name
 and says what was expected, and returns the value in the form the caller works with.
 
@@ -26,11 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.nets import Net
-from partax.scopes import SCOPES
+from partax.scopes import SCOPES, scope_range
 
 __all__ = [
     "check_batch_size",
     "check_finite",
+    "check_finite_inputs",
     "check_finite_vector",
     "check_flag",
     "check_indices",
@@ -41,10 +42,13 @@ __all__ = [
     "check_layer",
     "check_net",
     "check_num_classes",
+    "check_positive",
     "check_positive_int",
     "check_scope",
+    "check_scope_layer",
     "check_scopes",
     "check_tolerance",
+    "check_vector",
     "nonfinite_error",
 ]
 
@@ -94,6 +98,23 @@ def check_inputs(x, dim: int | None = None, name: str = "x"):
         raise ValueError(f"{name}: expected shape (N, {dim}), got {tuple(x.shape)}")
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
         raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    return x
+
+
+def check_finite_inputs(x, dim: int, name: str = "x") -> np.ndarray:
+    """A 2-D numeric NumPy batch of ``dim`` columns with finite entries (geometry's inputs).
+
+    Args:
+      x: the inputs (anything ``np.asarray`` takes).
+      dim: the expected number of columns.
+      name: the argument's name in the messages.
+
+    Returns:
+      ``np.asarray(x)`` (its dtype unchanged).
+    """
+    x = np.asarray(check_inputs(np.asarray(x), dim, name))
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: expected finite inputs (found NaN or inf)")
     return x
 
 
@@ -235,11 +256,33 @@ def check_scopes(scopes) -> tuple:
     return tuple(s for s in SCOPES if s in scopes)
 
 
-def check_layer(layer, num_layers: int, name: str = "layer") -> int:
-    """A 1-based hidden layer ``1..num_layers`` as an int."""
+def check_layer(layer, num_layers: int, name: str = "layer", *, none_is_last: bool = False) -> int:
+    """A 1-based hidden layer ``1..num_layers`` as an int (None is the last one if ``none_is_last``)."""
+    if layer is None and none_is_last:
+        return int(num_layers)
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= num_layers:
         raise ValueError(f"{name}: expected a hidden layer in 1..{num_layers} (1-based), got {layer!r}")
     return int(layer)
+
+
+def check_scope_layer(scope, layer, num_layers: int) -> tuple:
+    """``(layer, first, last)``: a scope name, its 1-based layer (None: the last one) and the
+    inclusive range of layers it spans (:func:`partax.scopes.scope_range`)."""
+    scope = check_scope(scope)
+    layer = check_layer(layer, num_layers, none_is_last=True)
+    first, last = scope_range(scope, layer, num_layers)
+    return layer, int(first), int(last)
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number ``> 0`` (a reach, a radius cap), as a float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if isinstance(value, bool) or not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return v
 
 
 def check_tolerance(value, name: str = "boundary_tol") -> float:
@@ -277,3 +320,23 @@ def check_finite_vector(a, name: str, dim: int | None, dtype) -> tuple:
     if a.ndim != 1 or (dim is not None and a.shape[0] != dim):
         raise ValueError(f"{name}: expected a scalar or a vector of length {dim or 'd'}, got shape {a.shape}")
     return a, a.shape[0]
+
+
+def check_vector(v, name: str, dim: int | None = None) -> np.ndarray:
+    """A finite vector (a point, a direction) as ``float64[dim]`` (any length if ``dim`` is None).
+
+    Args:
+      v: the vector.
+      name: the argument's name in the messages.
+      dim: its expected length, or None.
+
+    Returns:
+      ``float64[dim]``.
+    """
+    v = np.asarray(v, np.float64)
+    if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
+        want = f"({dim},)" if dim is not None else "(d,)"
+        raise ValueError(f"{name}: expected a vector of shape {want}, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return v

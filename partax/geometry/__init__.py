@@ -16,7 +16,7 @@ and runs in float64 under a local x64 context.
 Internal modules, one concept each: :mod:`~partax.geometry.linearize` (the one frozen-code
 linearisation: affine families pushed through the layers, float64 parameters),
 :mod:`~partax.geometry.hrep` (rows of a code; the one row normalisation and dead-row rule),
-:mod:`~partax.geometry.checks` (argument checks), :mod:`~partax.geometry.ipm` (the interior
+:mod:`~partax.geometry.ipm` (the interior
 points), :mod:`~partax.geometry.region_lps` (per-region LPs from rows),
 :mod:`~partax.geometry.lines`, :mod:`~partax.geometry.plane`, :mod:`~partax.geometry.clipping`
 (slices), and for the enumeration :mod:`~partax.geometry.code_regions`,

@@ -121,7 +121,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.coding import HashCollisionError, keys_from_bits
-from partax.geometry.checks import check_net, check_scope_layer
+from partax.validation import check_net, check_scope_layer
 from partax.geometry.code_regions import (CHUNK, SOLVERS, HiddenLayers, chebyshev_centres, codes64, hidden_layers,
                                           region_unit_rows, split_bits)
 from partax.geometry.crossing import crossing_codes, step_across
@@ -227,7 +227,7 @@ class Enumeration(NamedTuple):
 # validation
 # --------------------------------------------------------------------------------------
 def _check_args(net, domain, scope, layer, max_regions, solver, seeds, volume_tol, reach):
-    check_net(net)
+    check_net(net, stacked=False, caller="geometry")
     d = net.input_dim
     if d < 2:
         raise ValueError(f"net: enumerate_regions needs input dimension >= 2 (got {d}); "
@@ -236,7 +236,7 @@ def _check_args(net, domain, scope, layer, max_regions, solver, seeds, volume_to
         raise TypeError(f"domain: expected a partax.Box or None (all of R^d), got {type(domain).__name__}")
     if domain is not None:
         domain.bounds(d)
-    layer, first, last = check_scope_layer(net, scope, layer)
+    layer, first, last = check_scope_layer(scope, layer, net.num_hidden)
     if first != 1:
         raise ValueError(
             f"scope: {scope!r} regions at layer {layer} live in the latent space of layer {layer - 1}, "

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.coding import keys_from_bits
-from partax.geometry.checks import check_net, check_scope_layer, finite_vector
+from partax.validation import check_net, check_scope_layer, check_vector
 from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, freeze
 
 __all__ = ["LineRegions", "line_regions"]
@@ -82,12 +82,12 @@ def line_regions(net, a, b, *, scope: str = "prefix", layer: Optional[int] = Non
       >>> lr.num_pieces <= 5
       True
     """
-    check_net(net)
+    check_net(net, stacked=False, caller="geometry")
     params = float64_arrays(net)
-    layer, first, last = check_scope_layer(net, scope, layer)
+    layer, first, last = check_scope_layer(scope, layer, net.num_hidden)
     d = net.input_dim
-    a = finite_vector("a", a, d)
-    b = finite_vector("b", b, d)
+    a = check_vector(a, "a", d)
+    b = check_vector(b, "b", d)
     if np.array_equal(a, b):
         raise ValueError("b: expected an end point different from a")
     # breakpoints (interior), and per piece the affine family t -> h^{l-1}(a + t (b - a))

@@ -52,7 +52,7 @@ import numpy as np
 
 from partax.coding import SCOPES, keys_from_bits
 from partax.coding import codes as net_codes
-from partax.geometry.checks import check_inputs, check_layer, check_net
+from partax.validation import check_finite_inputs, check_layer, check_net
 from partax.geometry.domains import check_domain
 from partax.geometry.hrep import append_rows, code_rows
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
@@ -211,8 +211,8 @@ def local_maps(net: Net, x) -> LocalMaps:
       >>> bool(np.allclose(y, net(x), atol=1e-5))
       True
     """
-    check_net(net)
-    x = check_inputs(x, net.input_dim)
+    check_net(net, stacked=False, caller="geometry")
+    x = check_finite_inputs(x, net.input_dim)
     x = np.asarray(x, net.dtype)
     return frozen_maps(net, x, activation_masks(net, x))
 
@@ -244,11 +244,11 @@ def _latent(net: Net, x, first: int):
 
 def scope_space(net: Net, x, scope: str = "prefix", layer=None) -> ScopeSpace:
     """Maps exemplars ``x[N, d_in]`` into the space of a scope's regions (see module doc)."""
-    check_net(net)
+    check_net(net, stacked=False, caller="geometry")
     if scope not in SCOPES:
         raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
-    layer = check_layer(net, layer)
-    x = np.asarray(check_inputs(x, net.input_dim), net.dtype)
+    layer = check_layer(layer, net.num_hidden, none_is_last=True)
+    x = np.asarray(check_finite_inputs(x, net.input_dim), net.dtype)
     if scope == "prefix":
         return ScopeSpace(net, x, layer, 1, net.input_dim)
     first = layer
@@ -381,7 +381,7 @@ def halfspaces(net: Net, x, *, scope: str = "prefix", layer=None, domain=None):
       >>> A.shape
       (9, 2)
     """
-    check_net(net)
+    check_net(net, stacked=False, caller="geometry")
     x = np.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"x: expected one input of shape ({net.input_dim},), got {x.shape}; "

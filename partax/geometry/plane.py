@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from partax.geometry.checks import finite_vector
+from partax.validation import check_vector
 
 __all__ = ["Plane"]
 
@@ -42,10 +42,10 @@ class Plane:
     extent: tuple = ((-1.0, 1.0), (-1.0, 1.0))
 
     def __post_init__(self):
-        origin = finite_vector("origin", self.origin)
+        origin = check_vector(self.origin, "origin")
         d = origin.shape[0]
-        u = finite_vector("u", self.u, d)
-        v = finite_vector("v", self.v, d)
+        u = check_vector(self.u, "u", d)
+        v = check_vector(self.v, "v", d)
         G = np.array([[u @ u, u @ v], [u @ v, v @ v]])
         if np.linalg.det(G) <= 1e-24 * max(G[0, 0] * G[1, 1], 1e-300):
             raise ValueError("u, v: expected two linearly independent directions")
@@ -115,10 +115,10 @@ class Plane:
           >>> p.origin.tolist(), round(p.extent[0][1], 6)
           ([1.0, 1.0, 0.0], 2.12132)
         """
-        x1 = finite_vector("x1", x1)
+        x1 = check_vector(x1, "x1")
         d = x1.shape[0]
-        x2 = finite_vector("x2", x2, d)
-        x3 = finite_vector("x3", x3, d)
+        x2 = check_vector(x2, "x2", d)
+        x3 = check_vector(x3, "x3", d)
         if not margin > 0:
             raise ValueError(f"margin: expected > 0, got {margin}")
         p, q = x2 - x1, x3 - x1

@@ -55,7 +55,7 @@ from typing import NamedTuple
 import numpy as np
 
 from partax.geometry import lp
-from partax.geometry.checks import check_count, check_flag, check_inputs, check_net, check_positive
+from partax.validation import check_finite_inputs, check_flag, check_net, check_positive, check_positive_int
 from partax.geometry.hrep import unit_rows
 from partax.geometry.local import activation_masks, frozen_maps, keys_of_bits, region_rows, scope_rows, scope_space
 from partax.geometry.local import space_keys
@@ -155,8 +155,8 @@ def region_keys(net, x, *, scope: str = "prefix", layer=None, points=None):
       >>> bool((k == partax.region_ids(net, x, "suffix")[:, 1]).all())
       True
     """
-    check_net(net)
-    x = check_inputs(x, net.input_dim)
+    check_net(net, stacked=False, caller="geometry")
+    x = check_finite_inputs(x, net.input_dim)
     if points is None:
         space = scope_space(net, x, scope, layer)
         return space_keys(space, space.points)
@@ -213,8 +213,8 @@ def chebyshev(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
       ``(centers, radii, status: int32[N])`` (and no warning).
     """
     solver = _solver(solver)
-    reach, radius_cap = check_positive("reach", reach), check_positive("radius_cap", radius_cap)
-    return_status = check_flag("return_status", return_status)
+    reach, radius_cap = check_positive(reach, "reach"), check_positive(radius_cap, "radius_cap")
+    return_status = check_flag(return_status, "return_status")
     A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         out = lp.ChebyshevResult(np.zeros((0, space.dim)), np.zeros(0), np.zeros(0, np.int32))
@@ -253,9 +253,9 @@ def facets(net, x, *, scope: str = "prefix", layer=None, domain=None, solver: st
       RuntimeError: an LP of some region did not reach optimality (without ``return_status``).
     """
     solver = _solver(solver)
-    reach, radius_cap = check_positive("reach", reach), check_positive("radius_cap", radius_cap)
-    check_count("num_rays", num_rays), check_count("chunk", chunk)
-    return_status = check_flag("return_status", return_status)
+    reach, radius_cap = check_positive(reach, "reach"), check_positive(radius_cap, "radius_cap")
+    check_positive_int(num_rays, "num_rays"), check_positive_int(chunk, "chunk")
+    return_status = check_flag(return_status, "return_status")
     A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         return FacetsResult([], np.zeros(0, np.int32)) if return_status else []
@@ -320,10 +320,10 @@ def neighbors(net, x, *, scope: str = "prefix", layer=None, domain=None, solver:
         optimality (without ``return_status``).
     """
     solver = _solver(solver)
-    reach, radius_cap = check_positive("reach", reach), check_positive("radius_cap", radius_cap)
-    check_count("num_rays", num_rays), check_count("chunk", chunk)
-    return_facets = check_flag("return_facets", return_facets)
-    return_status = check_flag("return_status", return_status)
+    reach, radius_cap = check_positive(reach, "reach"), check_positive(radius_cap, "radius_cap")
+    check_positive_int(num_rays, "num_rays"), check_positive_int(chunk, "chunk")
+    return_facets = check_flag(return_facets, "return_facets")
+    return_status = check_flag(return_status, "return_status")
     A, b, space, p = _setup(net, x, scope, layer, domain)
     if p.shape[0] == 0:
         if return_status:
@@ -405,8 +405,8 @@ def volumes(net, x, *, scope: str = "prefix", layer=None, domain=None, method: s
         raise ValueError("domain: volumes need a bounded domain, pass a partax.Box")
     if method not in ("auto", "exact", "mc"):
         raise ValueError(f"method: expected 'auto', 'exact' or 'mc', got {method!r}")
-    num_samples = check_count("num_samples", num_samples)
-    return_status = check_flag("return_status", return_status)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    return_status = check_flag(return_status, "return_status")
     solver = _solver(solver)
     A, b, space, p = _setup(net, x, scope, layer, domain)
     res = volumes_rows(A, b, p, None, None, None, method=method, num_samples=num_samples, key=key, solver=solver,

@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 
 from partax.geometry import lp
-from partax.geometry.checks import check_count
+from partax.validation import check_positive_int
 from partax.geometry.domains import Box, check_domain
 from partax.geometry.hrep import unit_rows
 from partax.geometry.linearize import float64_arrays, forward_codes
@@ -215,8 +215,8 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"volume_method: expected 'auto', 'exact', 'mc' or 'none', got {volume_method!r}")
     if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 0):
         raise ValueError(f"max_regions: expected a non-negative int or None, got {max_regions!r}")
-    batch_size = check_count("batch_size", batch_size)
-    num_samples = check_count("num_samples", num_samples)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    num_samples = check_positive_int(num_samples, "num_samples")
     if not isinstance(keep_mismatched, (bool, np.bool_)):
         raise TypeError(f"keep_mismatched: expected a bool, got {type(keep_mismatched).__name__}")
     solver = lp.default_solver() if solver == "auto" else solver

@@ -41,7 +41,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.coding import keys_from_bits
-from partax.geometry.checks import check_net, check_scope_layer
+from partax.validation import check_net, check_scope_layer
 from partax.geometry.clipping import area_centroid, clip_plane, decision_segments, next_maps
 from partax.geometry.lines import LineRegions, line_regions
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
@@ -150,9 +150,9 @@ def slice_regions(
       >>> slice_regions(net, p).num_regions <= 16  # zaslavsky(5, 2)
       True
     """
-    check_net(net)
+    check_net(net, stacked=False, caller="geometry")
     params = float64_arrays(net)
-    layer, first, last = check_scope_layer(net, scope, layer)
+    layer, first, last = check_scope_layer(scope, layer, net.num_hidden)
     if not isinstance(plane, Plane):
         raise TypeError(f"plane: expected a Plane, got {type(plane).__name__}")
     if plane.dim != net.input_dim:
