@@ -163,6 +163,12 @@ class Net:
     def dtype(self):
         return self.weights[0].dtype
 
+    def __repr__(self) -> str:
+        stack = f", stack={self.stack_shape}" if self.stack_shape else ""
+        act = self.activation if self.activation != "leaky_relu" else f"leaky_relu({self.alpha:g})"
+        widths = "-".join(str(w) for w in (self.input_dim, *self.widths, self.output_dim))
+        return f"Net({widths}, {act}, {np.dtype(self.dtype).name}{stack})"
+
     def __bool__(self) -> bool:
         return True
 

@@ -129,6 +129,7 @@ from partax.geometry.domains import Box
 from partax.geometry.polar import polyhedra_geometry
 from partax.geometry.unbounded import certify_rd, hyperplane_scale, local_box, reduce_rank
 from partax.nets import Net
+from partax.records import record_repr
 
 __all__ = ["Enumeration", "enumerate_regions", "SOLVERS"]
 
@@ -221,6 +222,14 @@ class Enumeration(NamedTuple):
     def index_of(self, keys) -> np.ndarray:
         """``int64`` index of each key in ``self.keys``, -1 where absent."""
         return _index_of(self.keys, keys)
+
+    def __repr__(self) -> str:
+        extra = {} if self.bounded is None else {"unbounded": self.num_unbounded}
+        return record_repr("Enumeration", regions=self.num_regions, edges=int(self.edges.shape[0]), **extra,
+                           dim=int(self.points.shape[1]), scope=self.scope, layer=self.layer,
+                           complete=bool(self.complete), certificate=self.certificate,
+                           volume_error=self.volume_error, frontier_left=self.frontier_left,
+                           dropped=self.dropped, seconds=self.stats.get("seconds", float("nan")))
 
 
 # --------------------------------------------------------------------------------------

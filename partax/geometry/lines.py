@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.coding import keys_from_bits
+from partax.records import record_repr
 from partax.validation import check_net, check_scope_layer, check_vector
 from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, freeze
 
@@ -53,6 +54,10 @@ class LineRegions(NamedTuple):
     @property
     def num_pieces(self) -> int:
         return int(self.keys.shape[0])
+
+    def __repr__(self) -> str:
+        return record_repr("LineRegions", pieces=self.num_pieces, regions=int(np.unique(self.keys).shape[0]),
+                           scope=self.scope, layer=self.layer)
 
 
 def line_regions(net, a, b, *, scope: str = "prefix", layer: Optional[int] = None, tol: float = 1e-12) -> LineRegions:

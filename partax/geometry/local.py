@@ -57,6 +57,7 @@ from partax.geometry.domains import check_domain
 from partax.geometry.hrep import append_rows, code_rows
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.nets import Net
+from partax.records import record_repr
 
 __all__ = [
     "LayerMap",
@@ -81,6 +82,9 @@ class LayerMap(NamedTuple):
     A: np.ndarray
     beta: np.ndarray
 
+    def __repr__(self) -> str:
+        return record_repr("LayerMap", A=self.A, beta=self.beta)
+
 
 class OutputMap(NamedTuple):
     """The net's outputs as an affine map: ``net(x) = A @ x + c``.
@@ -92,6 +96,9 @@ class OutputMap(NamedTuple):
 
     A: np.ndarray
     c: np.ndarray
+
+    def __repr__(self) -> str:
+        return record_repr("OutputMap", A=self.A, c=self.c)
 
 
 class LocalMaps(NamedTuple):
@@ -106,6 +113,10 @@ class LocalMaps(NamedTuple):
     pre: tuple
     out: OutputMap
     masks: tuple
+
+    def __repr__(self) -> str:
+        return record_repr("LocalMaps", inputs=int(self.out.A.shape[0]), dim=int(self.out.A.shape[2]),
+                           widths=tuple(int(m.shape[-1]) for m in self.masks), outputs=int(self.out.A.shape[1]))
 
 
 # --- the frozen forward pass ------------------------------------------------------------------

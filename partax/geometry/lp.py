@@ -55,6 +55,7 @@ import numpy as np
 
 from partax.geometry.hrep import unit_rows
 from partax.geometry.ipm import FAILED, MAX_ITER, OPTIMAL, solve_jax, solve_numpy
+from partax.records import record_repr
 
 __all__ = [
     "LPResult",
@@ -88,6 +89,11 @@ class LPResult(NamedTuple):
     status: np.ndarray
     iterations: np.ndarray
 
+    def __repr__(self) -> str:
+        return record_repr("LPResult", lps=int(self.status.shape[0]), vars=int(self.x.shape[-1]),
+                           optimal=int(np.sum(self.status == 0)), failed=int(np.sum(self.status != 0)),
+                           max_iterations=int(self.iterations.max(initial=0)))
+
 
 class ChebyshevResult(NamedTuple):
     """Chebyshev centres and radii of a batch of polytopes (unpacks as ``centers, radii, status``).
@@ -101,6 +107,12 @@ class ChebyshevResult(NamedTuple):
     centers: np.ndarray
     radii: np.ndarray
     status: np.ndarray
+
+    def __repr__(self) -> str:
+        ok = self.status == 0
+        return record_repr("ChebyshevResult", polytopes=int(self.status.shape[0]), dim=int(self.centers.shape[-1]),
+                           failed=int(np.sum(~ok)), min_radius=float(self.radii[ok].min(initial=np.inf)),
+                           max_radius=float(self.radii[ok].max(initial=-np.inf)))
 
 
 def default_solver() -> str:

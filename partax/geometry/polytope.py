@@ -61,6 +61,7 @@ from partax.geometry.local import activation_masks, frozen_maps, keys_of_bits, r
 from partax.geometry.local import space_keys
 from partax.geometry.region_lps import NO_HITS, RADIUS_CAP, VolumeResult, chebyshev_rows, facet_points, facets_rows
 from partax.geometry.region_lps import volumes_rows
+from partax.records import record_repr
 
 __all__ = ["margins", "chebyshev", "facets", "neighbors", "volumes", "region_keys", "FacetsResult",
            "NeighborsResult", "VolumeResult", "NO_HITS"]
@@ -80,6 +81,10 @@ class FacetsResult(NamedTuple):
     facets: list
     status: np.ndarray
 
+    def __repr__(self) -> str:
+        return record_repr("FacetsResult", regions=len(self.facets), facets=sum(len(f) for f in self.facets),
+                           failed=int(np.sum(np.asarray(self.status) != 0)))
+
 
 class NeighborsResult(NamedTuple):
     """:func:`neighbors` with ``return_status=True``.
@@ -93,6 +98,10 @@ class NeighborsResult(NamedTuple):
     facets: list
     keys: list
     status: np.ndarray
+
+    def __repr__(self) -> str:
+        return record_repr("NeighborsResult", regions=len(self.facets), neighbors=sum(len(k) for k in self.keys),
+                           failed=int(np.sum(np.asarray(self.status) != 0)))
 
 
 def _solver(solver: str) -> str:

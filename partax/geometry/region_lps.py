@@ -27,6 +27,7 @@ from scipy.spatial import ConvexHull, HalfspaceIntersection
 
 from partax.geometry import lp
 from partax.geometry.hrep import unit_rows
+from partax.records import record_repr
 
 __all__ = ["NO_HITS", "RADIUS_CAP", "VolumeResult", "chebyshev_rows", "facets_rows", "facet_points", "volumes_rows"]
 
@@ -65,6 +66,11 @@ class VolumeResult(NamedTuple):
     status: np.ndarray
     hits: np.ndarray
     upper: np.ndarray
+
+    def __repr__(self) -> str:
+        ok = self.status == 0
+        return record_repr("VolumeResult", regions=int(self.status.shape[0]), failed=int(np.sum(~ok)),
+                           no_hits=int(np.sum(self.status == 3)), total=float(np.sum(self.volume[ok])))
 
 
 def chebyshev_rows(A, b, p, domain, solver, reach, radius_cap, tol):

@@ -46,6 +46,7 @@ from partax.geometry.clipping import area_centroid, clip_plane, decision_segment
 from partax.geometry.lines import LineRegions, line_regions
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.geometry.plane import Plane
+from partax.records import record_repr
 
 __all__ = [
     "Plane",
@@ -111,6 +112,11 @@ class SliceRegions(NamedTuple):
     @property
     def num_regions(self) -> int:
         return int(self.unique_keys.shape[0])
+
+    def __repr__(self) -> str:
+        return record_repr("SliceRegions", cells=self.num_cells, regions=self.num_regions, scope=self.scope,
+                           layer=self.layer, depth=self.depth, extent=tuple(tuple(float(v) for v in e) for e in self.extent),
+                           area=float(self.areas.sum()), max_vertices=int(self.counts.max(initial=0)))
 
 
 def slice_regions(
