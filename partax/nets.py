@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Sequence
 
 import jax
@@ -109,6 +110,7 @@ class Net:
             raise ValueError(
                 f"arrays: expected [W1, b1, W2, b2, ...] (an even number >= 2), got {len(arrays)} arrays"
             )
+        _warn_if_float64_truncated(arrays)
         weights, biases = [], []
         for l in range(len(arrays) // 2):
             W = jnp.asarray(arrays[2 * l])
@@ -116,6 +118,12 @@ class Net:
             if not jnp.issubdtype(W.dtype, jnp.floating):
                 W = W.astype(jnp.float32)
             b = b.astype(W.dtype)
+            if W.ndim >= 2 and b.ndim == W.ndim - 1 and b.shape[-1] == W.shape[-2] != W.shape[-1]:
+                raise ValueError(
+                    f"arrays: layer {l + 1} has W{tuple(W.shape)} and b{tuple(b.shape)}: the bias matches W's "
+                    f"first axis, which looks like PyTorch's (d_out, d_in) layout; partax expects (d_in, d_out): "
+                    f"pass W.T (e.g. state_dict()['...weight'].T)"
+                )
             if W.ndim < 2 or b.ndim != W.ndim - 1 or b.shape[-1] != W.shape[-1] or b.shape[:-1] != W.shape[:-2]:
                 raise ValueError(
                     f"arrays: layer {l + 1} expected W of shape (*stack, d_in, d_out) and b of shape "
@@ -220,6 +228,21 @@ class Net:
         for W, b in zip(self.weights[:-1], self.biases[:-1]):
             h = self.act(jnp.matmul(h, W, precision=_HIGHEST) + b)
         return jnp.matmul(h, self.weights[-1], precision=_HIGHEST) + self.biases[-1]
+
+
+FLOAT64_TRUNCATED = (
+    "partax: float64 network parameters run in float32 because JAX's x64 mode is off; to keep "
+    "float64, call jax.config.update('jax_enable_x64', True) before creating arrays (or set "
+    "JAX_ENABLE_X64=1)"
+)
+
+
+def _warn_if_float64_truncated(arrays) -> None:
+    """Warns (once per session, by the warnings filter) when float64 arrays will become float32."""
+    if jax.config.jax_enable_x64:
+        return
+    if any(getattr(a, "dtype", None) == np.float64 for a in arrays):
+        warnings.warn(FLOAT64_TRUNCATED, UserWarning, stacklevel=3)
 
 
 def mlp(key, widths: Sequence[int], activation="relu", *, bias_std: float = 0.0, dtype=jnp.float32) -> Net:

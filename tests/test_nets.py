@@ -108,3 +108,31 @@ def test_stack_and_index():
     np.testing.assert_array_equal(np.asarray(s[1].weights[0]), np.asarray(nets[1].weights[0]))
     with pytest.raises(ValueError, match="architecture"):
         partax.stack_nets([nets[0], partax.mlp(jax.random.key(0), [3, 5, 2])])
+
+
+def test_float64_arrays_under_x64_off_warn_with_the_fix():
+    import jax
+    import numpy as np
+    import pytest
+    import partax
+
+    arrays = [np.eye(2), np.zeros(2), np.ones((2, 1)), np.zeros(1)]  # float64
+    if jax.config.jax_enable_x64:
+        pytest.fail("the test suite runs with x64 off; this test checks the float32 path")
+    with pytest.warns(UserWarning, match="jax_enable_x64"):
+        net = partax.Net.from_arrays(arrays)
+    assert net.dtype == np.float32
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        partax.Net.from_arrays([a.astype(np.float32) for a in arrays])  # float32: silent
+
+
+def test_pytorch_layout_weights_are_named():
+    import numpy as np
+    import pytest
+    import partax
+
+    W1 = np.ones((5, 3), np.float32)  # PyTorch's (out, in) for a 3 -> 5 layer
+    with pytest.raises(ValueError, match=r"PyTorch's \(d_out, d_in\) layout.*W\.T"):
+        partax.Net.from_arrays([W1, np.zeros(5, np.float32), np.ones((5, 2), np.float32), np.zeros(2, np.float32)])
