@@ -6,18 +6,23 @@ The public face: networks (:mod:`partax.nets`), activation codes and region keys
 """
 
 from partax import bounds
+from partax import compression
 from partax import datasets
 from partax import distributed
 from partax import geometry
 from partax import info
 from partax import plots
 from partax import sources
+from partax import stability
 from partax import trace
 from partax import train
+from partax import tropical
 from partax.coding import Codes
 from partax.coding import HashCollisionError
 from partax.coding import codes
 from partax.coding import region_ids
+from partax.compression import compress
+from partax.compression import verify_equivalent
 from partax.geometry import Box
 from partax.nets import Net
 from partax.nets import load_net
@@ -43,6 +48,8 @@ __all__ = [
     "Tracer",
     "bounds",
     "codes",
+    "compress",
+    "compression",
     "datasets",
     "distributed",
     "geometry",
@@ -56,7 +63,10 @@ __all__ = [
     "region_ids",
     "save_net",
     "sources",
+    "stability",
     "stack_nets",
     "trace",
     "train",
+    "tropical",
+    "verify_equivalent",
 ]

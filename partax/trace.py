@@ -150,6 +150,11 @@ class Tracer:
         (``_m<i>`` suffix per member of a stacked net; :func:`partax.load_partition` reads them):
         True (every checkpoint), False, or a sequence of steps (only those).
       batch_size: chunk size passed to :func:`partax.partition`.
+      probes: extra per-checkpoint measurements: a mapping ``name -> probe`` where
+        ``probe(net, x, y)`` (one unstacked member) returns a list of dicts, each one record
+        with at least ``"layer"``; the tracer adds ``step``, ``member``, ``scope`` (= ``name``)
+        and ``estimator`` (``"probe"`` unless the record sets it). E.g.
+        ``{"tangent": partax.tropical.tangent_probe()}`` records tangent sensitivity.
 
     Attributes:
       records: the records written by this tracer (list of dicts).
@@ -173,6 +178,7 @@ class Tracer:
         out=None,
         save_tables: bool = False,
         batch_size: int | None = None,
+        probes=None,
     ):
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -204,8 +210,15 @@ class Tracer:
         for s in self.scopes:
             if s not in _SCOPES:
                 raise ValueError(f"scopes: expected a subset of {_SCOPES}, got {s!r}")
-        if not self.scopes and not baselines:
-            raise ValueError("scopes: expected at least one scope (or a baseline)")
+        probes = {} if probes is None else probes
+        if not isinstance(probes, dict) or not all(isinstance(k, str) and callable(v) for k, v in probes.items()):
+            raise TypeError("probes: expected a dict of name (str) -> callable probe(net, x, y)")
+        self.probes = dict(probes)
+        clash = sorted(set(self.probes) & (set(_SCOPES) | set(baselines if not isinstance(baselines, str) else (baselines,))))
+        if clash:
+            raise ValueError(f"probes: names {clash} are already scopes or baselines; expected other names")
+        if not self.scopes and not baselines and not self.probes:
+            raise ValueError("scopes: expected at least one scope (or a baseline or a probe)")
         if isinstance(estimators, str):
             estimators = (estimators,)
         self.estimators = tuple(estimators)
@@ -300,6 +313,9 @@ class Tracer:
                             for label, fields in fn(t, self.y, est or "plugin"):
                                 recs.append({"step": step, "member": i, "scope": name, "layer": l,
                                              "width": widths[l - 1], "estimator": label, **fields})
+            for name, probe in self.probes.items():
+                for fields in probe(member, self.x, self.y):
+                    recs.append({"estimator": "probe", **fields, "step": step, "member": i, "scope": name})
         keep = self._table_steps is True or (isinstance(self._table_steps, frozenset) and step in self._table_steps)
         if keep and parts is not None:
             d = os.path.join(self._dir, "tables")

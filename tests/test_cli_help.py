@@ -10,13 +10,15 @@ import pytest
 
 from partax.cli import COMMANDS, build_parser, main
 
-NAMES = ["demo", "partition", "info", "regions", "bounds", "slice", "bench"]
+NAMES = ["demo", "partition", "info", "regions", "bounds", "slice", "compress", "bench"]
 # options without a value by default: what their help says happens without them
 UNSET = {
     ("partition", "--net"): "default: a random --widths net",
     ("partition", "--batch-size"): "default: the engine's choice",
     ("regions", "--layer"): "default: the last",
     ("regions", "--lo"): "default: no box",
+    ("regions", "--partition"): "default: partition the inputs",
+    ("compress", "--time-limit"): "default: none",
     ("slice", "--layer"): "default: the last",
     ("bench", "--only"): "default: all",
     ("bench", "--reps"): "default: 2 with --quick, else 3",

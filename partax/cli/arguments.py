@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+
+import numpy as np
 
 from partax.files import atomic_write_text
 
-__all__ = ["positive_int", "widths", "write_json"]
+__all__ = ["positive_int", "widths", "write_json", "load_array", "check_box"]
+
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def positive_int(s: str) -> int:
@@ -66,3 +72,54 @@ def write_json(path, obj) -> None:
       obj: a JSON-ready object.
     """
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def load_array(path: str, flag: str, *, mmap: bool = False) -> np.ndarray:
+    """Loads a ``.npy`` array given on the command line; a clear error for anything else.
+
+    Args:
+      path: the file.
+      flag: the option it came from (``"--data"``), for the messages.
+      mmap: memory-map the file instead of reading it.
+
+    Returns:
+      The array.
+
+    Raises:
+      ValueError: the file does not exist, or is not a ``.npy`` array file (a text file, a
+        ``.npz`` archive, a pickle), or holds Python objects.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag}: no such file {path!r}")
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC:
+        kind = "a .npz archive (use one of its arrays)" if head[:2] == b"PK" else "another format"
+        raise ValueError(f"{flag}: {path!r} is not a .npy array file (it is {kind}); write arrays with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {path!r} holds Python objects, not a numeric array ({e})") from None
+
+
+def check_box(lo, hi) -> tuple:
+    """``(lo, hi)`` of a ``--lo``/``--hi`` box: both given, finite, ``lo < hi``; or both None.
+
+    Args:
+      lo, hi: the parsed values (floats or None).
+
+    Returns:
+      ``(lo, hi)``.
+
+    Raises:
+      ValueError: one without the other, a non-finite bound, or ``lo >= hi``.
+    """
+    if (lo is None) != (hi is None):
+        raise ValueError("--lo/--hi: give both (the box [lo, hi]^d) or neither")
+    if lo is None:
+        return None, None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"--lo/--hi: expected finite bounds, got {lo} and {hi}")
+    if not lo < hi:
+        raise ValueError(f"--lo/--hi: expected lo < hi, got {lo} and {hi}")
+    return lo, hi

@@ -14,7 +14,7 @@ import numpy as np
 
 import partax
 from partax import distributed
-from partax.cli.arguments import positive_int, widths, write_json
+from partax.cli.arguments import check_box, load_array, positive_int, widths, write_json
 
 __all__ = ["add_parser", "run", "regions_table"]
 
@@ -105,9 +105,9 @@ def run(args) -> int:
         net_desc = f"random {'-'.join(map(str, args.widths))} (seed {args.seed})"
     labels = None
     if args.data:
-        source = np.load(args.data, allow_pickle=False, mmap_mode="r" if args.distributed else None)
+        source = load_array(args.data, "--data", mmap=args.distributed)
         if args.labels:
-            labels = np.load(args.labels, allow_pickle=False)
+            labels = load_array(args.labels, "--labels")
         data_desc = f"{args.data} {source.shape}"
         if args.distributed:  # each process reads its own contiguous shard
             share = distributed.process_slice(len(source))
@@ -116,6 +116,7 @@ def run(args) -> int:
     else:
         key = jax.random.key(args.seed + 1)
         if args.sample == "uniform":
+            check_box(args.lo, args.hi)
             source = partax.sources.uniform_box(args.lo, args.hi, args.n, key, dim=net.input_dim)
             data_desc = f"{args.n:,} uniform samples of [{args.lo}, {args.hi}]^{net.input_dim}"
         else:

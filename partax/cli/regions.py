@@ -1,8 +1,10 @@
 """``partax regions``: the region report (exact polytope data) of the regions that inputs visit.
 
 Loads the net and the inputs (``--data``, a ``.npy`` array; or, without it, ``--samples``
-uniform inputs in the box ``[--lo, --hi]^d``), partitions them, writes the report
-(:func:`partax.geometry.region_report`) to ``DIR/regions.npz`` and prints a short summary.
+uniform inputs in the box ``[--lo, --hi]^d``), partitions them (or loads a saved partition of
+those inputs, ``--partition``), writes the report (:func:`partax.geometry.region_report`) to
+``DIR/regions.npz`` and, most populated regions first, to ``DIR/regions.md``, and prints a
+short summary.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 import partax
 import partax.geometry
-from partax.cli.arguments import positive_int
+from partax.files import atomic_write_text
+from partax.cli.arguments import check_box, load_array, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -35,10 +38,13 @@ def add_parser(subparsers):
         "by a net's regions and write the region report to --out/regions.npz: per region its count, "
         "exemplar, margin and, for the --max-regions most populated, the Chebyshev radius and centre, "
         "the facets and (with a box) the volume. Exemplars whose float64 code does not reproduce their "
-        "region are kept and flagged (code_reproduces).",
+        "region are kept and flagged (code_reproduces). Also writes --out/regions.md, the most populated "
+        "regions first.",
     )
     p.add_argument("--net", required=True, help="a partax net file (.npz)")
     p.add_argument("--data", help="inputs, a .npy array [N, d_in] (default: sample the box --lo, --hi)")
+    p.add_argument("--partition", help="a saved partition (.npz from `partax partition` or Partition.save) of "
+                   "exactly these inputs, instead of partitioning them again (default: partition the inputs)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--scope", default="prefix", choices=("prefix", "layer", "suffix"),
                    help="the scope of the regions (default: %(default)s)")
@@ -69,19 +75,26 @@ def run(args) -> int:
     Raises:
       ValueError: ``--lo`` without ``--hi`` (or the reverse), or neither ``--data`` nor a box.
     """
-    if (args.lo is None) != (args.hi is None):
-        raise ValueError("--lo/--hi: give both (the box [lo, hi]^d) or neither")
+    check_box(args.lo, args.hi)
     if args.data is None and args.lo is None:
         raise ValueError("--data: give --data X.npy, or a box (--lo, --hi) to sample from")
     net = partax.load_net(args.net)
     box = partax.Box(args.lo, args.hi) if args.lo is not None else None
     sample_box = None
     if args.data is not None:
-        x = np.load(args.data, allow_pickle=False)
+        x = load_array(args.data, "--data")
     else:
         x = box.sample(jax.random.key(args.seed), args.samples, net.input_dim)
         sample_box = box
-    part = partax.partition(net, x, scopes=(args.scope,), progress=True)
+    if args.partition:
+        part = partax.load_partition(args.partition)
+        if args.scope not in part.scopes:
+            raise ValueError(f"--partition: {args.partition!r} has scopes {list(part.scopes)}, not {args.scope!r}")
+        if part.total != len(x):
+            raise ValueError(f"--partition: {args.partition!r} holds {part.total:,} inputs, the data {len(x):,}; "
+                             "it must be the partition of exactly these inputs")
+    else:
+        part = partax.partition(net, x, scopes=(args.scope,), progress=True)
     layer = args.layer if args.layer is not None else net.num_hidden
     in_space = args.scope == "prefix" or layer == 1
     # keep_mismatched: a few exemplars off their region (rounding) are kept and flagged, with a warning
@@ -92,6 +105,8 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "regions.npz")
     rep.save(path)
+    md_path = os.path.join(args.out, "regions.md")
+    atomic_write_text(md_path, f"# Region report: {args.net}\n\n" + rep.to_markdown(max_rows=50))
     lp_rows = rep.has_lp
     print(f"{len(rep):,} regions ({args.scope}, layer {layer}) from {rep.meta['total']:,} inputs; "
           f"LP columns for {int(lp_rows.sum()):,}")
@@ -105,5 +120,5 @@ def run(args) -> int:
             print(f"  facets   median {np.median(rep.num_facets[ok_f]):.0f}  max {rep.num_facets[ok_f].max()}")
         if np.isfinite(rep.volume).any():
             print(f"  volume   sum over reported regions {np.nansum(rep.volume):.4g}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {md_path}")
     return 0

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from partax import bounds, plots
+from partax.cli.arguments import load_array
 from partax.files import atomic_write_text
 from partax.geometry.slices import Plane, plot_slice, slice_regions
 from partax.nets import load_net
@@ -62,7 +63,7 @@ def _plane(args, net):
     if args.through:
         if not args.data:
             raise ValueError("data: --through needs --data X.npy (the inputs the indices refer to)")
-        X = np.load(args.data, allow_pickle=False)
+        X = load_array(args.data, "--data")
         X = X.reshape(X.shape[0], -1)
         if X.shape[1] != net.input_dim:
             raise ValueError(f"data: expected rows of {net.input_dim} values (net.input_dim), got {X.shape[1]}")

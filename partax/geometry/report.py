@@ -92,7 +92,9 @@ class RegionReport:
       volume_upper: ``float64[M]`` a 95 % upper bound on the volume (``VolumeResult.upper``:
         the volume for exact volumes; set for rows without a Monte Carlo hit too).
       meta: dict with ``scope``, ``layer``, ``total``, ``dim``, ``domain`` (``[lo, hi]`` or None),
-      ``solver``, ``volume_method``.
+      ``solver``, ``volume_method``, ``radius_cap`` (None with a domain; without one, ``reach``:
+      each region's radius and centre are those of the region intersected with a box of that
+      half-width around its exemplar, so a radius never exceeds it).
     """
 
     keys: np.ndarray
@@ -123,6 +125,43 @@ class RegionReport:
     def __repr__(self) -> str:
         return (f"RegionReport(regions={len(self)}, with_lp={int(self.has_lp.sum())}, "
                 f"scope={self.meta.get('scope')!r}, layer={self.meta.get('layer')})")
+
+    def to_markdown(self, max_rows: int = 20, rows=None) -> str:
+        """The report as Markdown: a header (scope, layer, inputs, domain) and the most populated rows.
+
+        Args:
+          max_rows: how many rows to show (the most populated first).
+          rows: optional ``bool[M]`` mask of the rows to choose from (default: all).
+
+        Returns:
+          The Markdown text (a trailing newline).
+        """
+        m = self.meta
+        domain = m.get("domain")
+        where = (f"domain box [{min(domain[0]):g}, {max(domain[1]):g}]^{m.get('dim')}" if domain is not None else
+                 f"no domain: Chebyshev radii and centres are of each region intersected with a box of half-width "
+                 f"reach = {m.get('radius_cap', REACH):g} around its exemplar (capped), volumes are not computed")
+        lines = [f"{len(self):,} regions (scope {m.get('scope')!r}, layer {m.get('layer')}) of "
+                 f"{m.get('total', 0):,} inputs in dimension {m.get('dim')}; {where}. LP columns for "
+                 f"{int(self.has_lp.sum()):,} regions (the most populated); solver {m.get('solver')}, volumes "
+                 f"{m.get('volume_method')}.", ""]
+        mask = np.ones(len(self), bool) if rows is None else np.asarray(rows, bool)
+        order = [i for i in np.argsort(-self.counts, kind="stable") if mask[i]][:max_rows]
+        cols = ["key", "count", "margin", "radius", "facets", "volume", "volume_err", "reproduces"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+        def num(v):
+            return "–" if not np.isfinite(v) else f"{v:.3g}"
+
+        for i in order:
+            lines.append(f"| {int(self.keys[i]):#018x} | {int(self.counts[i])} | {num(self.margin[i])} | "
+                         f"{num(self.radius[i])} | {int(self.num_facets[i]) if self.num_facets[i] >= 0 else '–'} | "
+                         f"{num(self.volume[i])} | {num(self.volume_err[i])} | "
+                         f"{'yes' if self.code_reproduces[i] else 'no'} |")
+        shown = int(mask.sum())
+        if shown > len(order):
+            lines += ["", f"{shown - len(order):,} more rows in the columns (`RegionReport.columns()`)."]
+        return "\n".join(lines) + "\n"
 
     def columns(self) -> dict:
         """The columns as a dict of NumPy arrays."""
@@ -343,6 +382,7 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         "domain": None if domain is None else [domain.bounds(k)[0].tolist(), domain.bounds(k)[1].tolist()],
         "solver": solver,
         "volume_method": volume_method,
+        "radius_cap": None if domain is not None else REACH,  # without a domain: radii capped at reach
     }
     return RegionReport(
         keys=table.keys, counts=table.counts, exemplar_index=table.exemplars, exemplars=ex,
