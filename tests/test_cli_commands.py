@@ -44,6 +44,25 @@ def test_regions_writes_the_report_of_the_library(files, tmp_path, capsys):
     assert np.array_equal(back.num_facets, direct.num_facets)
 
 
+def test_regions_from_a_saved_partition_writes_markdown_by_population(files, tmp_path):
+    d, net, x, _ = files
+    p = partax.partition(net, x, scopes=("prefix",), progress=False)
+    p.save(tmp_path / "partition.npz")
+    argv = ["regions", "--net", str(d / "net.npz"), "--data", str(d / "x.npy"), "--partition",
+            str(tmp_path / "partition.npz"), "--out", str(tmp_path), "--max-regions", "3", "--solver", "highs"]
+    assert main(argv) == 0
+    back = RegionReport.load(tmp_path / "regions.npz")
+    assert np.array_equal(back.counts, p.table("prefix", 2).counts)
+    md = (tmp_path / "regions.md").read_text()
+    assert "no domain: Chebyshev radii" in md and "reach = 100" in md  # radii capped without a domain
+    rows = [line for line in md.splitlines() if line.startswith("| 0x")]
+    counts = [int(r.split("|")[2]) for r in rows]
+    assert counts == sorted(back.counts.tolist(), reverse=True)[: len(rows)]  # most populated first
+    np.save(tmp_path / "fewer.npy", x[:100])
+    argv[argv.index("--data") + 1] = str(tmp_path / "fewer.npy")
+    assert main(argv) == 2  # a partition of other inputs
+
+
 def test_regions_samples_the_box_without_data(files, tmp_path):
     d, net, _, _ = files
     assert main(["regions", "--net", str(d / "net.npz"), "--lo", "0", "--hi", "1", "--samples", "3000",
@@ -116,6 +135,11 @@ def test_bounds_prints_and_writes_the_reference_values(tmp_path, capsys):
         (["partition", "--sample", "gaussian", "--labels", "{x}", "--out", "{o}"], "--labels: goes with --data"),
         (["regions", "--net", "{net}", "--lo", "0", "--out", "{o}"], "partax regions: error: --lo/--hi"),
         (["regions", "--net", "{net}", "--out", "{o}"], "partax regions: error: --data"),
+        (["regions", "--net", "{net}", "--lo", "1", "--hi", "0", "--out", "{o}"], "expected lo < hi"),
+        (["regions", "--net", "{net}", "--data", "{txt}", "--out", "{o}"], "is not a .npy array file"),
+        (["regions", "--net", "{net}", "--data", "{o}/none.npy", "--out", "{o}"], "--data: no such file"),
+        (["partition", "--data", "{txt}", "--out", "{o}"], "partax partition: error: --data"),
+        (["partition", "--sample", "uniform", "--lo", "2", "--hi", "1", "--out", "{o}"], "expected lo < hi"),
         (["slice", "--net", "{net3}", "--out", "{o}/s.png"], "partax slice: error: through"),
         (["slice", "--net", "{net3}", "--through", "0", "1", "2", "--out", "{o}/s.png"], "--through needs --data"),
         (["slice", "--net", "{net}", "--out", "{o}/s.nope"], "partax slice: error: out: expected a figure file"),
@@ -123,7 +147,8 @@ def test_bounds_prints_and_writes_the_reference_values(tmp_path, capsys):
 )
 def test_refusals_exit_2_with_one_named_error(files, tmp_path, capsys, argv, message):
     d = files[0]
-    subs = {"{x}": str(d / "x.npy"), "{net}": str(d / "net.npz"), "{net3}": str(d / "net3.npz"), "{o}": str(tmp_path)}
+    (d / "x.txt").write_text("1 2\n3 4\n")
+    subs = {"{x}": str(d / "x.npy"), "{txt}": str(d / "x.txt"), "{net}": str(d / "net.npz"), "{net3}": str(d / "net3.npz"), "{o}": str(tmp_path)}
     for k, v in subs.items():
         argv = [a.replace(k, v) for a in argv]
     assert main(argv) == 2
