@@ -453,3 +453,23 @@ def test_report_mc_volume_without_hits():
     assert rep.volume_upper[strip] == pytest.approx(4 * (1 - 0.05 ** (1 / 1000)), rel=1e-7)
     others = np.arange(len(rep)) != strip
     assert np.all(rep.volume_status[others] == 0) and np.all(np.isfinite(rep.volume[others]))
+
+
+def test_enumeration_in_high_dimension_is_refused_up_front_with_the_override():
+    import time
+
+    import jax
+    import partax
+    from partax.geometry import Box, enumerate_regions
+
+    net = partax.mlp(jax.random.key(0), [64, 8, 4], bias_std=0.1)
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"64 dimensions is refused \(max_dim=12\).*max_dim=None"):
+        enumerate_regions(net, Box(0.0, 1.0), progress=False)
+    assert time.perf_counter() - t < 1.0  # refused before any work
+    with pytest.raises(ValueError, match="max_dim: expected an int >= 2 or None"):
+        enumerate_regions(net, Box(0.0, 1.0), max_dim=1.5)
+    small = partax.mlp(jax.random.key(0), [3, 4, 2], bias_std=0.1)
+    with pytest.raises(ValueError, match=r"3 dimensions is refused \(max_dim=2\)"):
+        enumerate_regions(small, Box(0.0, 1.0), max_dim=2, progress=False)
+    assert enumerate_regions(small, Box(0.0, 1.0), max_dim=3, progress=False).complete  # the override works
