@@ -445,3 +445,25 @@ def test_failed_facet_lp_makes_the_enumeration_incomplete(monkeypatch):
     res = enumerate_regions(net, box, progress=False, solver="highs")
     assert failed and res.stats["facet_lp_failures"] == len(failed)
     assert not res.complete
+
+
+def test_a_6d_vertex_set_that_qhull_refuses_by_default_still_gets_its_volume():
+    """Exact vertices of a 6-D region (random 6-8-8-2 net) on which qhull's defaults raise a
+    topology error: the volume comes from the retry, equal to a Delaunay triangulation's."""
+    import math
+    import pathlib
+
+    from scipy.spatial import ConvexHull, Delaunay
+    from scipy.spatial import QhullError
+
+    from partax.geometry.polar import _hull_volume
+
+    v = np.load(pathlib.Path(__file__).parent / "data" / "qhull_wide_merge_vertices.npy")
+    with pytest.raises(QhullError):
+        ConvexHull(v)  # the case this guards
+    stats = {}
+    vol = _hull_volume(v, stats)
+    tri = Delaunay(v - v.mean(0), qhull_options="QJ")
+    ref = sum(abs(np.linalg.det(v[s[1:]] - v[s[0]])) for s in tri.simplices) / math.factorial(v.shape[1])
+    assert stats == {"hull_retries": 1}
+    assert abs(vol - ref) <= 1e-9 * ref

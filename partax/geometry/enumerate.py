@@ -172,7 +172,8 @@ class Enumeration(NamedTuple):
         ``empty_crossings`` (crossing codes found empty: rounding; each is stepped across),
         ``code_mismatches`` (candidates whose centre had another code), ``step_fallbacks``
         (points stepped across facets), ``hull_failures`` (qhull errors: facets by LPs
-        instead), ``facet_lp_failures`` (those facet LPs that failed: their rows are
+        instead), ``hull_retries`` (5-D/6-D volumes whose hull qhull built only with option
+        ``Q12``), ``facet_lp_failures`` (those facet LPs that failed: their rows are
         undecided, and the result is then not ``complete``), ``one_sided_edges`` (edges seen from one side only: 0 when every facet was
         found from both regions), ``num_seeds``; in R^d also ``rank``, ``recession_lps``,
         ``bounded_disagreements`` (hull and recession LP disagree), ``cert_box`` (the

@@ -258,14 +258,33 @@ def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, or
             else:
                 cuts = np.cumsum([len(r) for r in regs])[:-1]
                 for g, v in enumerate(np.split(verts, cuts)):
-                    try:
-                        vols[good[g]] = ConvexHull(v).volume * scale[g] ** d
-                    except (QhullError, ValueError):
-                        vols[good[g]] = np.nan  # an unbounded region's partial vertex set
+                    vols[good[g]] = _hull_volume(v, stats) * scale[g] ** d
     own = np.concatenate(own).astype(np.int64)
     order = np.argsort(own, kind="stable")
     return PolyhedraGeometry(own[order], np.concatenate(rows).astype(np.int64)[order], np.concatenate(pts)[order], vols,
                      marginal, excluded, vmin, vmax)
+
+
+def _hull_volume(v, stats) -> float:
+    """Volume of the convex hull of the vertices ``v[V, d]``; NaN if qhull cannot build it.
+
+    Qhull's default options refuse some exact vertex sets of 5-D and 6-D regions with a topology
+    error (a "wide merge" of duplicated ridges between nearly coplanar facets); the volume is
+    then retried with option ``Q12``, which allows that merge (the hull's point set, hence its
+    volume, is unchanged: on such a set it agrees with a Delaunay triangulation's volume to
+    1e-13), counted in ``stats["hull_retries"]``. An unbounded region's partial vertex set
+    (no hull) stays NaN.
+    """
+    try:
+        return float(ConvexHull(v).volume)
+    except (QhullError, ValueError):
+        pass
+    try:
+        vol = float(ConvexHull(v, qhull_options="Q12").volume)
+    except (QhullError, ValueError):
+        return float("nan")
+    stats["hull_retries"] = stats.get("hull_retries", 0) + 1
+    return vol
 
 
 def _facets_lp(Au, bu, live, center, radius, d, tol, want_volume):
