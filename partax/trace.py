@@ -9,8 +9,16 @@ number of regions, ``H_T``, ``I_XT``, ``I_TY``, the saturation diagnostics of
 
 Trace directory layout (``out=DIR``)::
 
-    DIR/trace.jsonl              one JSON object per line, append-only
+    DIR/trace.jsonl              one JSON object per line, append-only; the first is the header
     DIR/tables/step_000123.npz   optional: the Partition of that checkpoint (Partition.save)
+    DIR/nets/step_000123.npz     optional: the net of that checkpoint (partax.save_net)
+
+The header records what produced the trace: a SHA-256 of the inputs and of the labels, the
+network's architecture, the schedule, scopes, estimators, baselines, probes, the partax
+version and the caller's ``meta``. A new :class:`Tracer` on a directory that already holds a
+trace resumes it only when all of these match; otherwise it refuses, naming what differs (or,
+with ``if_different="new_dir"``, writes to the first free ``DIR-2``, ``DIR-3``, ...). Runs never
+mix.
 
 Each checkpoint is written as its measure lines (``"kind": "measure"``) followed by one commit
 line (``"kind": "checkpoint"``), in one append, then flushed and ``fsync``-ed. A checkpoint counts
@@ -38,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -53,7 +62,49 @@ from partax.nets import Net
 from partax.schedules import every_k, log_spaced
 from partax.tracefiles import TRACE_FILE, load_trace
 
-__all__ = ["Tracer", "load_trace", "every_k", "log_spaced", "TRACE_FILE"]
+from partax.tracefiles import load_header
+
+__all__ = ["Tracer", "load_trace", "load_header", "every_k", "log_spaced", "TRACE_FILE", "TraceMismatchError"]
+
+
+class TraceMismatchError(ValueError):
+    """A :class:`Tracer` was pointed at a trace that another run produced (the message says what differs)."""
+
+
+def _array_digest(a) -> dict | None:
+    """``{"sha256", "shape", "dtype"}`` of an array (None for None)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256()
+    h.update(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+    return {"sha256": h.hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+
+
+def _net_description(net: Net) -> dict:
+    return {"input_dim": int(net.input_dim), "widths": [int(w) for w in net.widths],
+            "output_dim": int(net.output_dim), "activation": net.activation, "alpha": float(net.alpha),
+            "stack_shape": [int(s) for s in net.stack_shape], "dtype": str(np.dtype(net.dtype))}
+
+
+def _differences(old: dict, new: dict, keys) -> list:
+    """The names (with both values, shortened) of the fields that differ."""
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if a != b:
+            sa, sb = json.dumps(a), json.dumps(b)
+            if len(sa) > 80:
+                sa = sa[:77] + "..."
+            if len(sb) > 80:
+                sb = sb[:77] + "..."
+            out.append(f"{k} (trace: {sa}; now: {sb})")
+    return out
+
+
+_MATCHED = ("partax_version", "inputs", "labels", "schedule", "scopes", "estimators", "baselines", "probes", "meta")
+
 
 
 # -- baselines ---------------------------------------------------------------------------
@@ -119,6 +170,16 @@ def _parse_baseline(name: str) -> Callable:
     )
 
 
+def _step_set(value, name: str):
+    """A ``save_*`` argument: True / False, or a frozenset of steps."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return bool(value)
+    try:
+        return frozenset(int(s) for s in value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a bool or a sequence of steps") from None
+
+
 @jax.jit
 def _activations(net, x):
     return tuple(net.act(z) for z in net.preactivations(x))
@@ -155,10 +216,22 @@ class Tracer:
         with at least ``"layer"``; the tracer adds ``step``, ``member``, ``scope`` (= ``name``)
         and ``estimator`` (``"probe"`` unless the record sets it). E.g.
         ``{"tangent": partax.tropical.tangent_probe()}`` records tangent sensitivity.
+      save_nets: also write each checkpoint's net (parameters, stacked nets whole) to
+        ``nets/step_XXXXXX.npz`` next to the trace file, before the checkpoint commits, so that
+        geometry can be run on any checkpoint later (:func:`partax.load_net`): True, False, or a
+        sequence of steps.
+      meta: a JSON-ready dict recorded in the header (e.g. ``{"data": "digits", "seed": 0}``);
+        part of what must match on resume; figures take their titles from it.
+      if_different: what to do when ``out`` already holds a trace that another run produced (a
+        different header, or none: a trace of an older partax): ``"error"`` (the default) raises
+        :class:`TraceMismatchError` naming what differs; ``"new_dir"`` traces into the first of
+        ``out-2``, ``out-3``, ... that is free or holds this run's trace (see :attr:`out`).
 
     Attributes:
       records: the records written by this tracer (list of dicts).
       steps_done: set of steps committed (including those found on resume).
+      out: the trace directory (or file) in use: ``out``, or the new one ``if_different`` chose.
+      header: the header (a dict) this tracer writes or resumed (``"net"`` once it has seen one).
 
     Example:
       >>> tracer = Tracer(x, y, every=log_spaced(8000, 274), out="runs/ib")  # doctest: +SKIP
@@ -179,6 +252,9 @@ class Tracer:
         save_tables: bool = False,
         batch_size: int | None = None,
         probes=None,
+        save_nets=False,
+        meta=None,
+        if_different: str = "error",
     ):
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -239,22 +315,92 @@ class Tracer:
             except TypeError:
                 raise TypeError("save_tables: expected a bool or a sequence of steps") from None
         self.save_tables = bool(self._table_steps)
+        self._net_steps = _step_set(save_nets, "save_nets")
         self.batch_size = batch_size
+        if if_different not in ("error", "new_dir"):
+            raise ValueError(f"if_different: expected 'error' or 'new_dir', got {if_different!r}")
+        self.if_different = if_different
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta: expected a JSON-ready dict or None, got {type(meta).__name__}")
+        try:
+            meta = None if meta is None else json.loads(json.dumps(meta))
+        except (TypeError, ValueError):
+            raise TypeError("meta: expected a JSON-ready dict (str keys; numbers, strings, lists, dicts)") from None
+        self.header = self._fixed_header(meta)
         self.out = None if out is None else os.fspath(out)
-        if self.save_tables and self.out is None:
-            raise ValueError("save_tables: needs out=DIR")
+        if (self.save_tables or self._net_steps) and self.out is None:
+            raise ValueError("save_tables, save_nets: need out=DIR")
         self.records: list = []
         self.steps_done: set = set()
+        self._requested_out = self.out
         if self.out is not None:
-            path = tracefiles.trace_path(self.out)
-            os.makedirs(self._dir, exist_ok=True)
-            _, steps, end = tracefiles.scan_trace(path)
-            self.steps_done.update(int(s) for s in steps)
-            if os.path.exists(path) and os.path.getsize(path) != end:
-                with open(path, "r+b") as f:  # drop the uncommitted tail of a crashed run
-                    f.truncate(end)
-                    f.flush()
-                    os.fsync(f.fileno())
+            self._open(self.out)
+
+    def _fixed_header(self, meta) -> dict:
+        """The header fields known before the first net (JSON-normalised)."""
+        from partax import __version__
+
+        if self._schedule is None:
+            schedule = "every call"
+        elif isinstance(self._schedule, int):
+            schedule = {"every": self._schedule}
+        else:
+            schedule = sorted(self._schedule)
+        head = {"kind": "header", "format": "partax.trace", "version": 1, "partax_version": __version__,
+                "inputs": _array_digest(self.x), "labels": _array_digest(self.y), "schedule": schedule,
+                "scopes": list(self.scopes), "estimators": list(self.estimators), "baselines": list(self.baselines),
+                "probes": sorted(self.probes), "meta": meta}
+        return json.loads(json.dumps(head))
+
+    def _open(self, out: str) -> None:
+        """Points the tracer at ``out``: resumes a matching trace, or refuses / moves on.
+
+        A trace matches when its header equals this tracer's in every field of ``_MATCHED``
+        (and in ``net`` once this tracer has seen a net); an empty or missing trace is free.
+        """
+        keys = _MATCHED + (("net",) if "net" in self.header else ())
+        k = 1
+        cand = out
+        while True:
+            path = tracefiles.trace_path(cand)
+            _, steps, end, header = tracefiles.scan_trace(path, with_header=True)
+            diffs = []
+            if steps:
+                diffs = (["header (the trace has none: an older partax wrote it, so what produced it is unknown)"]
+                         if header is None else _differences(header, self.header, keys))
+            if not diffs:
+                break
+            if self.if_different == "error":
+                what = "network" if all(d.startswith("net ") for d in diffs) else "run"
+                raise TraceMismatchError(
+                    f"out: the trace at {path!r} was produced by another {what}; it differs in "
+                    + "; ".join(diffs) + ". Pass another out, or if_different='new_dir' to trace into a new "
+                    "directory next to it")
+            k += 1
+            cand = f"{out.removesuffix('.jsonl')}-{k}" + (".jsonl" if out.endswith(".jsonl") else "")
+        self.out = cand
+        os.makedirs(self._dir, exist_ok=True)
+        self.steps_done = {int(s) for s in steps}
+        if header is not None and steps and "net" in header:
+            self.header = {**self.header, "net": header["net"]}
+        if os.path.exists(path) and os.path.getsize(path) != end:
+            with open(path, "r+b") as f:  # drop the uncommitted tail of a crashed run
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _check_net(self, net: Net) -> None:
+        """The first net fixes the header's architecture; a resumed trace's must match it."""
+        desc = json.loads(json.dumps(_net_description(net)))
+        known = self.header.get("net")
+        if known == desc:
+            return
+        if known is not None and (self.records or self.out is None):
+            raise TraceMismatchError("net: this tracer traced another network: "
+                                     + "; ".join(_differences({"net": known}, {"net": desc}, ("net",))))
+        self.header = {**self.header, "net": desc}
+        if known is not None:  # resumed a trace of another net: refuse, or find this run's directory
+            self._open(self._requested_out)
 
     @property
     def _dir(self) -> str:
@@ -275,14 +421,19 @@ class Tracer:
 
     # -- the callback ----------------------------------------------------------------
     def __call__(self, step, net: Net) -> None:
-        """Records checkpoint ``step`` of ``net`` if the schedule asks for it."""
+        """Records checkpoint ``step`` of ``net`` if the schedule asks for it.
+
+        Every call checks the net's architecture against the trace's (the first net fixes it),
+        scheduled or not: one tracer traces one run.
+        """
         step = int(step)
-        if not self.wants(step):
-            return
         if not isinstance(net, Net):
             raise TypeError(f"net: expected a partax Net, got {type(net).__name__}")
         if net.input_dim != self.x.shape[1]:
             raise ValueError(f"net: takes inputs of dimension {net.input_dim}, the tracer holds {self.x.shape[1]}")
+        self._check_net(net)
+        if not self.wants(step):
+            return
         t0 = time.perf_counter()
         from partax.engine import partition  # late import: the tracer is used from partax.__init__
 
@@ -323,6 +474,10 @@ class Tracer:
             for i, p in enumerate(parts):
                 suffix = f"_m{i}" if net.stack_shape else ""
                 p.save(os.path.join(d, f"step_{step:06d}{suffix}.npz"))
+        if self._net_steps is True or (isinstance(self._net_steps, frozenset) and step in self._net_steps):
+            from partax.nets import save_net
+
+            save_net(net, os.path.join(self._dir, "nets", f"step_{step:06d}.npz"))
         seconds = time.perf_counter() - t0
         now = time.time()
         for r in recs:
@@ -335,9 +490,11 @@ class Tracer:
             lines = [json.dumps({"kind": "measure", **{k: tracefiles.json_value(v) for k, v in r.items()}}) for r in recs]
             lines.append(json.dumps({"kind": "checkpoint", "step": step, "records": len(recs),
                                      "time": now, "seconds": seconds}))
-            data = ("\n".join(lines) + "\n").encode()
             path = tracefiles.trace_path(self.out)
             new = not os.path.exists(path)
+            if not self.steps_done:  # the first checkpoint of this trace carries its header
+                lines.insert(0, json.dumps(self.header))
+            data = ("\n".join(lines) + "\n").encode()
             with open(path, "ab") as f:
                 f.write(data)
                 f.flush()

@@ -5,10 +5,13 @@ Layout of a trace directory ``DIR``::
     DIR/trace.jsonl              one JSON object per line, append-only
     DIR/tables/step_000123.npz   optional: the Partition of that checkpoint (Partition.save)
 
-Each checkpoint is its measure lines (``"kind": "measure"``) followed by one commit line
-(``"kind": "checkpoint"``), written in one append, flushed and ``fsync``-ed: a checkpoint counts
-only once its commit line is complete (:func:`scan_trace`), so a killed writer loses at most the
-checkpoint in flight and :func:`load_trace` ignores a partial tail.
+The first line is the trace's header (``"kind": "header"``: what produced the trace, see
+:class:`partax.Tracer`), written with the first checkpoint. Each checkpoint is its measure lines
+(``"kind": "measure"``) followed by one commit line (``"kind": "checkpoint"``), written in one
+append, flushed and ``fsync``-ed: a checkpoint counts only once its commit line is complete
+(:func:`scan_trace`), so a killed writer loses at most the checkpoint in flight and
+:func:`load_trace` ignores a partial tail. Traces written before headers existed load as before
+(:func:`load_header` gives None).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import os
 
 import numpy as np
 
-__all__ = ["TRACE_FILE", "trace_path", "scan_trace", "columns", "load_trace", "json_value", "fsync_dir"]
+__all__ = ["TRACE_FILE", "trace_path", "scan_trace", "columns", "load_trace", "load_header", "json_value",
+           "fsync_dir"]
 
 TRACE_FILE = "trace.jsonl"
 
@@ -29,15 +33,17 @@ def trace_path(path) -> str:
     return path if path.endswith(".jsonl") else os.path.join(path, TRACE_FILE)
 
 
-def scan_trace(path: str):
-    """Parses a trace file. Returns ``(committed measure rows, committed steps, end offset)``:
-    ``end`` is the byte offset just after the last complete commit line."""
+def scan_trace(path: str, with_header: bool = False):
+    """Parses a trace file. Returns ``(committed measure rows, committed steps, end offset)``
+    (and the header dict or None last, with ``with_header``): ``end`` is the byte offset just
+    after the last complete commit line. A header counts only with a committed checkpoint."""
     rows, steps, pending, end = [], [], [], 0
+    header, pending_header = None, None
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return rows, steps, 0
+        return (rows, steps, 0, None) if with_header else (rows, steps, 0)
     pos = 0
     while pos < len(data):
         nl = data.find(b"\n", pos)
@@ -52,15 +58,21 @@ def scan_trace(path: str):
             continue
         if not isinstance(rec, dict):
             continue
-        if rec.get("kind") == "checkpoint":
+        if rec.get("kind") == "header":
+            pending_header = rec
+        elif rec.get("kind") == "checkpoint":
             good = [r for r in pending if r.get("step") == rec.get("step")]
             if len(good) == rec.get("records", len(good)):
                 rows.extend(good)
                 steps.append(rec["step"])
+                if header is None and pending_header is not None:
+                    header = pending_header
             pending = []
             end = pos
         else:
             pending.append(rec)
+    if with_header:
+        return rows, steps, end, header
     return rows, steps, end
 
 
@@ -143,6 +155,27 @@ def load_trace(path) -> dict:
         raise FileNotFoundError(f"path: no trace file at {p!r}")
     rows, _, _ = scan_trace(p)
     return columns(rows)
+
+
+def load_header(path) -> dict | None:
+    """The header of a trace: what produced it (see :class:`partax.Tracer`), or None.
+
+    Args:
+      path: the trace directory (or the trace file itself, a path ending in ``.jsonl``).
+
+    Returns:
+      The header as a dict (``partax_version``, ``inputs``, ``labels``, ``net``, ``schedule``,
+      ``scopes``, ``estimators``, ``baselines``, ``probes``, ``meta``), or None for a trace
+      without one (written before headers existed, or with no committed checkpoint).
+
+    Raises:
+      FileNotFoundError: if there is no trace file at ``path``.
+    """
+    p = trace_path(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"path: no trace file at {p!r}")
+    header = scan_trace(p, with_header=True)[3]
+    return None if header is None else {k: v for k, v in header.items() if k != "kind"}
 
 
 def json_value(v):
