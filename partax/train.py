@@ -20,6 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from typing import Callable, Sequence
 
 import jax
@@ -27,9 +30,60 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from partax.files import load_npz, save_npz
 from partax.nets import Net
 
-__all__ = ["fit", "cross_entropy", "l1_norm"]
+__all__ = ["fit", "cross_entropy", "l1_norm", "CheckpointMismatchError"]
+
+_CHECKPOINT_FORMAT = "partax.fit_checkpoint"
+
+
+class CheckpointMismatchError(ValueError):
+    """:func:`fit` was given a checkpoint that another run wrote (the message says what differs)."""
+
+
+def _digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()
+
+
+def _run_fingerprint(net, x, y, batch_size, epochs, l1, key_data, opt_leaves) -> dict:
+    """What a checkpoint must share with the run that resumes from it."""
+    return {
+        "inputs": _digest(x), "labels": _digest(y), "batch_size": int(batch_size), "epochs": int(epochs),
+        "l1": float(l1), "key": np.asarray(key_data).astype(np.uint32).tolist(),
+        "net": {"input_dim": int(net.input_dim), "widths": [int(w) for w in net.widths],
+                "output_dim": int(net.output_dim), "activation": net.activation, "alpha": float(net.alpha),
+                "stack_shape": [int(v) for v in net.stack_shape], "dtype": str(np.dtype(net.dtype))},
+        "optimizer_state": [[list(map(int, np.shape(v))), str(np.asarray(v).dtype)] for v in opt_leaves],
+    }
+
+
+def _save_checkpoint(path, epoch, net, opt_state, losses, accs, fingerprint) -> None:
+    """Writes the training state after ``epoch`` atomically (one ``.npz``, no pickle)."""
+    arrays = {f"net_{i}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(net))}
+    arrays.update({f"opt_{i}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(opt_state))})
+    arrays["loss"] = np.asarray(jax.device_get(losses), np.float64).reshape((len(losses),) + tuple(net.stack_shape))
+    arrays["accuracy"] = np.asarray(jax.device_get(accs), np.float64).reshape(arrays["loss"].shape)
+    save_npz(path, arrays, _CHECKPOINT_FORMAT, 1, epoch=int(epoch), run=fingerprint)
+
+
+def _load_checkpoint(path, net, opt_state, fingerprint):
+    """``(epoch, net, opt_state, losses, accs)`` from a checkpoint of this run; else an error."""
+    files, header = load_npz(path, _CHECKPOINT_FORMAT, "fit checkpoint", required=("epoch", "run"))
+    old = header["run"]
+    diffs = [k for k in fingerprint if old.get(k) != fingerprint[k]]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"checkpoint: {os.fspath(path)!r} was written by another run (it differs in {', '.join(diffs)}); "
+            "delete it or pass another checkpoint path")
+    net_leaves, net_def = jax.tree_util.tree_flatten(net)
+    opt_leaves, opt_def = jax.tree_util.tree_flatten(opt_state)
+    net = jax.tree_util.tree_unflatten(net_def, [jnp.asarray(files[f"net_{i}"], v.dtype)
+                                                 for i, v in enumerate(net_leaves)])
+    opt_state = jax.tree_util.tree_unflatten(opt_def, [jnp.asarray(files[f"opt_{i}"], jnp.asarray(v).dtype)
+                                                       for i, v in enumerate(opt_leaves)])
+    return int(header["epoch"]), net, opt_state, list(files["loss"]), list(files["accuracy"])
 
 
 def cross_entropy(net: Net, x, y, weights=None):
@@ -118,6 +172,8 @@ def fit(
     callbacks: Sequence[Callable] = (),
     progress: bool = False,
     l1: float = 0.0,
+    checkpoint=None,
+    checkpoint_seconds: float = 10.0,
 ):
     """Trains ``net`` with softmax cross-entropy over shuffled minibatches.
 
@@ -142,6 +198,16 @@ def fit(
         :func:`l1_norm`) added to the minibatch loss, so that training drives units towards
         stability and zero weights, which :func:`partax.compress` can remove (Serra et al. 2020).
         0 (the default) is plain cross-entropy.
+      checkpoint: a file (``.npz``) to keep the training state in, or None. The state (the
+        parameters, the optimizer state, the epoch, the losses so far; the shuffling keys follow
+        from ``key`` and the epoch) is written atomically after the callbacks of an epoch, at
+        most every ``checkpoint_seconds`` and after the last epoch. If the file exists, ``fit``
+        resumes from it: a run killed at any point continues from its last checkpoint and ends
+        with the parameters an uninterrupted run reaches (bit for bit on the same machine), and
+        the callbacks see only the epochs after it (a :class:`partax.Tracer` skips those it has
+        already committed). A checkpoint of another run (other data, net, batch size, epochs,
+        ``l1``, key or optimizer state layout) raises :class:`CheckpointMismatchError`.
+      checkpoint_seconds: the least time between two checkpoints (0: after every epoch).
 
     Returns:
       ``(net, history)``: the trained net and a dict of NumPy arrays ``loss`` and ``accuracy`` of
@@ -194,6 +260,14 @@ def fit(
     for i, cb in enumerate(callbacks):
         if not callable(cb):
             raise TypeError(f"callbacks: item {i} is not callable")
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+    try:
+        checkpoint_seconds = float(checkpoint_seconds)
+    except (TypeError, ValueError):
+        raise TypeError(f"checkpoint_seconds: expected a number >= 0, got {checkpoint_seconds!r}") from None
+    if not checkpoint_seconds >= 0:
+        raise ValueError(f"checkpoint_seconds: expected a number >= 0, got {checkpoint_seconds}")
 
     xd = jnp.asarray(x, net.dtype)
     yd = jnp.asarray(y, jnp.int32)
@@ -212,15 +286,25 @@ def fit(
         def run(net, opt_state, k):
             return epoch_fn(net, opt_state, k, xd, yd)
 
-    for cb in callbacks:
-        cb(0, net)
     losses, accs = [], []
-    it = range(1, epochs + 1)
+    start = 0
+    fingerprint = None
+    if checkpoint is not None:
+        key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        fingerprint = _run_fingerprint(net, x, y, batch_size, epochs, l1, key_data,
+                                       jax.tree_util.tree_leaves(opt_state))
+        if os.path.exists(checkpoint):
+            start, net, opt_state, losses, accs = _load_checkpoint(checkpoint, net, opt_state, fingerprint)
+    if start == 0:
+        for cb in callbacks:
+            cb(0, net)
+    last_save = time.monotonic()
+    it = range(start + 1, epochs + 1)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(it, desc="train", unit="epoch")
+        bar = tqdm(it, desc="train", unit="epoch", initial=start, total=epochs)
         it = bar
     keys = jax.random.split(key, max(epochs, 1))
     for e in it:
@@ -229,6 +313,9 @@ def fit(
         accs.append(acc)
         for cb in callbacks:
             cb(e, net)
+        if checkpoint is not None and (e == epochs or time.monotonic() - last_save >= checkpoint_seconds):
+            _save_checkpoint(checkpoint, e, net, opt_state, losses, accs, fingerprint)
+            last_save = time.monotonic()
         if bar is not None and (e % 50 == 0 or e == epochs):
             bar.set_postfix(loss=float(np.mean(np.asarray(loss))), acc=float(np.mean(np.asarray(acc))))
     if bar is not None:
