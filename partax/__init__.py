@@ -7,6 +7,7 @@ The public face: networks (:mod:`partax.nets`), activation codes and region keys
 
 from partax import bounds
 from partax import compression
+from partax import counting
 from partax import datasets
 from partax import distributed
 from partax import geometry
@@ -23,6 +24,8 @@ from partax.coding import codes
 from partax.coding import region_ids
 from partax.compression import compress
 from partax.compression import verify_equivalent
+from partax.counting import count_regions
+from partax.counting import parity_lower_bound
 from partax.geometry import Box
 from partax.nets import Net
 from partax.nets import load_net
@@ -50,6 +53,8 @@ __all__ = [
     "codes",
     "compress",
     "compression",
+    "count_regions",
+    "counting",
     "datasets",
     "distributed",
     "geometry",
@@ -58,6 +63,7 @@ __all__ = [
     "load_partition",
     "load_trace",
     "mlp",
+    "parity_lower_bound",
     "partition",
     "plots",
     "region_ids",

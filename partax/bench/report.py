@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 
 from partax.bench import enumerate as enumeration
-from partax.bench import lp, sharded, slices, stability, tropical
+from partax.bench import counting, lp, sharded, slices, stability, tropical
 from partax.bench.partition import WORKLOADS
 
 __all__ = ["to_markdown", "readme_section"]
 
 # the other workloads' modules, in the README's order; each has NAME, markdown(w), readme_text(w)
-_SECTIONS = {m.NAME: m for m in (lp, slices, enumeration, sharded, stability, tropical)}
+_SECTIONS = {m.NAME: m for m in (lp, slices, enumeration, sharded, stability, tropical, counting)}
 _README_NAMES = {"ib": "IB"}
 
 

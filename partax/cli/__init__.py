@@ -31,12 +31,12 @@ import sys
 import traceback
 
 # NB: the subcommand modules ``slice`` and ``partition`` are names in this namespace
-from partax.cli import bench, bounds, compress, demo, info, partition, regions, slice
+from partax.cli import bench, bounds, compress, count, demo, info, partition, regions, slice
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # the subcommands, in the order ``partax --help`` lists them
-COMMANDS = (demo, partition, info, regions, bounds, slice, compress, bench)
+COMMANDS = (demo, partition, info, regions, bounds, count, slice, compress, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
