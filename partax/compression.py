@@ -190,6 +190,13 @@ class CompressionReport:
     seconds: dict
     verification: Equivalence | None = None
 
+    def __repr__(self) -> str:
+        ok = None if self.verification is None else bool(self.verification.equivalent)
+        return (f"CompressionReport(method={self.method!r}, units={self.units_before}->{self.units_after}, "
+                f"connections={self.connections_before}->{self.connections_after}, "
+                f"hidden_layers={self.layers_before}->{self.layers_after}, constant={self.constant}, "
+                f"affine={self.affine}, verified={ok})")
+
     @property
     def units_removed_pct(self) -> float:
         """Percentage of hidden units removed."""

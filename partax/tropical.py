@@ -68,6 +68,7 @@ from partax.coding import HashCollisionError, codes, region_ids
 from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, freeze, push
 from partax.nets import Net
 from partax.validation import check_inputs, check_labels, check_net
+from partax.records import record_repr
 
 __all__ = [
     "LinearTerms",
@@ -686,6 +687,10 @@ class TangentSensitivity(NamedTuple):
     keys: np.ndarray
     index: np.ndarray
     counts: np.ndarray
+
+    def __repr__(self) -> str:
+        return record_repr("TangentSensitivity", inputs=int(self.norm.shape[0]), regions=int(self.keys.shape[0]),
+                           mean=float(self.mean))
 
 
 def tangent_sensitivity(net: Net, x, *, output: int | None = None, batch_size: int | None = None) -> TangentSensitivity:

@@ -38,6 +38,9 @@ def _records(net, box, points):
         "LineRegions": (g.line_regions(net, -np.ones(2), np.ones(2)), "pieces="),
         "SliceRegions": (g.slice_regions(net, plane), "cells="),
         "LPResult": (g.lp.solve(np.array([[1.0]]), np.array([[[1.0]], ]), np.array([[1.0]])), "lps=1"),
+        "TangentSensitivity": (partax.tropical.tangent_sensitivity(net, x), "inputs=4"),
+        "LinearTerms": (partax.tropical.linear_terms(net, x), "inputs=4"),
+        "CompressionReport": (partax.compress(net, box)[1], "units="),
     }
 
 
