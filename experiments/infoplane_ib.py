@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 import partax
-from partax import plots
+from partax import info, plots
 from partax.datasets import tishby_ib
 from partax.trace import Tracer, load_trace, log_spaced
 from partax.train import fit
@@ -92,25 +92,44 @@ def main(argv=None) -> dict:
     tr = load_trace(a.out)
     L = len(ARCH) - 2
 
-    fig = plots.estimator_comparison(tr, scopes=["layer", "prefix", "suffix", "binned30", "kde"])
+    data_name = f"Tishby IB data (12 bits), {a.seeds} seeds (seed 0 shown)"
+    net_name = f"{'-'.join(map(str, ARCH))} ReLU, Adam 4e-4, {a.epochs} epochs"
+    fig = plots.estimator_comparison(tr, scopes=["layer", "prefix", "suffix", "binned30", "kde"], data=data_name,
+                                     net=net_name)
     plots.save(fig, os.path.join(a.out, "infoplane_seeds.png"))
 
     summary = _summarise(tr, a.seeds, L)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    N = int(x.shape[0])
+    h_y = float(info.entropy(np.bincount(y)))
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     layers = np.arange(1, L + 1)
-    for key, per in summary.items():
+    width = 0.8 / max(len(summary), 1)  # dodge the estimators so that their error bars do not overlap
+    for i, (key, per) in enumerate(summary.items()):
+        off = (i - (len(summary) - 1) / 2) * width
         mx = [per[str(l)]["I_XT_mean"] for l in layers]
         sx = [per[str(l)]["I_XT_sd"] for l in layers]
         my = [per[str(l)]["I_TY_mean"] for l in layers]
         sy = [per[str(l)]["I_TY_sd"] for l in layers]
-        ax1.errorbar(layers, mx, yerr=sx, marker="o", capsize=3, label=key)
-        ax2.errorbar(layers, my, yerr=sy, marker="o", capsize=3, label=key)
-    ax1.set(xlabel="hidden layer", ylabel="final I(X;T) [bits]", xticks=layers)
-    ax2.set(xlabel="hidden layer", ylabel="final I(T;Y) [bits]", xticks=layers)
-    ax2.legend(fontsize=7)
+        ax1.errorbar(layers + off, mx, yerr=sx, marker="o", ms=4, capsize=2, label=key)
+        ax2.errorbar(layers + off, my, yerr=sy, marker="o", ms=4, capsize=2, label=key)
+    ceiling = ax1.axhline(np.log2(N), ls="--", color="0.3", lw=0.9, label=f"log2 N = {np.log2(N):.0f} bits")
+    label_entropy = ax2.axhline(h_y, ls=":", color="0.4", lw=0.9, label=f"H(Y) = {h_y:.3f} bits")
+    ax1.set(xlabel="hidden layer", ylabel="final I(X;T) [bits]", xticks=layers, ylim=(0, 1.05 * np.log2(N)),
+            title="I(X;T) at the last epoch")
+    ax2.set(xlabel="hidden layer", ylabel="final I(T;Y) [bits]", xticks=layers, ylim=(0, 1.05 * h_y),
+            title="I(T;Y) at the last epoch")
+    handles, labels = ax1.get_legend_handles_labels()
+    keep = [i for i, h in enumerate(handles) if h is not ceiling]
+    handles = [handles[i] for i in keep] + [ceiling, label_entropy]
+    labels = [labels[i] for i in keep] + [ceiling.get_label(), label_entropy.get_label()]
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8,
+               title="estimator (mean ± sd over seeds; estimators dodged sideways around each layer)",
+               title_fontsize=8)
+    fig.suptitle(plots.figure_title("final information per layer", data=f"Tishby IB data (12 bits), {a.seeds} seeds",
+                                    net=net_name, N=N), fontsize=11)
     plots.save(fig, os.path.join(a.out, "final_layers.png"))
 
     result = {

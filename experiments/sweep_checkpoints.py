@@ -25,7 +25,9 @@ the launcher's environment)::
     srun python experiments/sweep_checkpoints.py --checkpoints ckpts/ --out runs/sweep --distributed
 
 ``--demo K`` first writes K random IB-shaped nets (12-10-7-5-4-3-2, seeds 0..K-1) into an
-empty checkpoint directory, to try the sweep without a training run.
+empty checkpoint directory, to try the sweep without a training run. ``--figure PATH`` draws the
+regions per hidden layer of every checkpoint of the trace (one panel per scope, shared region axis
+up to the number of inputs, title naming the inputs, the network and N) once the sweep is done.
 """
 
 from __future__ import annotations
@@ -56,7 +58,48 @@ def _parse(argv=None):
     p.add_argument("--save-partitions", action="store_true",
                    help="also write OUT/partitions/<checkpoint>.npz (each by the process that computed it)")
     p.add_argument("--demo", type=int, default=0, help="write this many random IB nets first (empty dir only)")
+    p.add_argument("--figure", metavar="PATH", help="also draw the regions per checkpoint to PATH (process 0)")
     return p.parse_args(argv)
+
+
+def regions_figure(records: list, *, data: str, net: str):
+    """Regions per hidden layer against the checkpoint, one panel per scope, on a shared log axis.
+
+    Args:
+      records: the trace's records (``checkpoint``, ``scope``, ``layer``, ``regions``, ``total``).
+      data: what the inputs are, for the title.
+      net: the network, for the title.
+
+    Returns:
+      The matplotlib ``Figure``.
+    """
+    from matplotlib.figure import Figure
+
+    from partax import plots
+
+    names = sorted({r["checkpoint"] for r in records})
+    scopes = list(dict.fromkeys(r["scope"] for r in records))
+    N = max(int(r["total"]) for r in records)
+    fig = Figure(figsize=(max(5.0, 0.35 * len(names) + 3.0) * len(scopes) / 1.4, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(scopes), squeeze=False, sharey=True)[0]
+    pos = {n: i for i, n in enumerate(names)}
+    lo = min(max(int(r["regions"]), 1) for r in records)
+    for ax, scope in zip(axes, scopes):
+        rs = [r for r in records if r["scope"] == scope]
+        for layer in sorted({r["layer"] for r in rs}):
+            pts = sorted((pos[r["checkpoint"]], r["regions"]) for r in rs if r["layer"] == layer)
+            ax.plot([p for p, _ in pts], [c for _, c in pts], "o-", ms=3, lw=1, label=f"layer {layer}")
+        ax.axhline(N, ls="--", color="0.5", lw=0.8, label=f"N = {N} inputs")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set(xlabel="checkpoint", ylabel="regions")
+        ax.set_title(f"{scope} regions per layer", fontsize=10)
+        ax.tick_params(labelleft=True)
+    axes[0].set_ylim(lo / 1.5, N * 1.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(plots.figure_title("regions per checkpoint", data=data, net=net, N=N), fontsize=10)
+    return fig
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -161,6 +204,15 @@ def main(argv=None) -> int:
             _atomic_write_text(trace_path, text)
             print(f"sweep: round {r + 1}/{rounds}: " + ", ".join(
                 f"{recs[0]['checkpoint']} ({recs[0]['seconds']:.2f} s)" for recs in gathered if recs), flush=True)
+    if args.figure and me == 0 and records:
+        from partax import plots
+
+        first = partax.load_net(os.path.join(args.checkpoints, names[0]))
+        data = (os.path.basename(args.data) if args.data
+                else f"uniform samples of [{args.lo:g}, {args.hi:g}]^{first.input_dim}, seed {args.seed}")
+        net = "-".join(str(w) for w in (first.input_dim, *first.widths, first.output_dim)) + " net"
+        plots.save(regions_figure(records, data=data, net=net), args.figure)
+        print(f"sweep: wrote {args.figure}", flush=True)
     if args.distributed:
         jax.distributed.shutdown()
     return 0

@@ -46,6 +46,7 @@ __all__ = ["run_demo", "ARCHITECTURE", "DemoError"]
 
 ARCHITECTURE = (12, 10, 7, 5, 4, 3, 2)
 _BASELINE = "binned30"
+_FIGURE_DATA = "Tishby IB data (12 bits)"  # the data's name in the figures' titles
 
 
 
@@ -230,7 +231,7 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
         k_init, k_train = jax.random.split(key)
         net = partax.mlp(k_init, list(ARCHITECTURE))
         tracer = Tracer(x, y, every=schedule, scopes=_SCOPES, estimators=("plugin",), baselines=(_BASELINE,),
-                        out=out, save_tables=table_steps)
+                        out=out, save_tables=table_steps, meta={"data": "Tishby IB (12 bits)"})
         say(f"Tishby IB data: {x.shape[0]} inputs x {x.shape[1]} bits, H(Y) = {h_y:.5f} bits")
         say(f"training {'-'.join(map(str, ARCHITECTURE))} ReLU, Adam lr 4e-4, batch 256, {epochs} epochs; "
             f"tracing {len(schedule)} checkpoints")
@@ -262,14 +263,10 @@ def run_demo(out="runs/demo", *, quick: bool = False, seed: int = 0, progress: b
     # figures
     t0 = time.perf_counter()
     try:
-        fig = plots.estimator_comparison(tr, scopes=list(_SCOPES) + [_BASELINE])
+        fig_data, fig_net = _FIGURE_DATA, f"{'-'.join(map(str, ARCHITECTURE))} ReLU, {epochs} epochs"
+        fig = plots.estimator_comparison(tr, scopes=list(_SCOPES) + [_BASELINE], data=fig_data, net=fig_net)
         plots.save(fig, os.path.join(out, "infoplane.png"))
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(11, 4), layout="constrained")
-        a1, a2 = fig.subplots(1, 2)
-        plots.regions_vs_epoch(tr, scope="layer", ax=a1)
-        plots.regions_vs_epoch(tr, scope="prefix", ax=a2)
+        fig = plots.regions_comparison(tr, scopes=("layer", "prefix"), data=fig_data, net=fig_net)
         plots.save(fig, os.path.join(out, "regions_per_epoch.png"))
     except Exception as e:
         failed["figures"] = _error_text(e)

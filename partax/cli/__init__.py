@@ -82,6 +82,12 @@ def main(argv=None) -> int:
             return 1
         print(f"partax {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to a pipe that closed (| head): not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # Python's exit flush must not raise again
+        except OSError:
+            pass
+        return 0
     except OSError as e:
         if e.filename is None:
             traceback.print_exc()

@@ -9,9 +9,10 @@ cells at once (batched Sutherland–Hodgman on a padded vertex array,
 :mod:`partax.geometry.clipping`), one unit at a time, and only the cells whose layer-start
 ancestor is actually crossed by the unit are touched.
 
-This module holds the plane's result (:class:`SliceRegions`, :func:`slice_regions`) and its
-figure (:func:`plot_slice`); :class:`Plane` lives in :mod:`partax.geometry.plane`,
-:func:`line_regions` in :mod:`partax.geometry.lines` (both importable from here).
+This module holds the plane's result (:class:`SliceRegions`, :func:`slice_regions`);
+:class:`Plane` lives in :mod:`partax.geometry.plane`, :func:`line_regions` in
+:mod:`partax.geometry.lines` and the figure :func:`partax.plots.plot_slice` in :mod:`partax.plots`
+(all importable from here).
 
 Code convention (the one of :mod:`partax.coding`): a piece's code is decided in float64,
 bit = pre-activation ``> 0`` (a piece on which a unit is zero up to the snapping tolerance
@@ -42,10 +43,11 @@ import numpy as np
 
 from partax.coding import keys_from_bits
 from partax.validation import check_net, check_scope_layer
-from partax.geometry.clipping import area_centroid, clip_plane, decision_segments, next_maps
+from partax.geometry.clipping import area_centroid, clip_plane, next_maps
 from partax.geometry.lines import LineRegions, line_regions
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.geometry.plane import Plane
+from partax.plots import plot_slice  # re-export: the figure lives in partax.plots (matplotlib imported lazily)
 from partax.records import record_repr
 
 __all__ = [
@@ -199,70 +201,3 @@ def slice_regions(
         depth=depth,
         extent=plane.extent,
     )
-
-
-# --------------------------------------------------------------------------------------
-# figures, command line, benchmark
-# --------------------------------------------------------------------------------------
-def _region_colors(keys: np.ndarray) -> np.ndarray:
-    """A stable RGB colour per key (golden-ratio hues, varied lightness)."""
-    import colorsys
-
-    k = np.asarray(keys, np.uint64)
-    h = ((k >> np.uint64(40)) & np.uint64(0xFFFFFF)).astype(np.float64) / float(1 << 24)
-    light = 0.4 + 0.3 * ((k & np.uint64(0xFF)).astype(np.float64) / 255.0)
-    return np.array([colorsys.hls_to_rgb(hh, ll, 0.65) for hh, ll in zip(h, light)]).reshape(-1, 3)
-
-
-def plot_slice(result: SliceRegions, ax=None, *, net=None, plane=None, marks=None, edges: bool = True):
-    """Draws a slice: one colour per region and the decision boundary in black.
-
-    Args:
-      result: a :class:`SliceRegions`.
-      ax: a matplotlib axes (default: a new figure).
-      net, plane: needed for the decision boundary when ``result.logits`` is ``None``
-        (cells shallower than the last layer); ignored otherwise.
-      marks: optional ``[K, 2]`` points ``(s, t)`` to mark (e.g. the three inputs).
-      edges: draw thin cell edges.
-
-    Returns:
-      The matplotlib axes.
-
-    Example:
-      >>> import jax, partax, matplotlib
-      >>> matplotlib.use("Agg")
-      >>> net = partax.mlp(jax.random.key(0), [2, 8, 8, 1], bias_std=0.5)
-      >>> ax = plot_slice(slice_regions(net, Plane([0., 0.], [1., 0.], [0., 1.], ((-2, 2), (-2, 2)))))
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection, PolyCollection
-
-    if not isinstance(result, SliceRegions):
-        raise TypeError(f"result: expected a SliceRegions, got {type(result).__name__}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 6))
-    polys = [result.polygons[i, : result.counts[i]] for i in range(result.num_cells)]
-    colours = _region_colors(result.unique_keys)[result.region_index]
-    ax.add_collection(
-        PolyCollection(polys, facecolors=colours, edgecolors=(0.2, 0.2, 0.2, 0.35) if edges else "none",
-                       linewidths=0.15 if edges else 0.0)
-    )
-    G, P, cnt = result.logits, result.polygons, result.counts
-    if G is None and net is not None and plane is not None:
-        full = slice_regions(net, plane, scope="prefix")
-        G, P, cnt = full.logits, full.polygons, full.counts
-    if G is not None:
-        segs = decision_segments(P, cnt, G)
-        if len(segs):
-            ax.add_collection(LineCollection(segs, colors="black", linewidths=1.2))
-    if marks is not None:
-        marks = np.asarray(marks, np.float64)
-        ax.scatter(marks[:, 0], marks[:, 1], s=30, c="white", edgecolors="black", zorder=5)
-    (s0, s1), (t0, t1) = result.extent
-    ax.set_xlim(s0, s1)
-    ax.set_ylim(t0, t1)
-    ax.set_aspect("equal")
-    ax.set_xlabel("s")
-    ax.set_ylabel("t")
-    ax.set_title(f"{result.num_regions} regions ({result.scope}, layer {result.layer})")
-    return ax
