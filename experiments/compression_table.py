@@ -1,7 +1,8 @@
 """Lossless compression of l1-trained nets (Serra, Kumar & Ramalingam, CPAIOR 2020): the talk's table in shape.
 
 Trains 2-hidden-layer ReLU nets of width 25, 50 and 100 on scikit-learn's 8x8 digits (a fixed
-split: 1400 training, 397 test images; MNIST is not downloaded) with several l1 weights
+split: 1400 training, 397 test images; with ``--mnist DIR``, MNIST from the user's IDX files over
+``[0, 1]^784``; nothing is downloaded) with several l1 weights
 (including 0) and several seeds per cell, compresses each over the input box ``[0, 1]^64`` with
 :func:`partax.compress` (LP stability bounds), and reports per cell: test accuracy, % of hidden
 units and % of connections removed, certification time (bounds + rebuild + verification), and
@@ -32,19 +33,34 @@ from partax.files import atomic_write_bytes, atomic_write_text
 from partax.train import fit
 
 
-def split(seed=0, n_train=1400):
+def split(seed=0, n_train=1400, mnist=None):
+    """Digits (a fixed 1400 / 397 split), or MNIST's training / test files from the directory ``mnist``."""
+    if mnist:
+        from partax.datasets import load_idx
+
+        def pick(*names):
+            for name in names:
+                if os.path.exists(os.path.join(mnist, name)):
+                    return os.path.join(mnist, name)
+            raise FileNotFoundError(f"--mnist: none of {names} in {mnist!r}")
+
+        xtr, ytr = load_idx(pick("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"),
+                            pick("train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"))
+        xte, yte = load_idx(pick("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"),
+                            pick("t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"))
+        return xtr, ytr, xte, yte
     x, y = partax.datasets.digits()
     perm = np.random.default_rng(seed).permutation(len(x))
     return x[perm[:n_train]], y[perm[:n_train]], x[perm[n_train:]], y[perm[n_train:]]
 
 
-def run(widths, l1s, seeds, epochs, method="lp"):
-    xtr, ytr, xte, yte = split()
+def run(widths, l1s, seeds, epochs, method="lp", mnist=None):
+    xtr, ytr, xte, yte = split(mnist=mnist)
     box = partax.Box(0.0, 1.0)
     rows = []
     for w in widths:
         for l1 in l1s:
-            nets = [partax.mlp(jax.random.key(1000 * s + w), [64, w, w, 10]) for s in seeds]
+            nets = [partax.mlp(jax.random.key(1000 * s + w), [xtr.shape[1], w, w, 10]) for s in seeds]
             t0 = time.perf_counter()
             stacked, _ = fit(partax.stack_nets(nets), xtr, ytr, optax.adam(1e-3), epochs=epochs, batch_size=64,
                              key=w, l1=l1)
@@ -132,13 +148,15 @@ def main(argv=None):
     p.add_argument("--method", default="lp", help="stability method (default: lp)")
     p.add_argument("--out", default="runs/compression", help="output directory")
     p.add_argument("--docs", action="store_true", help="also write docs/compression.md and docs/compression.png")
+    p.add_argument("--mnist", default=None, help="a directory with MNIST's IDX files (train-*/t10k-*, .gz or not): "
+                   "run on MNIST over [0, 1]^784 instead of the digits")
     args = p.parse_args(argv)
     widths = (25, 100) if args.quick else (25, 50, 100)
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
     epochs = args.epochs or (30 if args.quick else 100)
     l1s = (0.0, 3e-4, 1e-3, 3e-3)
     t0 = time.perf_counter()
-    rows = run(widths, l1s, seeds, epochs, args.method)
+    rows = run(widths, l1s, seeds, epochs, args.method, args.mnist)
     total = time.perf_counter() - t0
     os.makedirs(args.out, exist_ok=True)
     result = dict(widths=list(widths), l1=list(l1s), seeds=seeds, epochs=epochs, method=args.method,
