@@ -1,3 +1,6 @@
+# Length: over 500 lines because the codes kernel, its bit packing, the two 64-bit key
+# lanes, the check keys and the near-boundary test (exact and screened) are one kernel
+# traced together; splitting them would spread one jitted function over modules.
 """Activation codes, bit packing and 64-bit region keys.
 
 The code of an input at hidden layer ``l`` is its sign pattern ``S^l`` (bit ``i`` is 1
@@ -196,6 +199,8 @@ def _pack(bits):
     nw = -(-n // 32)
     pad = nw * 32 - n
     b = bits.astype(jnp.uint32)
+    if nw == 1:  # one word: no padding to 32 lanes (narrow layers cost a third as much)
+        return (b << jnp.arange(n, dtype=jnp.uint32)).sum(-1, dtype=jnp.uint32)[..., None]
     if pad:
         b = jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, pad)])
     b = b.reshape(*b.shape[:-1], nw, 32)
@@ -212,20 +217,79 @@ def _near(z, h, W, b, boundary_tol: float):
     return (jnp.abs(z) <= scale).any(axis=-1)
 
 
-def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False):
+SCREEN_MAX_WIDTH = 64  # nets no wider than this screen their near-boundary test (see _screened_near)
+_SCREEN_SLACK = 1.001  # the screen's bounds are inflated by this factor (float32 rounding)
+
+
+def screens_near(net: Net, boundary_tol: float) -> bool:
+    """Whether :func:`codes_hashes_and_checks` (``screen=None``) screens ``net``'s near-boundary
+    test: narrow nets (input and every hidden layer at most ``SCREEN_MAX_WIDTH`` wide), where
+    the per-row norms ``||h||`` of the exact test cost more than the layers' matmuls."""
+    return boundary_tol > 0 and max((net.input_dim,) + tuple(net.widths)) <= SCREEN_MAX_WIDTH
+
+
+def _exact_near(net: Net, x, boundary_tol: float):
+    h = jnp.asarray(x, net.dtype)
+    near = jnp.zeros(h.shape[:-1], bool)
+    for W, b in zip(net.weights[:-1], net.biases[:-1]):
+        z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
+        near = near | _near(z, h, W, b, boundary_tol)
+        h = net.act(z)
+    return near
+
+
+def _screened_near(net: Net, x, zs, boundary_tol: float):
+    """The near-boundary flags of :func:`_near`, computed exactly only where they may be set.
+
+    A row's ``||h||`` at layer ``l`` is bounded once per net: ``U_1 = ||x||``,
+    ``U_{l+1} = g (sigma_l U_l + ||b_l||)`` (``sigma_l`` the spectral norm of ``W_l``, ``g``
+    the activation's largest slope), so a row with every ``|z_i| > tol (U_l ||W[:, i]|| + |b_i|)``
+    (bounds inflated by ``_SCREEN_SLACK``) is not near, and only the other rows (about 1% on
+    the IB net) get the exact test, on a compacted batch of ``N // 16`` rows (all rows at once
+    if more are flagged). The flags equal :func:`_near`'s up to the rounding of those rows'
+    own float32 pre-activations.
+    """
+    h = jnp.asarray(x, net.dtype)
+    N = h.shape[0]
+    slack = jnp.asarray(_SCREEN_SLACK, h.dtype)
+    gain = max(1.0, abs(float(getattr(net, "alpha", 0.0))))
+    U = jnp.sqrt(jnp.sum(h * h, axis=-1, keepdims=True)) * slack
+    flagged = jnp.zeros(N, bool)
+    for z, W, b in zip(zs, net.weights[:-1], net.biases[:-1]):
+        col = jnp.sqrt(jnp.sum(W * W, axis=0)) * slack
+        flagged = flagged | (jnp.abs(z) <= U * (boundary_tol * col) + (boundary_tol * slack) * jnp.abs(b)).any(axis=-1)
+        sigma = jnp.linalg.norm(W, ord=2) * slack
+        U = gain * (U * sigma + jnp.sqrt(jnp.sum(b * b)) * slack) * slack
+    capacity = max(1, N // 16)
+    num = flagged.sum()
+    (rows,) = jnp.nonzero(flagged, size=capacity, fill_value=0)
+    some = _exact_near(net, h[rows], boundary_tol) & (jnp.arange(capacity) < num)
+
+    def few():
+        return jnp.zeros(N, bool).at[rows].max(some)
+
+    return jax.lax.cond(num > capacity, lambda: _exact_near(net, h, boundary_tol), few)
+
+
+def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False, screen: bool = False):
     """Forward pass: packed words, per-layer hashes, check lanes, boundary and finite flags.
 
     ``check_lanes`` (with ``check``) holds, per hidden layer wider than one word, two more
     lanes ``(c, d)``; for a one-word layer the key lanes are bijections of its word and serve
-    as its fingerprint (None there).
+    as its fingerprint (None there). ``screen``: the near-boundary flags of
+    :func:`_screened_near` (the same flags, cheaper on narrow nets).
     """
     h = jnp.asarray(x, net.dtype)
     finite = jnp.isfinite(h).all(axis=-1)
     near = jnp.zeros(h.shape[:-1], bool)
-    words, lane_a, lane_b, check_lanes = [], [], [], []
+    screen = screen and boundary_tol > 0
+    words, lane_a, lane_b, check_lanes, zs = [], [], [], [], []
     for W, b in zip(net.weights[:-1], net.biases[:-1]):
         z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
-        near = near | _near(z, h, W, b, boundary_tol)
+        if screen:
+            zs.append(z)
+        else:
+            near = near | _near(z, h, W, b, boundary_tol)
         w = _pack(z > 0)
         words.append(w)
         lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
@@ -235,6 +299,8 @@ def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False):
         else:
             check_lanes.append(None)
         h = net.act(z)
+    if screen:
+        near = _screened_near(net, x, zs, boundary_tol)
     return tuple(words), lane_a, lane_b, check_lanes, near, finite
 
 
@@ -285,7 +351,7 @@ def codes_keys_and_checks(net: Net, x, ranges, boundary_tol: float = 0.0):
     return words, keys, _stack_range_keys(c, d, ranges, near.shape, _CHECK_SALT), near, finite
 
 
-def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0):
+def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0, *, screen: bool = False):
     """The streaming engine's kernel: the full-code key per input, and per-layer hashes.
 
     Every range key is a function of the per-layer hashes, so the engine groups a chunk by
@@ -298,15 +364,16 @@ def codes_and_layer_hashes(net: Net, x, boundary_tol: float = 0.0):
       (lanes of the key of layers ``1..L``), ``layer_hashes`` ``uint32[2, L, N]``; the rest
       as in :func:`codes_and_keys`.
     """
-    words, lane_a, lane_b, _, near, finite = _layer_codes(net, x, boundary_tol)
+    words, lane_a, lane_b, _, near, finite = _layer_codes(net, x, boundary_tol, screen=screen)
     L = len(lane_a)
     (ka,), (kb,) = _range_keys(lane_a, ((1, L),)), _range_keys(lane_b, ((1, L),))
     layer_hashes = jnp.stack([jnp.stack(lane_a), jnp.stack(lane_b)])
     return words, jnp.stack([ka, kb], axis=-1), layer_hashes, near, finite
 
 
-def codes_hashes_and_checks(net: Net, x, boundary_tol: float = 0.0):
-    """:func:`codes_and_layer_hashes` with the collision check's data.
+def codes_hashes_and_checks(net: Net, x, boundary_tol: float = 0.0, *, screen: bool = False):
+    """:func:`codes_and_layer_hashes` with the collision check's data (``screen``: the
+    near-boundary flags through the cheaper screen, see :func:`screens_near`).
 
     Returns:
       ``(words, full_keys, full_checks, layer_hashes, near, finite)``: ``full_checks``
@@ -314,13 +381,42 @@ def codes_hashes_and_checks(net: Net, x, boundary_tol: float = 0.0):
       ``uint32[2 L + 2 L_w, N]``: rows ``a_1..a_L, b_1..b_L`` (the key lanes), then
       ``c, d`` of each layer wider than one word (``L_w`` of them, in layer order).
     """
-    words, lane_a, lane_b, check_lanes, near, finite = _layer_codes(net, x, boundary_tol, check=True)
+    words, lane_a, lane_b, check_lanes, near, finite = _layer_codes(net, x, boundary_tol, check=True, screen=screen)
     L = len(lane_a)
     (ka,), (kb,) = _range_keys(lane_a, ((1, L),)), _range_keys(lane_b, ((1, L),))
     c, d = check_lane_values(lane_a, lane_b, check_lanes)
     (kc,), (kd,) = _range_keys(c, ((1, L),), salt=_CHECK_SALT), _range_keys(d, ((1, L),), salt=_CHECK_SALT)
     rows = list(lane_a) + list(lane_b) + [v for cl in check_lanes if cl is not None for v in cl]
     return words, jnp.stack([ka, kb], axis=-1), jnp.stack([kc, kd], axis=-1), jnp.stack(rows), near, finite
+
+
+def full_check_keys(hash_rows, widths) -> np.ndarray:
+    """The check key of the full code ``S^1..S^L``, on the host, from the per-layer hash rows.
+
+    The same value as the ``full_checks`` of :func:`codes_hashes_and_checks`, recomputed
+    from its ``layer_hashes`` rows (a base table's payload holds them, so the partition
+    engine's device path can give its table of known keys their check keys).
+
+    Args:
+      hash_rows: ``uint32[2 L + 2 L_w, G]``, rows as :func:`codes_hashes_and_checks` returns
+        them: ``a_1..a_L, b_1..b_L``, then ``c, d`` of each layer wider than one word.
+      widths: hidden widths ``(n_1, ..., n_L)``.
+
+    Returns:
+      ``uint32[G, 2]``, the check key lanes of every column.
+    """
+    rows = np.asarray(hash_rows, np.uint32)
+    L = len(widths)
+    wide = [l for l in range(L) if widths[l] > 32]
+    if rows.ndim != 2 or rows.shape[0] != 2 * L + 2 * len(wide):
+        raise ValueError(f"hash_rows: expected {2 * L + 2 * len(wide)} rows for widths {tuple(widths)}, "
+                         f"got shape {rows.shape}")
+    check_lanes = [None] * L
+    for j, l in enumerate(wide):
+        check_lanes[l] = (rows[2 * L + 2 * j], rows[2 * L + 2 * j + 1])
+    c, d = check_lane_values(list(rows[:L]), list(rows[L : 2 * L]), check_lanes)
+    (kc,), (kd,) = _range_keys(c, ((1, L),), salt=_CHECK_SALT), _range_keys(d, ((1, L),), salt=_CHECK_SALT)
+    return np.stack([kc, kd], axis=-1).astype(np.uint32)
 
 
 def fingerprint_columns(widths, ranges) -> list:

@@ -1,3 +1,8 @@
+# Length: over 500 lines because both reduction paths (host: every input's keys to a NumPy
+# sort; device: a table of known keys on the device, partax.device_grouping) share one
+# pipelined loop in partition() (dispatch, reduce, fold, collect) and its argument checks.
+# The next step (issue 19's sharded part) should split partition()'s per-path closures into
+# their own module when the sharded engine starts using the device path too.
 """The streaming partition engine: inputs in, one region table per scope and layer out.
 
 :func:`partition` reads a source in fixed-size chunks. For each chunk one jitted kernel
@@ -20,6 +25,18 @@ inputs. Memory is one chunk plus the tables: pending chunk tables are merged int
 running table whenever they outgrow it, so the run never holds more than about twice the
 final tables.
 
+Two reduction paths (``reduce=``), one engine, the same tables bit for bit. The *host* path
+above fetches every input's key, check key and per-layer hashes. The *device* path keeps a
+table of the regions met so far on the device (:mod:`partax.device_grouping`, rebuilt by the
+fold thread as new regions come): the jitted step counts each chunk's inputs into its slots
+and compacts the inputs of new regions (misses) into a static capacity, so only per-slot
+counts and the misses leave the device; the host groups the misses as above and adds the
+counts, per table version, as base tables whose exemplars come from the misses (a region's
+first input is always one). A chunk whose misses or labels overflow their static capacity is
+re-run with room for all of them; the capacity then follows the misses of recent chunks (a
+few power-of-four sizes: each is a compilation). ``reduce="auto"`` picks the host path on the
+CPU backend and the device path on accelerators (see :func:`partition`).
+
 Samplers from :mod:`partax.sources` are fused into the kernel: inputs are drawn on the
 device and never leave it. A stacked :class:`~partax.nets.Net` (a leading axis on every
 array) is partitioned in one vmapped pass over the same inputs.
@@ -41,6 +58,8 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import itertools
+import threading
 from typing import NamedTuple, Sequence
 
 import jax
@@ -49,20 +68,31 @@ import numpy as np
 
 from partax.accumulate import AccumulatorState, TableAccumulator, table_accumulator
 from partax.coarsening import PayloadLayout, finish_tables, range_tables
-from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks
+from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks, full_check_keys, screens_near
+from partax.device_grouping import absorb_chunk, build_key_table, table_buckets
+from partax.grouping import collision_error
 from partax.files import load_npz, save_npz
 from partax.nets import Net
 from partax.scopes import SCOPES, tables_for
 from partax.sources import Sampler, as_source
 from partax.tables import RegionTable
 from partax.validation import (check_batch_size, check_finite, check_flag, check_layer, check_net, check_scope,
-                               check_scopes, check_tolerance)
+                               check_scopes, check_tolerance, nonfinite_error)
 
-__all__ = ["Partition", "partition", "load_partition", "default_batch_size"]
+__all__ = ["Partition", "partition", "load_partition", "default_batch_size", "check_reduce", "REDUCE_PATHS"]
 
 _FORMAT = "partax.partition"
 _REDUCE_THREADS = 2  # chunks reduced at once on the host (and so in flight on the device)
 _DEFER_ROWS = 2**17  # range tables are reduced from the running base table while it is this small
+REDUCE_PATHS = ("auto", "host", "device")
+# the device path (see partax.device_grouping): its table of known keys and its miss capacity
+_WAYS = 4  # slots per bucket
+_MAX_BUCKETS_CPU, _MAX_BUCKETS = 2**14, 2**18  # the table stops growing past this many buckets
+_REBUILD_MIN = 64  # new regions (miss groups) seen before the table of known keys is rebuilt
+_MISS_FRACTION = 64  # the small miss capacity is a chunk's size over this (at least _MIN_MISSES)
+_MIN_MISSES = 256
+_ADAPT = True  # the miss capacity follows the last chunk's misses (False: always the small one)
+_NO_EXEMPLAR = np.iinfo(np.int64).max  # a device hit is never a region's first input: min() drops it
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -78,6 +108,9 @@ class Partition:
       total: number of inputs.
       near_boundary: number of inputs with some hidden pre-activation ``|z| <= boundary_tol``.
       boundary_tol: the tolerance behind ``near_boundary``.
+      device_to_host_bytes: bytes the run fetched from the device (per-input rows on the host
+        path, per-region rows and per-slot counts on the device path); None when unknown
+        (a loaded partition).
     """
 
     tables: dict
@@ -86,6 +119,7 @@ class Partition:
     total: int
     near_boundary: int
     boundary_tol: float
+    device_to_host_bytes: int | None = None
 
     @property
     def num_layers(self) -> int:
@@ -175,11 +209,14 @@ def default_batch_size(net: Net, block: int = 1) -> int:
 def _kernel(net, x, boundary_tol, with_words, check):
     """Per input: words (exact mode), full-code key, its check key (or None), the rows of
     per-layer hashes ``uint32[2L (+ 2L_w), N]``, near-boundary and finite flags."""
+    screen = screens_near(net, boundary_tol)  # narrow nets: the near-boundary test through a screen
+
     def one(n):
         if check:
-            words, full_keys, checks, layer_hashes, near, finite = codes_hashes_and_checks(n, x, boundary_tol)
+            words, full_keys, checks, layer_hashes, near, finite = codes_hashes_and_checks(n, x, boundary_tol,
+                                                                                           screen=screen)
         else:
-            words, full_keys, layer_hashes, near, finite = codes_and_layer_hashes(n, x, boundary_tol)
+            words, full_keys, layer_hashes, near, finite = codes_and_layer_hashes(n, x, boundary_tol, screen=screen)
             checks, layer_hashes = None, layer_hashes.reshape(-1, layer_hashes.shape[-1])
         return (words if with_words else ()), full_keys, checks, layer_hashes, near, finite
 
@@ -201,7 +238,110 @@ def _sampler_kernel(net, sampler, blocks, boundary_tol, with_words, check):
     return _kernel(net, x, boundary_tol, with_words, check), labels
 
 
-def chunk_base_table(full_keys, codes, layer_hashes, labels, num_classes, start, layout: PayloadLayout) -> RegionTable:
+def _absorb(net, x, labels, lanes, values, num_valid, boundary_tol, with_words, check, num_classes, capacity):
+    """The device path's step: the kernel, then every net's chunk absorbed into its table of
+    known keys (:func:`partax.device_grouping.absorb_chunk`); only per-slot counts and the
+    misses' rows leave the device."""
+    words, full_keys, checks, layer_hashes, near, finite = _kernel(net, x, boundary_tol, with_words, check)
+    N = x.shape[0]
+    valid = jnp.arange(N) < num_valid
+    bad = valid & ~finite
+    first_bad = jnp.where(bad.any(), jnp.argmax(bad), -1).astype(jnp.int32)
+    max_label = jnp.int32(-1) if labels is None else jnp.max(jnp.where(valid, labels, -1)).astype(jnp.int32)
+
+    def one(fk, ck, ws, lh, nr, ln, vs):
+        if with_words:
+            row_values = jnp.concatenate(ws, axis=1)
+        elif check:
+            row_values = ck
+        else:
+            row_values = jnp.zeros((N, 0), jnp.uint32)
+        a = absorb_chunk(ln, vs, fk, row_values, labels, num_valid, num_classes, capacity)
+        m = a.misses
+        misses = (fk[m], row_values[m], lh[:, m], None if labels is None else labels[m])
+        return a, misses, (nr & valid).sum(dtype=jnp.int32)
+
+    if net.stack_shape:
+        ck = checks if check else jnp.zeros(full_keys.shape, jnp.uint32)
+        ws = words if with_words else ()
+        out = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0))(full_keys, ck, ws, layer_hashes, near, lanes, values)
+    else:
+        out = jax.tree.map(lambda v: v[None], one(full_keys, checks, words if with_words else (), layer_hashes, near,
+                                                  lanes[0], values[0]))
+    return out, first_bad, max_label
+
+
+_DEVICE_STATICS = ("boundary_tol", "with_words", "check", "num_classes", "capacity")
+
+
+@functools.partial(jax.jit, static_argnames=_DEVICE_STATICS)
+def _array_absorb(net, x, labels, lanes, values, num_valid, boundary_tol, with_words, check, num_classes, capacity):
+    return _absorb(net, x, labels, lanes, values, num_valid, boundary_tol, with_words, check, num_classes, capacity)
+
+
+@functools.partial(jax.jit, static_argnames=_DEVICE_STATICS)
+def _sampler_absorb(net, sampler, blocks, lanes, values, num_valid, boundary_tol, with_words, check, num_classes,
+                    capacity):
+    x = sampler.generate(blocks).astype(net.dtype)
+    labels = sampler.generate_labels(blocks).astype(jnp.int32) if sampler.has_labels else None
+    return _absorb(net, x, labels, lanes, values, num_valid, boundary_tol, with_words, check, num_classes, capacity)
+
+
+class KnownKeys(NamedTuple):
+    """One version of the device path's tables of known keys, one per net (immutable).
+
+    Attributes:
+      version: increases with every rebuild (chunks' hits are counted per version).
+      lanes: device ``uint32[K, buckets, ways, 2]`` (``K`` nets).
+      values: device ``uint32[K, S, W]``.
+      slot_keys: per net, ``uint64[S]``.
+      slot_payload: per net, ``uint32[S, P]``: each occupied slot's base payload.
+      occupied: per net, ``bool[S]``.
+    """
+
+    version: int
+    lanes: object
+    values: object
+    slot_keys: tuple
+    slot_payload: tuple
+    occupied: tuple
+
+
+def hits_table(known: KnownKeys, k: int, counts, label_counts, num_classes) -> RegionTable:
+    """The base table of the hits a version's table of known keys counted for net ``k``.
+
+    Its exemplars are ``_NO_EXEMPLAR``: a region's first input is always a miss (the table
+    holds keys of earlier chunks only), whose row, merged with this one, gives the minimum.
+    """
+    sel = np.flatnonzero(known.occupied[k] & (counts > 0))
+    keys = known.slot_keys[k][sel]
+    order = np.argsort(keys)
+    sel = sel[order]
+    lc = None
+    if label_counts is not None:
+        lc = label_counts[sel][:, : max(1, num_classes)]
+    c = counts[sel]
+    return RegionTable(keys[order], c, lc, np.full(sel.size, _NO_EXEMPLAR, np.int64), int(c.sum()),
+                       known.slot_payload[k][sel])
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def check_reduce(reduce) -> str:
+    """``reduce`` of :func:`partition`: ``"auto"`` resolved by backend (``"host"`` on CPU)."""
+    if not isinstance(reduce, str):
+        raise TypeError(f"reduce: expected one of {REDUCE_PATHS}, got {type(reduce).__name__}")
+    if reduce not in REDUCE_PATHS:
+        raise ValueError(f"reduce: expected one of {REDUCE_PATHS}, got {reduce!r}")
+    if reduce == "auto":
+        return "host" if jax.default_backend() == "cpu" else "device"
+    return reduce
+
+
+def chunk_base_table(full_keys, codes, layer_hashes, labels, num_classes, start, layout: PayloadLayout,
+                     rows=None) -> RegionTable:
     """The base table of one chunk of one net: its inputs grouped by full-code key.
 
     Args:
@@ -213,17 +353,21 @@ def chunk_base_table(full_keys, codes, layer_hashes, labels, num_classes, start,
       num_classes: classes seen so far (None without labels).
       start: the stream index of the chunk's first input.
       layout: the payload's columns.
+      rows: ``int[n]``, increasing: the inputs' rows in the chunk when they are some of its
+        rows (the device path's misses); None: all of them, in order.
 
     Returns:
       The chunk's base table, its payload (``exemplar_codes``) the exemplars' ``layout``
       columns (:mod:`partax.coarsening`).
     """
     keys = np.ascontiguousarray(full_keys).view(np.uint64)[:, 0]
-    base = RegionTable.from_keys(keys, labels=labels, num_classes=num_classes, offset=start, codes=codes,
+    base = RegionTable.from_keys(keys, labels=labels, num_classes=num_classes, offset=0, codes=codes,
                                  check_codes=layout.checked)
-    hashes = layer_hashes[:, base.exemplars - start].T
+    first = base.exemplars  # positions among the given inputs (the minimum: rows increase)
+    hashes = layer_hashes[:, first].T
+    exemplars = start + (first if rows is None else np.asarray(rows, np.int64)[first])
     # the payload (hashes) is a function of the code: base merges compare it
-    return dataclasses.replace(base, exemplar_codes=layout.assemble(base.exemplar_codes, hashes))
+    return dataclasses.replace(base, exemplars=exemplars, exemplar_codes=layout.assemble(base.exemplar_codes, hashes))
 
 
 class NetTables(NamedTuple):
@@ -318,6 +462,7 @@ def partition(
     progress: bool = True,
     boundary_tol: float = 1e-5,
     collision_check: bool = True,
+    reduce: str = "auto",
 ):
     """Partitions a stream of inputs by the regions of a network.
 
@@ -340,13 +485,21 @@ def partition(
         merged silently (see "Collisions" in :mod:`partax.coding`; ``partax bench`` measures
         its cost). ``False`` trusts the 64-bit keys alone (a collision among ``M`` regions
         then merges two of them with probability about ``M^2 / 2^65``).
+      reduce: where each chunk is grouped by key. ``"host"``: every input's key and hashes
+        leave the device and one NumPy sort per chunk groups them. ``"device"``: a table of
+        the regions met so far lives on the device (:mod:`partax.device_grouping`); each
+        chunk's inputs are counted into it there, and only the per-slot counts and the
+        inputs of new regions leave the device (the host groups those). Both give the same
+        tables, bit for bit. ``"auto"`` (default): ``"host"`` on the CPU backend, where the
+        "device" is the host's own cores and NumPy's radix sort is cheap, ``"device"`` on
+        GPUs and TPUs.
 
     Returns:
       A :class:`Partition`; for a stacked net, a tuple of them (one per net).
 
     Raises:
       ValueError / TypeError: wrong input dimension, NaN or inf inputs, labels of the wrong
-        length, negative or non-integer, an empty source, an unknown scope.
+        length, negative or non-integer, an empty source, an unknown scope or ``reduce``.
 
     Example:
       >>> import jax, numpy as np, partax
@@ -356,11 +509,14 @@ def partition(
       >>> p = partax.partition(net, x, y, progress=False)
       >>> int(p.table("prefix", 2).counts.sum()), p.table("layer", 1).label_counts.shape[1]
       (1000, 2)
+      >>> partax.partition(net, x, y, reduce="device", progress=False).table("prefix", 2) == p.table("prefix", 2)
+      True
     """
     check_net(net)
     scopes = check_scopes(scopes)
     tol = check_tolerance(boundary_tol)
     check = check_flag(collision_check, "collision_check") and not exact  # exact compares the codes themselves
+    path = check_reduce(reduce)
     src = as_source(source, labels, dim=net.input_dim)
     if src.num_inputs == 0:
         raise ValueError("source: holds no inputs")
@@ -382,25 +538,33 @@ def partition(
     num_nets = net.stack_shape[0] if net.stack_shape else 1
     acc = table_accumulator(check_codes=layout.checked)  # merges compare the payload (codes or fingerprints)
     states = [NetTables(acc.init(), None) for _ in range(num_nets)]
+    moved = [0]  # bytes fetched from the device (main thread, in collect)
 
-    def dispatch(chunk):
+    def fetch(a):
+        return None if a is None else np.asarray(a)
+
+    def nbytes(*arrays):
+        return sum(int(a.nbytes) for a in jax.tree.leaves(arrays))
+
+    def host_dispatch(chunk):
         if isinstance(src, Sampler):
             out, y = _sampler_kernel(net, src, jnp.asarray(chunk.x), tol, bool(exact), check)
         else:
             out, y = _array_kernel(net, jnp.asarray(chunk.x), tol, bool(exact), check), None
         return out, y, chunk
 
-    def reduce(item):
+    def host_reduce(item):
         """Chunk -> (per net: base table and, once not deferred, range tables; near-boundary
-        counts; valid rows; classes seen). Runs in worker threads: NumPy's sorts release
-        the GIL, so two chunks are reduced at once while the device computes the next."""
-        (words, full_keys, full_checks, layer_hashes, near, finite), y_dev, chunk = item
+        counts; valid rows; classes seen; bytes fetched). Runs in worker threads: NumPy's
+        sorts release the GIL, so two chunks are reduced at once while the device computes
+        the next."""
+        out, y_dev, chunk = item
+        out, y_dev = jax.tree.map(fetch, out), fetch(y_dev)
+        words, full_keys, full_checks, layer_hashes, near, finite = out
         n = chunk.num_valid
-        check_finite(np.asarray(finite)[:n], "source", chunk.start)
-        y = chunk.labels if y_dev is None else np.asarray(y_dev)[:n]
+        check_finite(finite[:n], "source", chunk.start)
+        y = chunk.labels if y_dev is None else y_dev[:n]
         classes = int(y.max()) + 1 if (y is not None and n) else 0
-        full_keys, layer_hashes, near = np.asarray(full_keys), np.asarray(layer_hashes), np.asarray(near)
-        full_checks = None if full_checks is None else np.asarray(full_checks)
         if not net.stack_shape:
             full_keys, layer_hashes, near = full_keys[None], layer_hashes[None], near[None]
             full_checks = None if full_checks is None else full_checks[None]
@@ -409,13 +573,136 @@ def partition(
         for k in range(num_nets):
             nears.append(int(near[k, :n].sum()))
             if exact:  # the full code of every input: checks the base keys, rides with the exemplars
-                code = np.concatenate([np.asarray(w)[k, :n] for w in words], axis=1)
+                code = np.concatenate([w[k, :n] for w in words], axis=1)
             else:  # the check key of every input's full code, or nothing
                 code = None if full_checks is None else full_checks[k, :n]
             base = chunk_base_table(full_keys[k, :n], code, layer_hashes[k], y, classes or None, chunk.start, layout)
             deferred = states[k].base is not None  # a stale read only moves the work to fold_chunk
-            results.append((base, None if deferred else range_tables(base, ranges, layout)))
-        return results, nears, n, classes
+            results.append((base, None if deferred else range_tables(base, ranges, layout), None))
+        return results, nears, n, classes, nbytes(out, y_dev)
+
+    # --- the device path: a table of known keys per net (rebuilt by the fold thread) --------
+    max_buckets = _MAX_BUCKETS_CPU if jax.default_backend() == "cpu" else _MAX_BUCKETS
+    small_capacity = min(batch_size, max(_MIN_MISSES, batch_size // _MISS_FRACTION))
+    value_width = layout.num_words if exact else (2 if check else 0)
+    # mutable settings read by dispatch (main thread), raised by the reducing threads
+    # the first chunk meets an empty table: room for all; label columns for 8 classes until more come
+    device = {"capacity": batch_size, "classes": 8}
+    levels = sorted({min(batch_size, small_capacity * 4**i) for i in range(4)} | {batch_size})  # each compiles
+
+    def level_for(misses: int) -> int:
+        """The capacity for chunks after one with ``misses`` misses: room for twice as many."""
+        if not _ADAPT:
+            return small_capacity
+        return next((c for c in levels if c >= 2 * misses), batch_size)
+    if src.has_labels and not isinstance(src, Sampler) and getattr(src, "labels", None) is not None:
+        device["classes"] = _pow2(int(src.labels.max()) + 1) if len(src.labels) else 1
+
+    def build_known(version, tables):
+        """A :class:`KnownKeys` from per-net base tables of the regions met so far."""
+        buckets = min(max_buckets, max(table_buckets(len(t), _WAYS) for t in tables))
+        built = []
+        for t in tables:
+            payload = t.exemplar_codes
+            if exact:
+                values = payload[:, : layout.num_words]
+            elif check:
+                values = full_check_keys(payload[:, : layout.num_hash_rows].T, net.widths)
+            else:
+                values = np.zeros((len(t), 0), np.uint32)
+            built.append(build_key_table(t.keys, values, t.counts, buckets=buckets, ways=_WAYS))
+        S = buckets * _WAYS
+        payloads = []
+        for t, kt in zip(tables, built):
+            p = np.zeros((S, layout.width), np.uint32)
+            occ = kt.slot_rows >= 0
+            p[occ] = t.exemplar_codes[kt.slot_rows[occ]]
+            payloads.append(p)
+        return KnownKeys(
+            version, jnp.asarray(np.stack([kt.lanes for kt in built])),
+            jnp.asarray(np.stack([kt.values for kt in built])).reshape(len(built), S, value_width),
+            tuple(kt.slot_keys for kt in built), tuple(payloads), tuple(kt.slot_rows >= 0 for kt in built),
+        )
+
+    empty = RegionTable.empty(None, layout.width)
+    device["known"] = build_known(0, [empty] * num_nets)
+    versions = itertools.count(1)  # next() is atomic: the fold thread and the first reduce both build
+    first_table = threading.Event()  # set once the first chunk's regions are on the device (or it failed)
+
+    def device_dispatch(chunk, known=None, capacity=None, classes=None):
+        if known is None and chunk.start > 0:
+            first_table.wait()  # once: the first chunk's regions seed the table (else all rows miss)
+        known = device["known"] if known is None else known
+        capacity = device["capacity"] if capacity is None else capacity
+        classes = device["classes"] if classes is None else classes
+        C = classes if src.has_labels else 1
+        n = jnp.int32(chunk.num_valid)
+        if isinstance(src, Sampler):
+            out = _sampler_absorb(net, src, jnp.asarray(chunk.x), known.lanes, known.values, n, tol, bool(exact),
+                                  check, C, capacity)
+        else:
+            y = None
+            if src.has_labels:
+                y = np.zeros(batch_size, np.int32)
+                y[: chunk.num_valid] = chunk.labels
+                y = jnp.asarray(y)
+            out = _array_absorb(net, jnp.asarray(chunk.x), y, known.lanes, known.values, n, tol, bool(exact), check,
+                                C, capacity)
+        return out, known, chunk, capacity, C
+
+    def device_reduce(item):
+        """Like host_reduce, from what the device path fetches: per-slot counts and misses."""
+        try:
+            out = absorbed_tables(item)
+            if item[2].start == 0 and not first_table.is_set():  # seed the table with the first chunk's regions
+                tables = [base for base, _, _ in out[0]]
+                device["known"] = build_known(next(versions), tables)
+            return out
+        finally:
+            if item[2].start == 0:
+                first_table.set()
+
+    def absorbed_tables(item):
+        out, known, chunk, capacity, C = item
+        out = jax.tree.map(fetch, out)
+        (absorbed, misses, near_counts), first_bad, max_label = out
+        size = nbytes(out)
+        n = chunk.num_valid
+        if first_bad >= 0:
+            raise nonfinite_error("source", chunk.start + int(first_bad))
+        if absorbed.overflow.any():  # re-run with room for every miss and label: no row is dropped
+            if src.has_labels:
+                device["classes"] = max(device["classes"], _pow2(int(max_label) + 1))
+            rerun = absorbed_tables(device_dispatch(chunk, known, batch_size, device["classes"]))
+            return rerun[:4] + (rerun[4] + size,)
+
+        if src.has_labels:
+            y_host = chunk.labels
+            classes = int(max_label) + 1 if isinstance(src, Sampler) else (int(y_host.max()) + 1 if n else 0)
+        else:
+            classes = 0
+        results = []
+        for k in range(num_nets):
+            if absorbed.collided[k]:
+                raise collision_error(known.slot_keys[k][int(absorbed.collided_slot[k])])
+            m = int(absorbed.num_misses[k])
+            keys_k, values_k, hashes_k, labels_k = (None if a is None else a[k] for a in misses)
+            rows = absorbed.misses[k, :m]
+            code = values_k[:m] if layout.checked else None
+            y = None if labels_k is None else labels_k[:m].astype(np.int64)
+            base = chunk_base_table(keys_k[:m], code, hashes_k[:, :m], y, classes or None, chunk.start, layout,
+                                    rows=rows)
+            deferred = states[k].base is not None
+            lc = None if absorbed.label_counts is None else absorbed.label_counts[k]
+            hits = (known, absorbed.counts[k], lc)
+            results.append((base, None if deferred else range_tables(base, ranges, layout), hits))
+        if known.version == 0:  # an empty table: its misses say nothing; a quarter of its regions may be new
+            device["capacity"] = level_for(max(len(base) for base, _, _ in results) // 4)
+        else:
+            device["capacity"] = level_for(int(absorbed.num_misses.max()))
+        return results, [int(v) for v in near_counts], n, classes, size
+
+    dispatch, reduce_chunk = (device_dispatch, device_reduce) if path == "device" else (host_dispatch, host_reduce)
 
     near_count = np.zeros(num_nets, np.int64)
     num_classes, total = 0, 0
@@ -423,16 +710,61 @@ def partition(
     def collect(out):
         """Counters and progress of one reduced chunk (main thread, in stream order)."""
         nonlocal num_classes, total
-        _, nears, n, classes = out
+        _, nears, n, classes, size = out
         near_count[:] += nears
         num_classes, total = max(num_classes, classes), total + n
+        moved[0] += size
         if bar is not None:
             bar.update(n)
 
+    # the fold thread's own state on the device path: hits per version, known keys, classes
+    hits_by_version = [dict() for _ in range(num_nets)]
+    known_acc = table_accumulator(check_codes=layout.checked)
+    known_states = [known_acc.init() for _ in range(num_nets)]
+    fold_state = {"new": 0, "classes": 0, "tracking": True}
+
+    def flush_hits(k, before=None):
+        """Folds net ``k``'s counted hits of every version older than ``before`` (all: None)."""
+        pending = hits_by_version[k]
+        for v in sorted(pending):
+            if before is not None and v >= before:
+                continue
+            known_v, counts, lc = pending.pop(v)
+            t = hits_table(known_v, k, counts, lc, fold_state["classes"])
+            if len(t):
+                states[k] = fold_chunk(acc, states[k], t, None, ranges, layout)
+
     def fold(out):
         """One chunk's tables into the running ones (one thread, in stream order)."""
-        for k, (base, per_range) in enumerate(out[0]):
+        fold_state["classes"] = max(fold_state["classes"], out[3])
+        for k, (base, per_range, hits) in enumerate(out[0]):
             states[k] = fold_chunk(acc, states[k], base, per_range, ranges, layout)
+            if hits is None:
+                continue
+            known_v, counts, lc = hits
+            v = known_v.version
+            flush_hits(k, before=v)  # stream order: no chunk of an older version comes any more
+            if v in hits_by_version[k]:
+                _, c0, l0 = hits_by_version[k][v]
+                if lc is not None:  # the static label columns may have grown since (padded with zeros)
+                    w = max(l0.shape[1], lc.shape[1])
+                    lc = np.pad(lc, ((0, 0), (0, w - lc.shape[1]))) + np.pad(l0, ((0, 0), (0, w - l0.shape[1])))
+                hits_by_version[k][v] = (known_v, c0 + counts, lc)
+            else:
+                hits_by_version[k][v] = (known_v, counts.astype(np.int64), None if lc is None else lc.astype(np.int64))
+            if fold_state["tracking"]:
+                known_states[k] = known_acc.update(known_states[k], base)
+        if path == "device" and fold_state["tracking"]:
+            fold_state["new"] += max(len(base) for base, _, _ in out[0])
+            used = int(device["known"].occupied[0].sum())
+            if fold_state["new"] >= max(_REBUILD_MIN, used // 8):
+                tables = [known_acc.finalize(s) if s.num_rows else empty for s in known_states]
+                known_states[:] = [known_acc.init(t) for t in tables]
+                device["known"] = build_known(next(versions), tables)
+                fold_state["new"] = 0
+                if max(len(t) for t in tables) >= 2 * max_buckets * _WAYS:  # the table is full: keep it
+                    fold_state["tracking"] = False
+                    known_states[:] = [known_acc.init() for _ in range(num_nets)]
 
     bar = None
     if progress:
@@ -440,12 +772,14 @@ def partition(
 
         bar = tqdm(total=src.num_inputs, unit="in", unit_scale=True, delay=1.0, desc="partition", leave=False)
     try:
-        run_chunks(src.chunks(batch_size), dispatch, reduce, fold, collect)
+        run_chunks(src.chunks(batch_size), dispatch, reduce_chunk, fold, collect)
     finally:
         if bar is not None:
             bar.close()
     if total == 0:
         raise ValueError("source: holds no inputs")
+    for k in range(num_nets):
+        flush_hits(k)
     with concurrent.futures.ThreadPoolExecutor(max_workers=_REDUCE_THREADS) as pool:
         built_all = []
         for state in states:
@@ -453,11 +787,15 @@ def partition(
                 built_all.append(range_tables(acc.finalize(state.base), ranges, layout))
             else:  # the last merges of the pending tables, at once
                 built_all.append(list(pool.map(acc.finalize, state.ranges)))
+    for built in built_all:
+        for t in built:
+            if len(t) and t.exemplars.max() == _NO_EXEMPLAR:  # every region's first input is a miss
+                raise RuntimeError("partition: a region counted on the device has no first input (a bug)")
 
     C = num_classes if src.has_labels else None
     results = [
         Partition(finish_tables(built_all[k], index, C, keep_codes=bool(exact)), net.widths, net.input_dim, total,
-                  int(near_count[k]), tol)
+                  int(near_count[k]), tol, moved[0])
         for k in range(num_nets)
     ]
     return tuple(results) if net.stack_shape else results[0]

@@ -6,8 +6,10 @@ neighbour hurts both sides alike).
 
 Workloads (:data:`WORKLOADS`): the IB net 12-10-7-5-4-3-2 on 2^22 uniform inputs, a
 784-256-256-256-10 MLP on 2^20, a 784-1024-1024-1024-10 MLP on 2^18 (``--quick``: 2^18,
-2^16, 2^14). For each: partition throughput with all three scopes (with and without the
-collision check); the bare jitted forward pass of the same net on the same chunks; the
+2^16, 2^14). For each: partition throughput with all three scopes on both reduction paths,
+``reduce="host"`` and ``reduce="device"`` (inputs/s, ratio to the forward pass, bytes fetched from
+the device per input), and without the collision check on the path ``"auto"`` picks (whose
+rates are also the entry's ``partition_*`` fields); the bare jitted forward pass of the same net on the same chunks; the
 common NumPy practice (float32 forward pass, ``np.packbits`` of the signs,
 ``np.unique(axis=0, return_index=True, return_counts=True)`` for every distinct range of
 layers the three scopes need: the same tables the partition builds), on the same inputs (at
@@ -35,7 +37,8 @@ import numpy as np
 
 from partax.coding import SCOPES, tables_for
 from partax.nets import Net, mlp
-from partax.engine import default_batch_size, partition
+from partax.sources import uniform_box
+from partax.engine import check_reduce, default_batch_size, partition
 
 __all__ = ["WORKLOADS", "partition_workload", "run_named"]
 
@@ -126,31 +129,46 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
 
     Returns:
       The entry: rates (``*_inputs_per_s``), their ratios, FLOP rates, the collision check's
-      cost, the number of prefix regions at the last layer, the inputs' size and the peak RSS
-      (with a GPU/TPU backend also ``forward_tflops`` and ``pipeline_tflops``).
+      cost, per reduction path (``host_*``, ``device_*``) its rate, ratio to the forward pass
+      and bytes fetched from the device per input, the path ``"auto"`` picks (``reduce_auto``,
+      whose rate is ``partition_inputs_per_s``), the number of prefix regions at the last
+      layer, the inputs' size and the peak RSS (with a GPU/TPU backend also
+      ``forward_tflops`` and ``pipeline_tflops``).
     """
     key = jax.random.key(seed)
     net = mlp(key, widths, bias_std=0.1)
     x = np.random.default_rng(seed).random((n, widths[0]), dtype=np.float32)  # uniform [0, 1)
     bs = min(default_batch_size(net), n)
+    sampler = uniform_box(0.0, 1.0, n, jax.random.key(seed + 1), dim=widths[0])
+    bs_sampled = max(sampler.block, bs // sampler.block * sampler.block)
     n_np = min(n, numpy_max)
     x_np = x[:n_np]
+    auto = check_reduce("auto")
     fns = {
-        "partition": lambda: partition(net, x, batch_size=bs, progress=False),
-        "unchecked": lambda: partition(net, x, batch_size=bs, collision_check=False, progress=False),
+        "host": lambda: partition(net, x, batch_size=bs, progress=False, reduce="host"),
+        "device": lambda: partition(net, x, batch_size=bs, progress=False, reduce="device"),
+        "unchecked": lambda: partition(net, x, batch_size=bs, collision_check=False, progress=False, reduce=auto),
+        # inputs drawn on the device (a sampler fused into the kernel): no host-to-device copy
+        "host_sampled": lambda: partition(net, sampler, batch_size=bs_sampled, progress=False, reduce="host"),
+        "device_sampled": lambda: partition(net, sampler, batch_size=bs_sampled, progress=False, reduce="device"),
         "forward": _forward_pass(net, x, bs),
         "numpy": _numpy_practice(net, x_np),
         "numpy_matmul": _numpy_matmuls(net, x_np, bs),
     }
     # warm-up: compile and touch everything once (numpy on a small slice); then one partition
     # alone, so that the peak RSS is that of the inputs plus the partition (not the baselines)
-    partition(net, x[: 2 * bs], batch_size=bs, progress=False)
+    for path in ("host", "device"):
+        partition(net, x[: 2 * bs], batch_size=bs, progress=False, reduce=path)
+        partition(net, sampler, batch_size=bs_sampled, progress=False, reduce=path)
     fns["forward"]()  # compiles the very function that is timed
     _numpy_practice(net, x[:256])()
     _numpy_matmuls(net, x[:256], 256)()
-    p = partition(net, x, batch_size=bs, progress=False)
+    p = partition(net, x, batch_size=bs, progress=False, reduce=auto)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    moved = {path: partition(net, x, batch_size=bs, progress=False, reduce=path).device_to_host_bytes / n
+             for path in ("host", "device")}  # also compiles the device path's later table sizes
     best = _best_of(fns, reps)
+    best["partition"] = best[auto]
     entry = {
         "name": name,
         "widths": list(widths),
@@ -159,6 +177,16 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "partition_inputs_per_s": n / best["partition"],
         "forward_inputs_per_s": n / best["forward"],
         "ratio_vs_forward": best["forward"] / best["partition"],
+        "reduce_auto": auto,
+        # both reduction paths side by side: rate, ratio to the forward pass, bytes off the device
+        "host_inputs_per_s": n / best["host"],
+        "host_ratio_vs_forward": best["forward"] / best["host"],
+        "host_bytes_per_input": moved["host"],
+        "device_inputs_per_s": n / best["device"],
+        "device_ratio_vs_forward": best["forward"] / best["device"],
+        "device_bytes_per_input": moved["device"],
+        "host_sampled_inputs_per_s": n / best["host_sampled"],
+        "device_sampled_inputs_per_s": n / best["device_sampled"],
         # the collision check (a second 64-bit key per input): its cost, side by side
         "unchecked_inputs_per_s": n / best["unchecked"],
         "collision_check_cost": best["partition"] / best["unchecked"] - 1.0,

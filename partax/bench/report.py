@@ -49,6 +49,7 @@ def to_markdown(result: dict) -> str:
         "| NumPy ratio bound | forward GFLOP/s | BLAS GFLOP/s | collision check cost | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    paths = [w for w in result["workloads"] if "host_inputs_per_s" in w]
     for w in result["workloads"]:
         if "partition_inputs_per_s" not in w:
             continue
@@ -67,6 +68,33 @@ def to_markdown(result: dict) -> str:
         "Collision check cost: the partition's time with its check keys (the default) over its time",
         "with `collision_check=False`, minus one, measured in the same run.",
     ]
+    if paths:
+        lines += [
+            "",
+            "## Reduction paths",
+            "",
+            "Both of `partax.partition`'s reduction paths on the same inputs in the same run: `host` (every",
+            "input's keys and hashes leave the device, one NumPy sort per chunk) and `device` (a table of",
+            "known regions on the device counts each chunk; only per-slot counts and new regions leave",
+            "it). The partition columns above are those of the path `reduce=\"auto\"` picks.",
+            "",
+            "| workload | auto | host in/s | host / forward | host B/input | device in/s | device / forward "
+            "| device B/input | host, sampled in/s | device, sampled in/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in paths:
+            lines.append(
+                f"| {w['name']} | {w['reduce_auto']} | {w['host_inputs_per_s']:,.0f} | {w['host_ratio_vs_forward']:.2f} | "
+                f"{w['host_bytes_per_input']:.1f} | {w['device_inputs_per_s']:,.0f} | "
+                f"{w['device_ratio_vs_forward']:.2f} | {w['device_bytes_per_input']:.1f} | "
+                f"{w['host_sampled_inputs_per_s']:,.0f} | {w['device_sampled_inputs_per_s']:,.0f} |"
+            )
+        lines += [
+            "",
+            "B/input: bytes fetched from the device per input (`Partition.device_to_host_bytes`). Sampled:",
+            "the same number of inputs drawn on the device by `partax.sources.uniform_box` (no copy of",
+            "the inputs to the device).",
+        ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" in w:
             continue

@@ -52,6 +52,9 @@ def add_parser(subparsers):
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="inputs per chunk (default: the engine's choice for the net and device)")
     p.add_argument("--exact", action="store_true", help="detect hash collisions (slower)")
+    p.add_argument("--reduce", choices=["auto", "host", "device"], default="auto",
+                   help="where each chunk is grouped by key: host (a NumPy sort), device (a table of known "
+                   "regions on the device), auto: host on CPU, device on accelerators (default: %(default)s)")
     p.add_argument("--distributed", action="store_true",
                    help="run on every device of every process (jax.distributed; see scripts/README.md)")
     p.add_argument("--coordinator", help="with --distributed: coordinator host:port (default: environment / cluster)")
@@ -131,7 +134,7 @@ def run(args) -> int:
         bs = args.batch_size or default_batch_size(net)
         t0 = time.perf_counter()
         partax.partition(net, source[:bs], None if labels is None else labels[:bs], scopes=scopes,
-                         batch_size=args.batch_size, exact=args.exact, progress=False)
+                         batch_size=args.batch_size, exact=args.exact, progress=False, reduce=args.reduce)
         warmup = time.perf_counter() - t0
     t0 = time.perf_counter()
     if args.distributed:
@@ -139,7 +142,8 @@ def run(args) -> int:
         if jax.process_index() != 0:  # every process holds the global tables; process 0 writes them
             return 0
     else:
-        p = partax.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact)
+        p = partax.partition(net, source, labels, scopes=scopes, batch_size=args.batch_size, exact=args.exact,
+                             reduce=args.reduce)
     seconds = time.perf_counter() - t0
     os.makedirs(args.out, exist_ok=True)
     p.save(os.path.join(args.out, "partition.npz"))
