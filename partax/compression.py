@@ -42,7 +42,8 @@ certificate, an upper bound on ``max |f - g|`` over the whole box:
     ``1e-12``).
 ``"enumerate"`` (small nets and boxes)
     Every region of the joint net ``x -> (f(x), g(x))`` (both nets side by side, the shallower
-    padded with ``relu(y) - relu(-y)`` identity layers) by :func:`partax.geometry.enumerate_regions`;
+    padded with identity layers ``(act(y) - act(-y)) / (1 + alpha)``; none exist for ``alpha = -1``,
+    where nets of different depths get an infinite bound) by :func:`partax.geometry.enumerate_regions`;
     on each region both nets are affine, and the bound is the maximum over the regions of the
     difference of the two affine maps (over the whole box, or by an LP over the region where that
     is not already below the tolerance). Needs ``d <= 6`` and the enumeration's volume
@@ -73,6 +74,8 @@ import numpy as np
 from partax import stability
 from partax.geometry import Box
 from partax.nets import Net
+from partax.stability import classify as _classify_bounds
+from partax.validation import check_positive_int, check_tolerance
 
 __all__ = ["compress", "verify_equivalent", "CompressionReport", "LayerReport", "Equivalence", "CompressionError",
            "CERTIFICATES"]
@@ -95,7 +98,7 @@ class CompressionError(RuntimeError):
 
 # -- records -----------------------------------------------------------------------------------
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LayerReport:
     """What :func:`compress` did to one hidden layer of the original net.
 
@@ -126,7 +129,7 @@ class LayerReport:
     units_after: int = 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Equivalence:
     """The result of :func:`verify_equivalent`.
 
@@ -158,16 +161,17 @@ class Equivalence:
 
     def to_dict(self) -> dict:
         """The record as a JSON-ready dict."""
-        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in dataclasses.asdict(self).items()}
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                for k, v in dataclasses.asdict(self).items()}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class CompressionReport:
     """What :func:`compress` removed, and why; the sizes before and after; the times.
 
     Attributes:
       method: the stability method.
-      layers: one :class:`LayerReport` per hidden layer of the original net.
+      layers: one :class:`LayerReport` per hidden layer of the original net (a tuple).
       units_before, units_after: hidden units of the original and the smaller net.
       connections_before, connections_after: weights (dense, every layer including the output).
       layers_before, layers_after: hidden layers.
@@ -178,7 +182,7 @@ class CompressionReport:
     """
 
     method: str
-    layers: list
+    layers: tuple
     units_before: int
     units_after: int
     connections_before: int
@@ -259,11 +263,59 @@ def _act(z, alpha):
     return np.where(z > 0, z, alpha * z)
 
 
-def _forward64(Ws, bs, alpha, x):
+def _forward64(Ws, bs, alpha, x, preactivations=None):
+    """float64 forward pass; appends ``(z, |h| @ |W| + |b|)`` per hidden layer to ``preactivations``."""
     h = np.asarray(x, np.float64)
     for W, b in zip(Ws[:-1], bs[:-1]):
-        h = _act(h @ W + b, alpha)
+        z = h @ W + b
+        if preactivations is not None:
+            preactivations.append((z, np.abs(h) @ np.abs(W) + np.abs(b)))
+        h = _act(z, alpha)
     return h @ Ws[-1] + bs[-1]
+
+
+def _check_net_bounds(net: Net, net_bounds, x, pre):
+    """Caller-supplied bounds of ``net``, checked against the samples already drawn.
+
+    Checks the shapes per layer, NaN and ``lo <= hi`` (:func:`partax.stability.classify`), that no
+    class is refuted by the samples ``x`` (:func:`partax.stability.refute`), and that every sampled
+    pre-activation (``pre``: float64, with the magnitudes of its terms) lies inside its bounds up
+    to float64 rounding. Returns the bounds as float64 pairs.
+
+    Raises:
+      ValueError / TypeError: a message starting with ``net_bounds:``.
+    """
+    widths = [int(w) for w in net.widths]
+    if not isinstance(net_bounds, (list, tuple)) or len(net_bounds) != len(widths):
+        got = len(net_bounds) if isinstance(net_bounds, (list, tuple)) else type(net_bounds).__name__
+        raise ValueError(f"net_bounds: expected {len(widths)} (lo, hi) pairs (one per hidden layer of net), got {got}")
+    bounds = []
+    for l, (pair, n) in enumerate(zip(net_bounds, widths)):
+        try:
+            lo, hi = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"net_bounds: layer {l + 1}: expected a (lo, hi) pair") from None
+        lo = np.asarray(lo, np.float64); hi = np.asarray(hi, np.float64)
+        if lo.shape != (n,) or hi.shape != (n,):
+            raise ValueError(f"net_bounds: layer {l + 1}: expected lo and hi of shape ({n},) each, got "
+                             f"{lo.shape} and {hi.shape}")
+        bounds.append((lo, hi))
+    try:
+        classes = _classify_bounds(bounds)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"net_bounds: {e}") from None
+    refuted = stability.refute(net, classes, x)
+    for l, r in enumerate(refuted):
+        if r.size:
+            raise ValueError(f"net_bounds: not sound: the samples contradict the classes they certify at layer {l + 1} "
+                             f"units {r[:10].tolist()} (e.g. a unit certified stably inactive seen active)")
+    for l, ((lo, hi), (z, mag)) in enumerate(zip(bounds, pre)):
+        t = 1e-12 * mag + 1e-300
+        out = np.nonzero(np.any((z < lo - t) | (z > hi + t), axis=0))[0]
+        if out.size:
+            raise ValueError(f"net_bounds: not sound: sampled pre-activations of layer {l + 1} units "
+                             f"{out[:10].tolist()} lie outside their bounds")
+    return bounds
 
 
 def _connections(Ws) -> int:
@@ -305,7 +357,7 @@ def _basis(L, rtol=1e-10):
 # -- compression -------------------------------------------------------------------------------
 
 def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
-    """The smaller net's float64 layers and the per-layer records."""
+    """The smaller net's float64 layers and the per-layer records (each built once, at the end)."""
     L = len(Ws) - 1
     d = Ws[0].shape[0]
     P = np.eye(d)  # h_{l-1} = P^T u + q  (u: the smaller net's last hidden output, or x)
@@ -318,8 +370,8 @@ def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
         n = W.shape[1]
         Wt = P @ W
         bt = q @ W + b
-        rec = LayerReport(layer=l + 1, units_before=n, stably_active=int(np.sum(s == 1)),
-                          stably_inactive=int(np.sum(s == -1)), unstable=int(np.sum(s == 0)))
+        rec = dict(layer=l + 1, units_before=n, stably_active=int(np.sum(s == 1)),
+                   stably_inactive=int(np.sum(s == -1)), unstable=int(np.sum(s == 0)))
         zero_in = ~np.any(Wt != 0, axis=0)
         const = zero_in.copy()
         inactive = (s == -1) & ~const
@@ -330,8 +382,8 @@ def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
         affine = ((s == 1) | ((s == -1) & (alpha != 0.0))) & ~const
         unstable = (s == 0) & ~const
         slope = np.where(s == 1, 1.0, alpha)
-        rec.removed_inactive = int(removed_inactive.sum())
-        rec.removed_zero_incoming = int(const.sum())
+        rec["removed_inactive"] = int(removed_inactive.sum())
+        rec["removed_zero_incoming"] = int(const.sum())
         aff_idx = np.nonzero(affine)[0]
         Laff = Wt[:, aff_idx] * slope[aff_idx]
         # constants: zero-incoming units output act(bt); removed inactive relu units output 0
@@ -342,15 +394,15 @@ def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
             M[:, aff_idx] = Laff
             qn[aff_idx] = slope[aff_idx] * bt[aff_idx]
             P, q = M, qn
-            rec.folded = True
-            rec.units_after = 0
+            rec["folded"] = True
+            rec["units_after"] = 0
             records.append(rec)
             continue
         basis_local, C = _basis(Laff)
         basis = aff_idx[basis_local]
         dependent = np.setdiff1d(aff_idx, basis)
-        rec.merged_active = int(dependent.size)
-        rec.kept_affine = int(basis.size)
+        rec["merged_active"] = int(dependent.size)
+        rec["kept_affine"] = int(basis.size)
         kept = np.sort(np.concatenate([np.nonzero(unstable)[0], basis]))
         pos = {int(k): i for i, k in enumerate(kept)}
         Pn = np.zeros((kept.size, n))
@@ -367,7 +419,7 @@ def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
                 qn[j] = slope[j] * bt[j] - c @ hb_const
         new_W.append(Wt[:, kept])
         new_b.append(bt[kept])
-        rec.units_after = int(kept.size)
+        rec["units_after"] = int(kept.size)
         records.append(rec)
         P, q = Pn, qn
     Wo = P @ Ws[-1]
@@ -375,19 +427,19 @@ def _rebuild(Ws, bs, alpha, classes, lo0, hi0):
     new_W.append(Wo)
     new_b.append(bo)
     # units with zero outgoing weights, backwards (removals cascade)
-    kept_rec = [r for r in records if not r.folded]
+    kept_rec = [r for r in records if not r.get("folded", False)]
     for k in range(len(new_W) - 2, -1, -1):
         out_zero = ~np.any(new_W[k + 1] != 0, axis=1)
         if out_zero.all():
-            return None, records  # nothing reaches the output: constant
+            return None, [LayerReport(**r) for r in records]  # nothing reaches the output: constant
         if out_zero.any():
             keep = ~out_zero
             new_W[k] = new_W[k][:, keep]
             new_b[k] = new_b[k][keep]
             new_W[k + 1] = new_W[k + 1][keep]
-            kept_rec[k].removed_zero_outgoing = int(out_zero.sum())
-            kept_rec[k].units_after = int(keep.sum())
-    return (new_W, new_b), records
+            kept_rec[k]["removed_zero_outgoing"] = int(out_zero.sum())
+            kept_rec[k]["units_after"] = int(keep.sum())
+    return (new_W, new_b), [LayerReport(**r) for r in records]
 
 
 def _affine_net(Wo, bo, lo0, hi0):
@@ -435,6 +487,9 @@ def compress(net: Net, domain: Box, *, method: str = "lp", certificate: str = "a
     """
     if certificate not in ("auto", "algebraic", "enumerate"):
         raise ValueError(f"certificate: expected 'auto', 'algebraic' or 'enumerate', got {certificate!r}")
+    check_positive_int(samples, "samples")
+    check_tolerance(atol, "atol")
+    check_tolerance(rtol, "rtol")
     t0 = time.perf_counter()
     bounds = stability.preactivation_bounds(net, domain, method, time_limit=time_limit, **bound_kwargs)
     t1 = time.perf_counter()
@@ -465,7 +520,7 @@ def compress(net: Net, domain: Box, *, method: str = "lp", certificate: str = "a
     t3 = time.perf_counter()
     Wn = [np.asarray(W) for W in smaller.weights]
     report = CompressionReport(
-        method=method, layers=records, units_before=int(sum(net.widths)), units_after=int(sum(smaller.widths)),
+        method=method, layers=tuple(records), units_before=int(sum(net.widths)), units_after=int(sum(smaller.widths)),
         connections_before=_connections(Ws), connections_after=_connections(Wn), layers_before=net.num_hidden,
         layers_after=smaller.num_hidden, constant=bool(constant), affine=bool(affine),
         seconds={"bounds": t1 - t0, "compress": t2 - t1, "verify": t3 - t2, "total": t3 - t0},
@@ -599,16 +654,24 @@ def _certify_algebraic(f: Net, g: Net, lo0, hi0, bounds, tol):
     return float(bound.max()), ""
 
 
-def _carry(n):
-    """The weights carrying ``(relu(y), relu(-y))`` (``2n`` units) to the next such pair."""
+def _carry(n, alpha=0.0):
+    """The weights carrying ``(act(y), act(-y))`` (``2n`` units) to the pre-activations ``(y, -y)``
+    of the next such pair: ``act(y) - act(-y) = (1 + alpha) y`` for a (leaky) ReLU of slope
+    ``alpha``, so the block is divided by ``1 + alpha`` (which must not be 0)."""
     eye = np.eye(n)
-    return np.block([[eye, -eye], [-eye, eye]])
+    return np.block([[eye, -eye], [-eye, eye]]) / (1.0 + alpha)
 
 
 def _joint(f: Net, g: Net):
-    """A net ``x -> (f(x), g(x))`` with the two nets side by side (block-diagonal layers)."""
+    """A net ``x -> (f(x), g(x))`` with the two nets side by side (block-diagonal layers).
+
+    The shallower net is padded with identity layers: its output ``y`` goes through the units
+    ``(act(y), act(-y))``, and ``act(y) - act(-y) = (1 + alpha) y``, so the carried pair and the
+    padded output block are divided by ``1 + alpha``. Needs ``alpha != -1`` when the depths differ.
+    """
     Wf, bf = _params64(f)
     Wg, bg = _params64(g)
+    alpha = _alpha(f)
     Lf, Lg = len(Wf) - 1, len(Wg) - 1
     L = max(Lf, Lg)
     out = f.output_dim
@@ -619,11 +682,11 @@ def _joint(f: Net, g: Net):
         if Lx == L:
             return layers, (Ws[-1], bs[-1])
         eye = np.eye(out)
-        # layer Lx+1 computes (y, -y) through relu; later ones carry the pair
+        # layer Lx+1 computes (y, -y) through act; later ones carry the pair
         layers.append((np.concatenate([Ws[-1], -Ws[-1]], axis=1), np.concatenate([bs[-1], -bs[-1]])))
         for _ in range(Lx + 1, L):
-            layers.append((_carry(out), np.zeros(2 * out)))
-        return layers, (np.concatenate([eye, -eye], axis=0), np.zeros(out))
+            layers.append((_carry(out, alpha), np.zeros(2 * out)))
+        return layers, (np.concatenate([eye, -eye], axis=0) / (1.0 + alpha), np.zeros(out))
 
     lf, of = padded(Wf, bf, Lf)
     lg, og = padded(Wg, bg, Lg)
@@ -651,6 +714,9 @@ def _certify_enumerate(f: Net, g: Net, domain: Box, lo0, hi0, max_regions, tol):
     alpha = _alpha(f)
     if _alpha(g) != alpha:
         return np.inf, "activations differ"
+    if alpha == -1.0 and f.num_hidden != g.num_hidden:
+        return np.inf, ("the enumerate certificate cannot pad nets of different depths with alpha = -1 "
+                        "(act(y) - act(-y) = 0: no identity layer); use the algebraic certificate")
     arrays = _joint(f, g)
     act = f.activation if f.activation == "relu" else (f.activation, f.alpha)
     with jax.enable_x64(True):
@@ -729,21 +795,25 @@ def verify_equivalent(net: Net, other: Net, domain: Box, *, certificate: str = "
       domain: a :class:`partax.Box`.
       certificate: ``"auto"`` (= ``"algebraic"``), ``"algebraic"``, ``"enumerate"`` or ``"none"``
         (no certificate: ``certified`` is False).
-      samples: uniform samples of the box (plus its corners, or 4096 random corners when
-        ``d > 12``, and its centre).
-      atol, rtol: the tolerance.
-      seed: seed of the samples.
+      samples: uniform samples of the box, a positive int (plus its corners, or 4096 random corners
+        when ``d > 12``, and its centre).
+      atol, rtol: the tolerance, finite numbers >= 0.
+      seed: seed of the samples (an int).
       method: stability method of ``net``'s bounds for the algebraic certificate (ignored when
         ``net_bounds`` is given).
       net_bounds: sound pre-activation bounds of ``net`` over ``domain`` (as
-        :func:`partax.stability.preactivation_bounds` returns), to reuse.
-      max_regions: region limit of the ``"enumerate"`` certificate.
+        :func:`partax.stability.preactivation_bounds` returns), to reuse. They are not trusted:
+        their shapes are checked per layer, and the samples must neither refute the classes they
+        certify (:func:`partax.stability.refute`) nor fall outside them.
+      max_regions: region limit of the ``"enumerate"`` certificate, a positive int.
 
     Returns:
       An :class:`Equivalence` record (``max_abs_diff``, ``certified``, ``equivalent``, ...).
 
     Raises:
-      ValueError / TypeError: bad nets (dimensions differ), domain or certificate.
+      ValueError / TypeError: bad nets (dimensions differ), domain, certificate,
+        samples, atol, rtol, seed, max_regions or method; ``net_bounds`` of the wrong shapes or
+        contradicted by the samples (``ValueError("net_bounds: ...")``).
     """
     if certificate not in CERTIFICATES:
         raise ValueError(f"certificate: expected one of {CERTIFICATES}, got {certificate!r}")
@@ -754,15 +824,26 @@ def verify_equivalent(net: Net, other: Net, domain: Box, *, certificate: str = "
         raise ValueError(f"other: expected input/output dims {(net.input_dim, net.output_dim)}, got "
                          f"{(other.input_dim, other.output_dim)}")
     lo0, hi0 = stability.check_box(domain, net.input_dim)
+    samples = check_positive_int(samples, "samples")
+    atol = check_tolerance(atol, "atol")
+    rtol = check_tolerance(rtol, "rtol")
+    max_regions = check_positive_int(max_regions, "max_regions")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
+    if net_bounds is None and method not in stability.METHODS:
+        raise ValueError(f"method: expected one of {stability.METHODS}, got {method!r}")
     t0 = time.perf_counter()
     x = _sample_points(lo0, hi0, samples, seed)
     Wf, bf = _params64(net)
     Wg, bg = _params64(other)
-    yf = _forward64(Wf, bf, _alpha(net), x)
+    pre = [] if net_bounds is not None else None
+    yf = _forward64(Wf, bf, _alpha(net), x, pre)
+    if net_bounds is not None:
+        net_bounds = _check_net_bounds(net, net_bounds, x, pre)
     yg = _forward64(Wg, bg, _alpha(other), x)
     diff = float(np.max(np.abs(yf - yg)))
     maxf = float(np.max(np.abs(yf)))
-    tol = float(atol) + float(rtol) * (1.0 + maxf)
+    tol = atol + rtol * (1.0 + maxf)
     reason = ""
     cert = "algebraic" if certificate == "auto" else certificate
     if cert == "none":

@@ -41,7 +41,7 @@ from partax.milp import (check_backend, check_milp_domain, check_time_limit, cou
 from partax.nets import Net
 from partax.records import record_repr
 from partax.stability import check_net
-from partax.validation import check_scope_layer
+from partax.validation import check_scope_layer, check_tolerance
 
 __all__ = ["RegionCount", "ParityBound", "count_regions", "parity_lower_bound"]
 
@@ -61,7 +61,9 @@ class RegionCount(NamedTuple):
       scope, layer: the scope and its 1-based layer.
       backend: ``"scip"`` or ``"highs"``.
       method: ``"native"`` (SCIP's solution counting) or ``"nogood"`` (re-solve loop).
-      status: ``"complete"``, ``"time_limit"`` or the solver's failure status.
+      status: ``"complete"``, ``"time_limit"``, ``"check_undecided"`` (the float64 re-check of a
+        solution was cut short: the count stopped there), ``"count_invalid"`` (SCIP flags its
+        count invalid) or the solver's failure status; ``exact`` is False for all but the first.
       stats: ``solves``, ``rejected``, ``lp_checks``, ``unstable`` (binaries counted over),
         ``stable`` (units fixed by the bounds), ``bound_seconds``, ``margin``.
     """
@@ -134,6 +136,13 @@ def _check_common(net, domain, scope, layer, backend, time_limit):
     return layer, first, last, backend, time_limit
 
 
+def _check_positive_number(name: str, v) -> float:
+    """``v`` as a float if it is a finite number > 0 (Python or NumPy int / float, not a bool)."""
+    if check_tolerance(v, name) <= 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {v!r}")
+    return float(v)
+
+
 def _keys(codes: list, first: int, last: int) -> np.ndarray:
     return keys_from_bits(codes, first, last, start=first)
 
@@ -174,8 +183,7 @@ def count_regions(net: Net, domain: Box, *, scope: str = "prefix", layer: Option
     """
     t0 = time.perf_counter()
     layer, first, last, backend, time_limit = _check_common(net, domain, scope, layer, backend, time_limit)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (np.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin: expected a finite number > 0, got {margin!r}")
+    margin = _check_positive_number("margin", margin)
     form = formulate(net, domain, depth=last, bounds=bounds, bound_method=bound_method, margin=margin,
                      time_limit=time_limit)
     t_form = time.perf_counter() - t0
@@ -258,10 +266,8 @@ def parity_lower_bound(net: Net, domain: Box, *, scope: str = "prefix", layer: O
     for name, v in (("trials", trials), ("step", step)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha: expected a finite number > 0, got {alpha!r}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (np.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin: expected a finite number > 0, got {margin!r}")
+    alpha = _check_positive_number("alpha", alpha)
+    margin = _check_positive_number("margin", margin)
     form = formulate(net, domain, depth=last, bounds=bounds, bound_method=bound_method, margin=margin,
                      time_limit=time_limit)
     counted = form.counted_vars(first, last)

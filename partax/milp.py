@@ -63,7 +63,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import time
 from typing import NamedTuple, Optional
 
@@ -72,6 +74,7 @@ import numpy as np
 from partax.geometry import Box
 from partax.nets import Net
 from partax.stability import check_box, check_net, preactivation_bounds
+from partax.validation import check_tolerance
 
 __all__ = [
     "BACKENDS",
@@ -334,10 +337,7 @@ def formulate(net: Net, domain: Box, *, depth: Optional[int] = None, bounds=None
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not (1 <= depth <= L):
         raise ValueError(f"depth: expected an int in 1..{L}, got {depth!r}")
     depth = int(depth)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not (
-            np.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin: expected a finite number >= 0, got {margin!r}")
-    margin = float(margin)
+    margin = check_tolerance(margin, "margin")  # a finite number >= 0 (Python or NumPy, not a bool)
     if bounds is None:
         if bound_method not in BOUND_METHODS:
             raise ValueError(f"bound_method: expected one of {BOUND_METHODS}, got {bound_method!r}")
@@ -480,9 +480,18 @@ class _HighsModel:
         h.passModel(lp)
         self.h = h
         self.nv = nv
+        self.n_int = int(np.sum(integer))
+        # a float64 copy of the model for the weak-duality bound of pure LPs (see _lp_dual_bound)
+        self.col_lo = np.asarray(lb, np.float64)
+        self.col_hi = np.asarray(ub, np.float64)
+        self.rows = [(form.indices[form.indptr[r]:form.indptr[r + 1]], form.data[form.indptr[r]:form.indptr[r + 1]],
+                      float(form.row_lo[r]), float(form.row_hi[r])) for r in range(form.num_rows)]
+        self.cost = np.zeros(nv)
+        self.sense = "min"
 
     def add_row(self, cols, coefs, lo, hi):
         inf = self.hs.kHighsInf
+        self.rows.append((np.asarray(cols, np.int64), np.asarray(coefs, np.float64), float(lo), float(hi)))
         lo = -inf if lo == -_INF else lo
         hi = inf if hi == _INF else hi
         self.h.addRow(float(lo), float(hi), len(cols), np.asarray(cols, np.int32), np.asarray(coefs, np.float64))
@@ -490,12 +499,59 @@ class _HighsModel:
     def set_objective(self, cols, coefs, sense: str):
         cost = np.zeros(self.nv)
         cost[np.asarray(cols, np.int64)] = coefs
+        self.cost, self.sense = cost, sense
         self.h.changeColsCost(self.nv, np.arange(self.nv, dtype=np.int32), cost)
         self.h.changeObjectiveSense(self.hs.ObjSense.kMaximize if sense == "max" else self.hs.ObjSense.kMinimize)
 
     def relax_integrality(self):
         self.h.changeColsIntegrality(self.nv, np.arange(self.nv, dtype=np.int32),
                                      np.array([self.hs.HighsVarType.kContinuous] * self.nv))
+        self.n_int = 0
+
+    def _lp_dual_bound(self) -> float:
+        """A rigorous bound on the optimum of the (pure) LP from HiGHS' row duals, in float64.
+
+        Weak duality (Neumaier & Shcherbina 2004): for any multipliers ``y`` and every feasible
+        ``v``, ``c.v = y.(A v) + (c - A^T y).v``; each term is bounded below over the row and
+        column bounds (a multiplier whose row bound is infinite is dropped). The bound is the
+        best of ``y``, ``-y`` (whatever HiGHS' sign convention) and ``0`` (the column-bound
+        bound), less a rounding allowance. A lower bound when minimising, an upper bound when
+        maximising; ``-inf`` / ``inf`` if nothing finite is proven.
+        """
+        R = len(self.rows)
+        rl = np.array([r[2] for r in self.rows], np.float64)
+        rh = np.array([r[3] for r in self.rows], np.float64)
+        c = self.cost if self.sense == "min" else -self.cost
+        sol = self.h.getSolution()
+        cands = [np.zeros(R)]
+        if sol.dual_valid and len(sol.row_dual) == R:
+            y = np.asarray(sol.row_dual, np.float64)
+            cands += [y, -y]
+
+        def at_y(y):  # A^T y
+            out = np.zeros(self.nv)
+            for (cols, coefs, _, _), yr in zip(self.rows, y):
+                if yr != 0.0:
+                    np.add.at(out, np.asarray(cols, np.int64), yr * np.asarray(coefs, np.float64))
+            return out
+
+        best = -_INF
+        for y in cands:
+            y = np.where(y > 0, np.where(np.isfinite(rl), y, 0.0), np.where(np.isfinite(rh), y, 0.0))
+            part_rows = np.where(y > 0, y * np.where(np.isfinite(rl), rl, 0.0),
+                                 y * np.where(np.isfinite(rh), rh, 0.0))
+            aty = at_y(y)
+            red = c - aty
+            with np.errstate(invalid="ignore"):
+                part_cols = np.where(red == 0.0, 0.0, np.minimum(red * self.col_lo, red * self.col_hi))
+            if np.any(np.isnan(part_cols)):
+                continue
+            val = float(part_rows.sum() + part_cols.sum())
+            if not np.isfinite(val):
+                continue
+            mag = float(np.abs(part_rows).sum() + np.abs(part_cols).sum() + np.abs(aty).sum())
+            best = max(best, val - 4 * np.finfo(np.float64).eps * mag * max(1, self.nv + R))
+        return best if self.sense == "min" else -best
 
     def solve(self, time_limit: Optional[float]) -> _Solved:
         hs = self.hs
@@ -503,12 +559,17 @@ class _HighsModel:
         self.h.run()
         st = self.h.getModelStatus()
         info = self.h.getInfo()
-        dual = float(getattr(info, "mip_dual_bound", float("nan")))
+        if self.n_int > 0:
+            # the MIP solver's proven bound; HiGHS leaves a stale value here after a pure LP solve
+            dual = float(getattr(info, "mip_dual_bound", float("nan")))
+        else:
+            dual = self._lp_dual_bound()
+        dual = dual if np.isfinite(dual) else float("nan")
         has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
         vals = np.asarray(self.h.getSolution().col_value, np.float64) if has_sol else None
         obj = float(info.objective_function_value) if has_sol else float("nan")
         if st == hs.HighsModelStatus.kOptimal:
-            return _Solved("feasible", vals, obj, dual if np.isfinite(dual) else obj)
+            return _Solved("feasible", vals, obj, dual)
         if st in (hs.HighsModelStatus.kInfeasible,):
             return _Solved("infeasible", None, float("nan"), float("nan"))
         if st in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt,
@@ -610,17 +671,25 @@ def _verify(form: Formulation, xval: np.ndarray, bits: list, first: int, last: i
     return True
 
 
-def _verify_fixed(form: Formulation, zrow: np.ndarray, counted: np.ndarray, first: int, last: int) -> bool:
+def _verify_fixed(form: Formulation, zrow: np.ndarray, counted: np.ndarray, first: int, last: int,
+                  deadline: Optional[float] = None) -> str:
     """Re-solves with the counted binaries fixed exactly to ``zrow`` (no integrality slack on
-    them, HiGHS) and checks the new point in float64 with a quarter of the margin."""
+    them, HiGHS) and checks the new point in float64 with a quarter of the margin.
+
+    Returns ``"feasible"`` (the code is confirmed), ``"infeasible"`` (the solver proved the fixed
+    model infeasible, or its point fails the float64 check: the code is rejected) or
+    ``"undecided"`` (time limit or solver failure: neither confirmed nor refuted)."""
     hm = _HighsModel(form)
     for c, v in zip(counted, zrow):
         hm.h.changeColBounds(int(c), float(v), float(v))
-    res = hm.solve(10.0)
+    res = hm.solve(_deadline_left(deadline))
+    if res.status == "infeasible":
+        return "infeasible"
     if res.status != "feasible":
-        return False
+        return "undecided"
     bits = form.codes_of(zrow[None], first, last)
-    return _verify(dataclasses.replace(form, margin=0.5 * form.margin), res.values[form.x], bits, first, last)
+    ok = _verify(dataclasses.replace(form, margin=0.5 * form.margin), res.values[form.x], bits, first, last)
+    return "feasible" if ok else "infeasible"
 
 
 # -----------------------------------------------------------------------------------------
@@ -634,7 +703,10 @@ class CodeEnumeration(NamedTuple):
       exact: True iff the enumeration finished (no time limit hit, no solver failure).
       codes: per layer ``first..last``, ``bool[count, n_l]`` (None from native counting).
       points: ``float64[count, d]`` an input point of each code (None from native counting).
-      status: ``"complete"``, ``"time_limit"`` or the solver's failure status.
+      status: ``"complete"``, ``"time_limit"``, ``"max_codes"``, ``"check_undecided"`` (the
+        float64 re-check of a solution hit the time limit or failed, so the enumeration stopped
+        there), ``"count_invalid"`` (SCIP says its count is not valid) or the solver's failure
+        status.
       seconds: wall time.
       stats: ``solves``, ``rejected`` (solutions that failed the float64 check), ``lp_checks``.
     """
@@ -703,7 +775,11 @@ def enumerate_codes(form: Formulation, *, first: int = 1, last: Optional[int] = 
         ok = _verify(form, xval, bits, first, last)
         if not ok:
             stats["lp_checks"] += 1
-            ok = _verify_fixed(form, zrow, counted, first, last)
+            check = _verify_fixed(form, zrow, counted, first, last, deadline)
+            if check == "undecided":  # neither confirmed nor refuted: cutting it off could lose a code
+                status, exact = "check_undecided", False
+                break
+            ok = check == "feasible"
         if ok:
             found.append(zrow)
             points.append(xval)
@@ -724,13 +800,24 @@ def enumerate_codes(form: Formulation, *, first: int = 1, last: Optional[int] = 
         seconds=time.perf_counter() - t0, stats=stats)
 
 
+def _scip_counted(m) -> tuple:
+    """``(count, valid)`` of SCIP's solution counter. PySCIPOpt does not return SCIP's ``valid``
+    flag: it prints a line when it is False, which is captured here (the library prints nothing)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        n = int(m.getNCountedSols())
+    valid = "not valid" not in buf.getvalue() and n >= 0
+    return n, valid
+
+
 def count_native(form: Formulation, *, time_limit: Optional[float] = None) -> CodeEnumeration:
     """SCIP's native solution counting of the formulation's binaries (every layer).
 
     ``Model.count()`` with ``constraints/countsols/sparsetest`` off (the sparse test assumes
     unfixed binaries are free, which continuous variables break): every leaf of the tree where
     all binaries are fixed and the LP is feasible is one code. With a time limit the count so far
-    is a lower bound (``exact`` False).
+    is a lower bound (``exact`` False). If SCIP flags its count invalid (an overflow of its
+    counter), ``exact`` is False and ``status`` is ``"count_invalid"``.
 
     Args:
       form: a :class:`Formulation`; every binary of it is counted (use it with the scope whose
@@ -751,10 +838,12 @@ def count_native(form: Formulation, *, time_limit: Optional[float] = None) -> Co
     if time_limit is not None:
         m.setParam("limits/time", time_limit)
     m.count()
-    n = int(m.getNCountedSols())
+    n, valid = _scip_counted(m)
     st = m.getStatus()
     exact = st in ("infeasible", "optimal")  # counting ends "infeasible": every leaf was rejected
     status = "complete" if exact else ("time_limit" if st == "timelimit" else st)
+    if not valid:  # SCIP's count overflowed (or is otherwise flagged invalid): not a number to trust
+        exact, status = False, "count_invalid"
     return CodeEnumeration(count=n, exact=exact, codes=None, points=None, status=status,
                            seconds=time.perf_counter() - t0, stats=dict(solves=1, rejected=0, lp_checks=0))
 
@@ -811,7 +900,15 @@ def milp_preactivation_bounds(net: Net, domain: Box, bounds, *, backend: str = "
 
     Returns:
       A list of ``(lo, hi)`` ``float64[n_l]`` pairs, one per hidden layer; NaN where no bound
-      was obtained. Layer 1 is returned as given (its bounds over a box are exact already).
+      was obtained (time spent, or a solve that ended in an error: its dual bound is not used).
+      Layer 1 is returned as given (its bounds over a box are exact already). Where the earlier
+      layers are all stable the model has no binaries, and the bound is the LP's weak-duality
+      bound (HiGHS) rather than a MIP dual bound.
+
+    Raises:
+      RuntimeError: a MILP bound lies outside the sound bounds given (a minimum above the given
+        upper bound, or a maximum below the given lower bound): a solver failure, never returned
+        as a number.
 
     Example:
       >>> import jax, numpy as np, partax
@@ -854,15 +951,25 @@ def milp_preactivation_bounds(net: Net, domain: Box, bounds, *, backend: str = "
                 else:
                     model.set_objective(cols, coefs, sense)
                     res = model.solve(_deadline_left(deadline))
-                    if res.status == "infeasible" or not np.isfinite(res.dual_bound):
+                    # only a finished or time-limited solve proves a bound; an error's is not trusted
+                    if res.status not in ("feasible", "time_limit") or not np.isfinite(res.dual_bound):
                         continue
                     val = float(res.dual_bound)
                     widen = _BOUND_WIDEN * (1.0 + abs(val))
                     val = val - widen if sense == "min" else val + widen
+                given_lo, given_hi = cur[l][0][i], cur[l][1][i]
                 if sense == "min":
                     lo_l[i] = val + b[i]
+                    if lo_l[i] > given_hi:
+                        raise RuntimeError(
+                            f"milp_preactivation_bounds: layer {l + 1} unit {i}: the {backend} lower bound "
+                            f"{lo_l[i]!r} exceeds the sound upper bound given ({given_hi!r}): a solver failure")
                 else:
                     hi_l[i] = val + b[i]
+                    if hi_l[i] < given_lo:
+                        raise RuntimeError(
+                            f"milp_preactivation_bounds: layer {l + 1} unit {i}: the {backend} upper bound "
+                            f"{hi_l[i]!r} is below the sound lower bound given ({given_lo!r}): a solver failure")
         out.append((lo_l, hi_l))
         nl, nh = cur[l]
         cur[l] = (np.where(np.isnan(lo_l), nl, np.maximum(nl, lo_l)), np.where(np.isnan(hi_l), nh, np.minimum(nh, hi_l)))

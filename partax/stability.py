@@ -30,8 +30,17 @@ increasing strength and cost:
 Every method intersects its intervals with those of the weaker methods it builds on, so what
 they certify is nested: interval ⊆ linear ⊆ lp ⊆ milp. All arithmetic is float64 (the net's
 float32 weights are exact in float64) and every bound is widened outward by ``slack`` times the
-magnitude of the terms that produced it, to absorb float64 rounding. Data can only **refute**
-stability (:func:`refute`): a unit seen active at some input cannot be stably inactive.
+magnitude of the terms that produced it, to absorb float64 rounding. The bounds, and so the
+classes, are over **exact arithmetic** on the net's parameters (not over the net's float32 forward
+pass, which can round a pre-activation of ``3.7e-8`` to ``0``). Data can only **refute** stability
+(:func:`refute`, with its own float64 pre-activations): a unit seen active at some input cannot be
+stably inactive.
+
+Under a ``time_limit`` (``"lp"``, ``"milp"``), or where HiGHS returns no valid dual, a unit keeps
+the bounds of the weaker method (sound, but weaker). This is flagged, never silent:
+``preactivation_bounds(..., return_info=True)`` returns ``(bounds, info)`` with
+``info["unfinished"]``, the number of such units per hidden layer; without ``return_info`` a
+``RuntimeWarning`` names how many units kept weaker bounds.
 
 Example:
     >>> import numpy as np, partax
@@ -47,12 +56,15 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import time
+import warnings
 
 import numpy as np
 
 from partax.geometry import Box
 from partax.nets import Net
+from partax.validation import check_inputs, check_positive, check_positive_int, check_tolerance
 
 __all__ = [
     "METHODS",
@@ -382,26 +394,30 @@ class _LP:
         return val - 4 * np.finfo(np.float64).eps * mag * max(1, len(c))
 
     def bounds_of(self, W, b, threads, deadline):
-        """Lower and upper bounds of ``h_k @ W + b`` for every column of ``W``."""
-        import highspy
-
+        """Lower and upper bounds of ``h_k @ W + b`` for every column of ``W``, and a mask of the
+        units whose LP was not solved with a valid dual (the deadline passed, or HiGHS had no
+        valid dual): their bounds are the weak ones (``-inf``/``inf`` or the zero-multiplier bound)."""
         if self._highs is None:
             self._highs = self._model(threads)
         h = self._highs
         n = W.shape[1]
         lo = np.full(n, -np.inf)
         hi = np.full(n, np.inf)
+        unfinished = np.zeros(n, bool)
         cols = np.arange(self.off_h, self.off_h + self.n_h, dtype=np.int32)
         for i in range(n):
             for sign in (1.0, -1.0):
                 if deadline is not None and time.perf_counter() > deadline:
-                    return lo, hi
+                    unfinished[i:] = True
+                    return lo, hi, unfinished
                 c = np.zeros(self.nvar)
                 c[self.off_h:self.off_h + self.n_h] = sign * W[:, i]
                 h.changeColsCost(len(cols), cols, c[cols])
                 h.run()
                 sol = h.getSolution()
                 y = np.asarray(sol.row_dual, np.float64) if sol.dual_valid else np.zeros(self.A.shape[0])
+                if not sol.dual_valid:
+                    unfinished[i] = True
                 best = self.safe_min(c, y)
                 if sol.dual_valid:  # HiGHS' sign convention is fixed, but both signs are valid bounds
                     best = max(best, self.safe_min(c, -y))
@@ -410,26 +426,27 @@ class _LP:
                     lo[i] = best + b[i]
                 else:
                     hi[i] = -best + b[i]
-        del highspy
-        return lo, hi
+        return lo, hi, unfinished
 
 
 def _lp(Ws, bs, lo0, hi0, alpha, slack, base, threads, time_limit):
     deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
     out = [base[0]]  # over a box the first layer's LP bound is the interval bound
+    unfinished = [0]
     for k in range(1, len(Ws) - 1):
         lp = _LP(Ws, bs, out, lo0, hi0, alpha, k)
-        l, u = lp.bounds_of(Ws[k], bs[k], threads, deadline)
+        l, u, unf = lp.bounds_of(Ws[k], bs[k], threads, deadline)
         mag = np.abs(base[k][0]) + np.abs(base[k][1]) + 1.0
         out.append((np.maximum(l - slack * mag, base[k][0]), np.minimum(u + slack * mag, base[k][1])))
-    return out
+        unfinished.append(int(unf.sum()))
+    return out, unfinished
 
 
 # -- public ------------------------------------------------------------------------------------
 
 def preactivation_bounds(net: Net, domain: Box, method: str = "interval", *, slack: float = _SLACK,
                          time_limit: float | None = None, threads: int | None = None,
-                         backend: str = "highs") -> list:
+                         backend: str = "highs", return_info: bool = False):
     """Sound bounds of every hidden pre-activation of ``net`` over the box ``domain``.
 
     Args:
@@ -437,75 +454,126 @@ def preactivation_bounds(net: Net, domain: Box, method: str = "interval", *, sla
       domain: a :class:`partax.Box` of the net's input dimension (bounded: None is refused).
       method: ``"interval"``, ``"linear"``, ``"lp"`` or ``"milp"`` (see the module docstring);
         each certifies at least what the ones before it certify.
-      slack: relative outward widening of every bound (float64 rounding); >= 0.
-      time_limit: seconds for the ``"lp"`` and ``"milp"`` methods (None: no limit). Units whose
-        LP was not reached keep their ``"linear"`` bounds, MILP units their LP bounds or the
-        MILP's dual bound, so the result stays sound.
-      threads: HiGHS threads for ``"lp"`` (None: HiGHS' default).
+      slack: relative outward widening of every bound (float64 rounding); a finite number >= 0.
+      time_limit: seconds (a finite number > 0) for the ``"lp"`` and ``"milp"`` methods (None: no
+        limit). Units whose LP was not reached keep their ``"linear"`` bounds, MILP units their LP
+        bounds or the MILP's dual bound, so the result stays sound; they are counted in
+        ``info["unfinished"]`` (see ``return_info``).
+      threads: HiGHS threads for ``"lp"``, a positive int (None: HiGHS' default).
       backend: MILP backend for ``"milp"`` (passed to :func:`partax.milp.milp_preactivation_bounds`).
+      return_info: also return an ``info`` dict. Without it, a ``RuntimeWarning`` says how many
+        units kept weaker bounds, when some did.
 
     Returns:
       A list of ``(lo, hi)`` pairs of ``float64[n_l]`` arrays, one per hidden layer: every
-      input of the box has ``lo <= z <= hi`` (exact arithmetic on the net's parameters).
+      input of the box has ``lo <= z <= hi`` (exact arithmetic on the net's parameters). With
+      ``return_info=True``, ``(bounds, info)``: ``info["unfinished"]`` is a list (per hidden layer)
+      of the number of units that kept the bounds of a weaker method because the time limit passed
+      or HiGHS (or the MILP) returned no valid bound for them (always 0 for ``"interval"`` and
+      ``"linear"``), ``info["method"]`` the method and ``info["seconds"]`` the wall time.
 
     Raises:
       ValueError: unknown method, unbounded domain, a domain of the wrong dimension, a stacked net,
-        an unsupported activation, NaN parameters, or ``"milp"`` without :mod:`partax.milp`.
+        an unsupported activation, NaN parameters, a bad ``slack``, ``time_limit`` or ``threads``.
       TypeError: ``net`` is not a Net or ``domain`` not a Box.
     """
+    t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     check_net(net)
     lo0, hi0 = check_box(domain, net.input_dim)
-    slack = float(slack)
-    if not (np.isfinite(slack) and slack >= 0):
-        raise ValueError(f"slack: expected a finite number >= 0, got {slack}")
-    if time_limit is not None and not (float(time_limit) > 0):
-        raise ValueError(f"time_limit: expected seconds > 0 or None, got {time_limit}")
+    slack = check_tolerance(slack, "slack")
+    if time_limit is not None:
+        time_limit = check_positive(time_limit, "time_limit")
+    if threads is not None:
+        threads = check_positive_int(threads, "threads")
+    if not isinstance(return_info, (bool, np.bool_)):
+        raise TypeError(f"return_info: expected a bool, got {return_info!r}")
     Ws, bs = _arrays64(net)
     alpha = _alpha(net)
+    unfinished = [0] * net.num_hidden
     out = _interval(Ws, bs, lo0, hi0, alpha, slack)
-    if method == "interval":
-        return out
-    out = _linear(Ws, bs, lo0, hi0, alpha, slack, out)
-    if method == "linear":
-        return out
-    out = _lp(Ws, bs, lo0, hi0, alpha, slack, out, threads, time_limit)
-    if method == "lp":
-        return out
-    import importlib
+    if method != "interval":
+        out = _linear(Ws, bs, lo0, hi0, alpha, slack, out)
+    if method in ("lp", "milp"):
+        out, unfinished = _lp(Ws, bs, lo0, hi0, alpha, slack, out, threads, time_limit)
+    if method == "milp":
+        out, unfinished = _milp(net, domain, out, unfinished, slack, backend, time_limit)
+    total = int(sum(unfinished))
+    if return_info:
+        return out, {"method": method, "unfinished": [int(u) for u in unfinished],
+                     "seconds": time.perf_counter() - t0}
+    if total:
+        why = "the time limit passed or the solver returned no valid bound"
+        warnings.warn(f"preactivation_bounds: {total} unit(s) (per hidden layer: {unfinished}) kept the sound "
+                      f"but weaker bounds of a weaker method ({why}); pass return_info=True for the counts",
+                      RuntimeWarning, stacklevel=2)
+    return out
 
-    try:
-        _milp_module = importlib.import_module("partax.milp")  # lazy: partax.milp imports this module
-    except ImportError as e:  # pragma: no cover - depends on the counting issue having landed
-        raise ValueError("method: 'milp' needs partax.milp (milp_preactivation_bounds), which is not "
-                         f"available: {e}") from None
-    exact = _milp_module.milp_preactivation_bounds(net, domain, out, backend=backend, time_limit=time_limit)
+
+def _milp(net, domain, out, unfinished, slack, backend, time_limit):
+    # imported here, not at the top: partax.milp imports this module
+    milp = importlib.import_module("partax.milp")
+    exact = milp.milp_preactivation_bounds(net, domain, out, backend=backend, time_limit=time_limit)
     if len(exact) != len(out):
         raise RuntimeError(f"partax.milp returned bounds for {len(exact)} layers, expected {len(out)}")
     res = []
-    for (l, u), (el, eu) in zip(out, exact):
+    unf = []
+    for (l, u), (el, eu), prev in zip(out, exact, unfinished):
         el = np.asarray(el, np.float64); eu = np.asarray(eu, np.float64)
         mag = np.abs(l) + np.abs(u) + 1.0
+        missing = np.isnan(el) | np.isnan(eu)
         el = np.where(np.isnan(el), -np.inf, el - slack * mag)
         eu = np.where(np.isnan(eu), np.inf, eu + slack * mag)
         res.append((np.maximum(l, el), np.minimum(u, eu)))
-    return res
+        unf.append(max(int(prev), int(missing.sum())))
+    return res, unf
+
+
+def _check_bounds(bounds, name="bounds", widths=None):
+    """``bounds`` as a list of float64 ``(lo, hi)`` pairs, checked (shapes, NaN, ``lo <= hi``)."""
+    if not isinstance(bounds, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of (lo, hi) pairs, one per hidden layer, got "
+                        f"{type(bounds).__name__}")
+    if widths is not None and len(bounds) != len(widths):
+        raise ValueError(f"{name}: expected {len(widths)} (lo, hi) pairs (one per hidden layer), got {len(bounds)}")
+    out = []
+    for l, pair in enumerate(bounds):
+        try:
+            lo, hi = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: layer {l + 1}: expected a (lo, hi) pair") from None
+        lo = np.asarray(lo, np.float64); hi = np.asarray(hi, np.float64)
+        n = widths[l] if widths is not None else (lo.shape[0] if lo.ndim == 1 else -1)
+        if lo.shape != (n,) or hi.shape != (n,):
+            raise ValueError(f"{name}: layer {l + 1}: expected lo and hi of shape ({n},) each, got "
+                             f"{lo.shape} and {hi.shape}")
+        if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+            raise ValueError(f"{name}: layer {l + 1}: NaN bounds")
+        bad = np.nonzero(lo > hi)[0]
+        if bad.size:
+            raise ValueError(f"{name}: layer {l + 1}: expected lo <= hi, got lo > hi at units {bad[:10].tolist()}")
+        out.append((lo, hi))
+    return out
 
 
 def classify(bounds) -> list:
     """Stability classes from pre-activation bounds.
 
     Args:
-      bounds: a list of ``(lo, hi)`` per hidden layer (as :func:`preactivation_bounds` returns).
+      bounds: a list of ``(lo, hi)`` per hidden layer (as :func:`preactivation_bounds` returns):
+        1-D arrays of equal length, no NaN, ``lo <= hi``.
 
     Returns:
       A list of ``int8[n_l]``: +1 where ``lo > 0`` (stably active), -1 where ``hi <= 0`` (stably
       inactive), 0 otherwise (unstable).
+
+    Raises:
+      TypeError: ``bounds`` is not a list of pairs.
+      ValueError: a layer's ``lo``/``hi`` have other shapes, NaN, or ``lo > hi``.
     """
     out = []
-    for lo, hi in bounds:
-        lo = np.asarray(lo, np.float64); hi = np.asarray(hi, np.float64)
+    for lo, hi in _check_bounds(bounds):
         s = np.zeros(lo.shape, np.int8)
         s[lo > 0] = ACTIVE
         s[hi <= 0] = INACTIVE
@@ -539,22 +607,50 @@ def stable_units(net: Net, domain: Box, method: str = "interval", **kwargs) -> l
 def refute(net: Net, stability, x) -> list:
     """Units whose certified class is contradicted by data (which must never happen).
 
-    Data can refute stability, never prove it: a unit seen active (code 1) at an input of the box
-    cannot be stably inactive, one seen inactive cannot be stably active.
+    Data can refute stability, never prove it: a unit seen active (``z > 0``) at an input of the
+    box cannot be stably inactive, one seen inactive (``z <= 0``) cannot be stably active. The
+    classes are over exact arithmetic, so the pre-activations are computed in float64 NumPy from
+    ``net.weights`` / ``net.biases`` (exact products of float32 parameters and inputs), not by the
+    net's float32 forward pass, whose rounding could fake a contradiction.
 
     Args:
-      net: the net.
-      stability: classes as :func:`stable_units` returns.
+      net: an unstacked :class:`~partax.nets.Net`.
+      stability: classes as :func:`stable_units` returns (one ``[n_l]`` array of -1/0/+1 per
+        hidden layer).
       x: inputs ``[N, d_in]`` from the domain.
 
     Returns:
       A list per hidden layer of the indices of the units whose class some input contradicts.
+
+    Raises:
+      TypeError: ``net`` is not a Net, or ``x`` is not numeric.
+      ValueError: ``x`` is not ``[N, d_in]`` or not finite; ``stability`` does not have one array
+        of the layer's width per hidden layer, or holds values other than -1, 0, 1.
     """
-    z = [np.asarray(a, np.float64) for a in net.preactivations(np.asarray(x))]
-    out = []
-    for s, zl in zip(stability, z):
+    check_net(net)
+    x = np.asarray(check_inputs(x, net.input_dim, "x"), np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x: expected finite inputs (found NaN or inf)")
+    widths = tuple(int(w) for w in net.widths)
+    if not isinstance(stability, (list, tuple)) or len(stability) != len(widths):
+        raise ValueError(f"stability: expected {len(widths)} class arrays (one per hidden layer), got "
+                         f"{len(stability) if isinstance(stability, (list, tuple)) else type(stability).__name__}")
+    classes = []
+    for l, (s, n) in enumerate(zip(stability, widths)):
         s = np.asarray(s)
-        seen_on = (zl > 0).any(axis=0)
-        seen_off = (zl <= 0).any(axis=0)
+        if s.shape != (n,):
+            raise ValueError(f"stability: layer {l + 1}: expected shape ({n},), got {s.shape}")
+        if not np.all(np.isin(s, (ACTIVE, INACTIVE, UNSTABLE))):
+            raise ValueError(f"stability: layer {l + 1}: expected classes -1, 0, 1")
+        classes.append(s)
+    Ws, bs = _arrays64(net)
+    alpha = _alpha(net)
+    h = x
+    out = []
+    for s, W, b in zip(classes, Ws[:-1], bs[:-1]):
+        z = h @ W + b
+        seen_on = (z > 0).any(axis=0)
+        seen_off = (z <= 0).any(axis=0)
         out.append(np.nonzero((seen_on & (s == INACTIVE)) | (seen_off & (s == ACTIVE)))[0])
+        h = np.where(z > 0, z, alpha * z)
     return out

@@ -258,8 +258,10 @@ def test_cli_failed_verification_writes_no_net(tmp_path, monkeypatch, capsys):
     assert not (out / "net.npz").exists()
     assert not json.loads((out / "verification.json").read_text())["equivalent"]
     assert "failed verification" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="hi > lo"):
+    with pytest.raises(ValueError, match="lo < hi"):
         _cli(["compress", "--net", str(tmp_path / "net.npz"), "--lo", "1", "--hi", "0", "--out", str(out)])
+    with pytest.raises(ValueError, match="finite"):
+        _cli(["compress", "--net", str(tmp_path / "net.npz"), "--lo", "0", "--hi", "inf", "--out", str(out)])
 
 
 def test_fit_l1_penalty():
@@ -302,3 +304,97 @@ def test_middle_layer_folds_and_dependent_units_merge():
     enum = verify_equivalent(net, small, box, certificate="enumerate")
     assert enum.certified, enum.reason
     assert _dense_diff(net, small, box)[0] <= rep.verification.tol
+
+
+def _leaky_pair(alpha):
+    """``f`` with 2 hidden layers (the second stably active: h1 + 8 > 0 on [-1, 1]^2) and ``g``
+    with 1, computing the same function (dyadic weights: exact in float32 and float64)."""
+    W1 = np.array([[1, -1, 0.5, 1], [0.5, 1, -1, -0.25]]); b1 = np.array([0.25, -0.5, 0.125, 0])
+    W3 = np.array([[1, -0.5], [0.25, 2], [-1, 1], [0.5, 0.75]]); b3 = np.array([0.5, -0.25])
+    act = ("leaky_relu", alpha)
+    f = partax.Net.from_arrays([f32(a) for a in (W1, b1, np.eye(4), np.full(4, 8.0), W3, b3 - 8 * W3.sum(0))],
+                               activation=act)
+    g = partax.Net.from_arrays([f32(a) for a in (W1, b1, W3, b3)], activation=act)
+    return f, g, (W1, b1, W3, b3)
+
+
+def test_enumerate_certificate_pads_leaky_nets_of_different_depths():
+    """The padding identity of a leaky ReLU is (act(y) - act(-y)) / (1 + alpha): with the old
+    relu(y) - relu(-y) padding the correct g failed (bound 1.375) and g / 1.5 was certified."""
+    box = partax.Box(-1.0, 1.0)
+    f, g, (W1, b1, W3, b3) = _leaky_pair(0.5)
+    wrong = partax.Net.from_arrays([f32(a) for a in (W1, b1, W3 / 1.5, b3 / 1.5)], activation=("leaky_relu", 0.5))
+    # the test's own oracle: dense float64 sampling
+    assert _dense_diff(f, g, box, n=20_000)[0] < 1e-12
+    assert _dense_diff(f, wrong, box, n=20_000)[0] > 0.5
+    for a, b in ((f, g), (g, f)):  # either net may be the padded one
+        v = verify_equivalent(a, b, box, certificate="enumerate", samples=2000)
+        assert v.certified and v.equivalent and v.certified_bound < 1e-9, v.reason
+    for a, b in ((f, wrong), (wrong, f)):
+        for cert in ("enumerate", "algebraic"):
+            v = verify_equivalent(a, b, box, certificate=cert, samples=2000)
+            assert not v.certified and not v.equivalent, cert
+            assert v.certified_bound >= v.max_abs_diff - 1e-12
+    # compress folds f's second layer; the enumerate certificate now accepts the (correct) result
+    small, rep = compress(f, box, certificate="enumerate", samples=2000)
+    assert small.num_hidden == 1 and rep.layers[1].folded and rep.verification.certified
+    # alpha = -1 has no padding identity (act(y) - act(-y) = 0): an infinite bound, with a reason
+    f1, g1, _ = _leaky_pair(-1.0)
+    v = verify_equivalent(f1, g1, box, certificate="enumerate", samples=2000)
+    assert v.certified_bound == np.inf and not v.certified and "alpha = -1" in v.reason
+    assert v.sampled_ok
+
+
+def test_net_bounds_are_not_trusted():
+    net = _constructed(np.random.default_rng(8))
+    box = partax.Box(0.0, 1.0)
+    bounds = stability.preactivation_bounds(net, box, "interval")
+    small, _ = compress(net, box, method="interval")
+    assert verify_equivalent(net, small, box, net_bounds=bounds, samples=2000).equivalent
+    # unit 0 of layer 1 is unstable: bounds claiming it stably active are refuted by the samples
+    lie = [(lo.copy(), hi.copy()) for lo, hi in bounds]
+    lie[0][0][0] = 0.01
+    with pytest.raises(ValueError, match="net_bounds: not sound.*layer 1 units \\[0\\]"):
+        verify_equivalent(net, small, box, net_bounds=lie, samples=2000)
+    # the same class but a range too tight (the algebraic certificate uses the ranges)
+    uns = stability.classify(bounds)[1] == 0  # lo < 0 < hi: shrinking towards 0 keeps the class
+    assert uns.any()
+    tight = [bounds[0], (np.where(uns, bounds[1][0] * 1e-3, bounds[1][0]),
+                         np.where(uns, bounds[1][1] * 1e-3, bounds[1][1]))]
+    with pytest.raises(ValueError, match="net_bounds: not sound.*outside"):
+        verify_equivalent(net, small, box, net_bounds=tight, samples=2000)
+    with pytest.raises(ValueError, match="net_bounds: expected 2"):
+        verify_equivalent(net, small, box, net_bounds=bounds[:1])
+    with pytest.raises(ValueError, match="net_bounds: layer 2: expected lo and hi of shape \\(3,\\)"):
+        verify_equivalent(net, small, box, net_bounds=[bounds[0], (bounds[1][0][:2], bounds[1][1][:2])])
+    with pytest.raises(ValueError, match="net_bounds: .*lo <= hi"):
+        verify_equivalent(net, small, box, net_bounds=[bounds[0], (bounds[1][1] + 1, bounds[1][1])])
+
+
+def test_bad_tolerances_and_counts():
+    net = partax.mlp(jax.random.key(0), [3, 4, 2])
+    box = partax.Box(0.0, 1.0)
+    for kwargs, name in (({"samples": 0}, "samples"), ({"samples": 2.5}, "samples"), ({"atol": -1e-5}, "atol"),
+                         ({"rtol": float("nan")}, "rtol"), ({"max_regions": 0}, "max_regions")):
+        with pytest.raises(ValueError, match=name):
+            verify_equivalent(net, net, box, **kwargs)
+    with pytest.raises(TypeError, match="seed"):
+        verify_equivalent(net, net, box, seed=0.5)
+    with pytest.raises(ValueError, match="method"):
+        verify_equivalent(net, net, box, method="exact")
+    for kwargs, name in (({"samples": -1}, "samples"), ({"atol": -1.0}, "atol"), ({"rtol": "x"}, "rtol")):
+        with pytest.raises(ValueError, match=name):
+            compress(net, box, **kwargs)
+
+
+def test_records_are_frozen():
+    import dataclasses
+
+    net = _constructed(np.random.default_rng(9))
+    small, rep = compress(net, partax.Box(0.0, 1.0), method="interval", samples=2000)
+    for obj, field in ((rep, "units_after"), (rep.layers[0], "units_after"), (rep.verification, "equivalent")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, 0)
+    assert repr(rep).startswith("CompressionReport(method='interval', units=11->")
+    assert repr(rep.layers[0]).startswith("LayerReport(layer=1, units_before=8, stably_active=4")
+    assert json.loads(rep.to_json())["layers"][0]["removed_inactive"] == 2

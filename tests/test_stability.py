@@ -189,11 +189,37 @@ def test_time_limit_stays_sound():
     net = _net(7, [6, 30, 30, 2])
     box = partax.Box(-1.0, 1.0)
     lin = preactivation_bounds(net, box, "linear")
-    cut = preactivation_bounds(net, box, "lp", time_limit=1e-6)  # stops before any LP
+    cut, info = preactivation_bounds(net, box, "lp", time_limit=1e-6, return_info=True)  # stops before any LP
     z = _pre64(net, _samples(box, 6, 20_000))
     for (ll, lh), (cl, ch), zl in zip(lin, cut, z):
         assert np.all(cl >= ll) and np.all(ch <= lh)
         assert np.all(zl.min(0) >= cl) and np.all(zl.max(0) <= ch)
+    # the flag: every unit of layer 2 kept its linear bounds (layer 1 is exact over a box)
+    assert info["unfinished"] == [0, 30] and info["method"] == "lp"
+    for (ll, lh), (cl, ch) in zip(lin[1:], cut[1:]):
+        np.testing.assert_array_equal(cl, ll)
+        np.testing.assert_array_equal(ch, lh)
+    with pytest.warns(RuntimeWarning, match="30 unit"):
+        preactivation_bounds(net, box, "lp", time_limit=1e-6)
+    _, full = preactivation_bounds(net, box, "lp", return_info=True)
+    assert full["unfinished"] == [0, 0]
+    assert preactivation_bounds(net, box, "linear", return_info=True)[1]["unfinished"] == [0, 0]
+
+
+def test_refute_uses_exact_float64_preactivations():
+    """w * x + b = 2^-24 - 2^-47 > 0 at the box's lower corner (certified active), while a float32
+    forward pass rounds w * x to 1 and gives z = 0: refute must not report a contradiction."""
+    w = np.float32(1 + 2.0 ** -23)
+    x0 = np.float32(1 - 2.0 ** -24)
+    net = partax.Net.from_arrays([np.array([[w]], np.float32), np.array([-1.0], np.float32),
+                                  np.ones((1, 1), np.float32), np.zeros(1, np.float32)])
+    box = partax.Box(float(x0), 2.0)
+    s = stable_units(net, box)
+    assert s[0].tolist() == [1]
+    assert float(np.float32(w * x0) + np.float32(-1.0)) == 0.0  # the float32 rounding that faked it
+    assert float(w) * float(x0) - 1.0 > 0  # exact (48-bit product)
+    assert refute(net, s, np.array([[x0], [2.0]], np.float32))[0].tolist() == []
+    assert refute(net, [np.array([-1], np.int8)], np.array([[x0]], np.float32))[0].tolist() == [0]
 
 
 def test_bad_input():
@@ -215,6 +241,38 @@ def test_bad_input():
         preactivation_bounds(net, box, slack=-1)
     with pytest.raises(ValueError, match="time_limit"):
         preactivation_bounds(net, box, "lp", time_limit=0)
+    with pytest.raises(ValueError, match="time_limit"):
+        preactivation_bounds(net, box, "lp", time_limit="soon")
+    with pytest.raises(ValueError, match="slack"):
+        preactivation_bounds(net, box, slack="tiny")
+    with pytest.raises(ValueError, match="threads"):
+        preactivation_bounds(net, box, "lp", threads=0)
+    with pytest.raises(ValueError, match="threads"):
+        preactivation_bounds(net, box, "lp", threads=1.5)
+    with pytest.raises(TypeError, match="return_info"):
+        preactivation_bounds(net, box, return_info="yes")
+    s = stable_units(net, box)
+    x = np.zeros((5, 3))
+    with pytest.raises(ValueError, match="x"):
+        refute(net, s, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="x"):
+        refute(net, s, np.zeros(3))
+    with pytest.raises(ValueError, match="x"):
+        refute(net, s, np.full((5, 3), np.nan))
+    with pytest.raises(ValueError, match="stability"):
+        refute(net, [], x)
+    with pytest.raises(ValueError, match="stability"):
+        refute(net, [np.zeros(3, np.int8)], x)
+    with pytest.raises(ValueError, match="stability"):
+        refute(net, [np.full(4, 2, np.int8)], x)
+    with pytest.raises(ValueError, match="lo <= hi"):
+        classify([(np.array([1.0, 0.0]), np.array([0.5, 1.0]))])
+    with pytest.raises(ValueError, match="shape"):
+        classify([(np.zeros(2), np.zeros(3))])
+    with pytest.raises(ValueError, match="NaN"):
+        classify([(np.array([np.nan]), np.array([1.0]))])
+    with pytest.raises(TypeError, match="bounds"):
+        classify(np.zeros((2, 3)))
     bad = partax.Net.from_arrays([np.full((3, 4), np.nan, np.float32), np.zeros(4, np.float32),
                                   np.ones((4, 2), np.float32), np.zeros(2, np.float32)])
     with pytest.raises(ValueError, match="NaN"):
@@ -242,7 +300,8 @@ def test_milp_method_plumbing_with_a_stand_in(monkeypatch):
         return out
 
     monkeypatch.setitem(sys.modules, "partax.milp", types.SimpleNamespace(milp_preactivation_bounds=fake))
-    got = preactivation_bounds(net, box, "milp", time_limit=5.0, backend="scip")
+    with pytest.warns(RuntimeWarning, match="1 unit"):
+        got = preactivation_bounds(net, box, "milp", time_limit=5.0, backend="scip")
     assert seen["backend"] == "scip" and seen["time_limit"] == 5.0
     for (a, b), (c, d) in zip(seen["bounds"], lp):
         np.testing.assert_array_equal(a, c)
@@ -252,3 +311,5 @@ def test_milp_method_plumbing_with_a_stand_in(monkeypatch):
         np.testing.assert_allclose(gl[1:] if l else gl, np.maximum(ll, zl.min(0) - 1e-6)[1:] if l
                                    else np.maximum(ll, zl.min(0) - 1e-6), atol=1e-8)
     assert got[1][0][0] == lp[1][0][0]  # NaN from the MILP: the LP bound stays
+    _, info = preactivation_bounds(net, box, "milp", time_limit=5.0, return_info=True)
+    assert info["unfinished"] == [0, 1]  # the NaN unit is flagged

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import partax
-from partax.cli.arguments import positive_int, write_json
+from partax.cli.arguments import check_box, positive_int, write_json
 from partax.compression import CompressionError, compress
 from partax.stability import METHODS
 
@@ -66,12 +66,11 @@ def run(args) -> int:
       the verification written).
 
     Raises:
-      ValueError: ``--hi`` not above ``--lo``, or a bad net file.
+      ValueError: ``--lo``/``--hi`` not finite or ``--hi`` not above ``--lo``, or a bad net file.
     """
-    if not args.hi > args.lo:
-        raise ValueError(f"--lo/--hi: expected hi > lo, got lo={args.lo}, hi={args.hi}")
+    lo, hi = check_box(args.lo, args.hi)
     net = partax.load_net(args.net)
-    box = partax.Box(args.lo, args.hi)
+    box = partax.Box(lo, hi)
     os.makedirs(args.out, exist_ok=True)
     try:
         small, report = compress(net, box, method=args.method, certificate=args.certificate, samples=args.samples,
