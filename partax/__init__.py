@@ -9,6 +9,7 @@ from partax import bounds
 from partax import compression
 from partax import counting
 from partax import datasets
+from partax import density
 from partax import distributed
 from partax import geometry
 from partax import info
@@ -56,6 +57,7 @@ __all__ = [
     "count_regions",
     "counting",
     "datasets",
+    "density",
     "distributed",
     "geometry",
     "info",

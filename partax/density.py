@@ -1,0 +1,899 @@
+"""Piecewise-constant densities over the regions of a ReLU network (regions as bins).
+
+:func:`estimate` turns the ``prefix`` partition of a bounded input box into a histogram
+whose bins are the network's linear regions: every region ``R`` of the box, occupied by
+training data or not, gets its volume ``V_R`` and the density
+
+    ``p(x) = (n_R + a) / (N + a K) / V_R``   for the region ``R`` that holds ``x``,
+
+with ``n_R`` training points in ``R`` out of ``N``, ``K`` regions in the box and the
+additive smoothing ``a`` (default ``0.5``, the Jeffreys / Krichevsky–Trofimov pseudo-count;
+``a = 0`` is the plain histogram, whose empty regions have density 0). The density integrates
+to 1 over the box by construction (``sum_R (n_R + a) / (N + a K) = 1``).
+
+**Volumes.**
+
+* ``volumes="exact"`` (``2 <= d <= 6``): :func:`partax.geometry.enumerate_regions` lists every
+  region of the box with its exact volume (the enumeration must certify completeness, else a
+  ``RuntimeError``: no silent gap). A point is looked up by the net's own (jitted) region key;
+  the rare point whose float32 key is not among the enumerated (float64) keys — it lies
+  within float32 rounding of a boundary — is looked up again with its float64 code, and a
+  point still not found raises ``RuntimeError``.
+* ``volumes="mc"`` (any dimension): ``M`` uniform reference samples of the box go through
+  :func:`partax.partition`; a region hit ``m_R`` times gets ``V_R = V m_R / M`` with the
+  binomial standard error ``V sqrt(q (1 - q) / M)``, ``q = m_R / M``. Regions that no reference
+  sample hit cannot be given a volume of their own, and are **never** given volume 0: they are
+  pooled into one explicit *residual* bin — the union of every region of the box the
+  reference stream missed — whose volume is the Good–Turing estimate of the missed mass,
+  ``V max(f_1, 1) / M`` (``f_1``: regions hit exactly once), the hit regions' volumes being
+  scaled by ``1 - max(f_1, 1) / M`` so that the volumes still sum to ``V``. Training points in
+  regions no reference sample hit count into the residual bin, and so does every later point
+  whose key is not among the hit regions. The residual bin is the last row of the arrays
+  (``resolved[-1] == False``, key ``0``); ``K`` counts it as one region.
+* ``volumes="auto"``: exact for ``2 <= d <= 6``, Monte Carlo otherwise.
+
+Points outside the box raise a ``ValueError`` by default; ``outside="-inf"`` gives them
+``log_prob = -inf`` instead.
+
+Baselines with the same interface (``log_prob``, ``entropy``, ``sample``): :func:`grid` (a
+uniform histogram of the box), :func:`kde` (Gaussian KDE, bandwidth by held-out likelihood),
+and the Kozachenko–Leonenko kNN entropy :func:`knn_entropy`. Everything is in nats.
+
+**Back-off** (``backoff=True``, instead of the pseudo-count): an empty region takes the density
+of its nearest occupied prefix ancestor (layer ``l`` refines layer ``l - 1``), the way a
+density tree backs off; the result is renormalised to mass 1 (see :func:`estimate`).
+
+Not yet here (issue 15): latent-space densities (``scope="layer"``/``"suffix"``), per-region hit-and-run volumes in
+high dimension, :func:`fit` (trained partitions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import numpy as np
+from scipy import special
+
+from partax.coding import keys_from_bits, region_ids
+from partax.engine import partition
+from partax.geometry import lp
+from partax.geometry.enumerate import enumerate_regions
+from partax.geometry.local import halfspaces_batch
+from partax.sources import uniform_box
+from partax.geometry.code_regions import codes64, hidden_layers, split_bits
+from partax.geometry.domains import Box
+from partax.nets import Net
+from partax.validation import check_inputs, check_net
+
+__all__ = ["PartitionDensity", "GridDensity", "KDEDensity", "HeldOutLogLik", "estimate", "heldout_loglik",
+           "grid", "kde", "knn_entropy"]
+
+_CHUNK = 1 << 16
+_VOLUME_METHODS = ("auto", "exact", "mc")
+_OUTSIDE = ("error", "-inf")
+
+
+# --- validation ---------------------------------------------------------------------------
+def _check_box(domain, d: int) -> tuple[np.ndarray, np.ndarray]:
+    if domain is None:
+        raise ValueError("domain: a density needs a bounded partax.Box (got None, i.e. all of R^d)")
+    if not isinstance(domain, Box):
+        raise TypeError(f"domain: expected a partax.Box, got {type(domain).__name__}")
+    if domain.dim is not None and domain.dim != d:
+        raise ValueError(f"domain: a Box of dimension {domain.dim} for data of dimension {d}")
+    lo, hi = domain.bounds(d)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("domain: expected finite bounds (a bounded box)")
+    return lo, hi
+
+
+def _check_points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
+    x = np.asarray(check_inputs(np.asarray(x), d, name))
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    if x.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name}: expected at least one point, got an empty array of shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: expected finite points (found NaN or inf)")
+    return x
+
+
+def _check_smoothing(a) -> float:
+    if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)) or not np.isfinite(a) or a < 0:
+        raise ValueError(f"smoothing: expected a finite number >= 0, got {a!r}")
+    return float(a)
+
+
+def _check_outside(outside) -> str:
+    if outside not in _OUTSIDE:
+        raise ValueError(f"outside: expected one of {_OUTSIDE}, got {outside!r}")
+    return outside
+
+
+def _inside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, outside: str, name: str = "x") -> np.ndarray:
+    inside = np.all((x >= lo) & (x <= hi), axis=1)
+    if outside == "error" and not inside.all():
+        i = int(np.flatnonzero(~inside)[0])
+        raise ValueError(f"{name}: {int((~inside).sum())} point(s) outside the domain box (first: row {i}, "
+                         f"{x[i].tolist()}); pass outside='-inf' to give them log_prob -inf")
+    return inside
+
+
+def _as_key(key) -> jax.Array:
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    return key
+
+
+def _smoothed(counts: np.ndarray, a: float, extra_empty: int = 0) -> np.ndarray:
+    """``(n_R + a) / (N + a K)`` (``K = len(counts) + extra_empty``)."""
+    N = float(counts.sum())
+    K = len(counts) + extra_empty
+    den = N + a * K
+    if den <= 0:
+        raise ValueError("smoothing: with no training point in the box, smoothing must be > 0")
+    return (counts + a) / den
+
+
+def _plugin_entropy(P: np.ndarray, V: np.ndarray) -> float:
+    """``-sum P log(P / V)`` over bins with ``P > 0`` (nats)."""
+    m = P > 0
+    return float(-np.sum(P[m] * (np.log(P[m]) - np.log(V[m]))))
+
+
+class HeldOutLogLik(NamedTuple):
+    """Mean held-out log-likelihood (nats per point).
+
+    Attributes:
+      mean: mean of ``log_prob`` over the points (``-inf`` if any point has density 0).
+      stderr: standard error of the mean (``std / sqrt(n)``; NaN if ``mean`` is not finite or
+        ``n < 2``). The test NLL is ``-mean``.
+      n: number of points.
+      num_zero: points with density 0 (``log_prob = -inf``: outside the box with
+        ``outside='-inf'``, or in an empty region with ``smoothing=0``).
+    """
+
+    mean: float
+    stderr: float
+    n: int
+    num_zero: int
+
+
+def _summary(lp: np.ndarray) -> HeldOutLogLik:
+    n = int(lp.shape[0])
+    zero = int(np.sum(np.isneginf(lp)))
+    if zero or n == 0:
+        return HeldOutLogLik(float("-inf") if zero else float("nan"), float("nan"), n, zero)
+    se = float(np.std(lp, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return HeldOutLogLik(float(np.mean(lp)), se, n, zero)
+
+
+def heldout_loglik(density, x, *, outside: str = "error") -> HeldOutLogLik:
+    """Mean log-likelihood of held-out points under any density of this module.
+
+    Args:
+      density: a :class:`PartitionDensity`, :class:`GridDensity` or :class:`KDEDensity`
+        (anything with ``log_prob(x, outside=...)``; KDE ignores ``outside``).
+      x: points ``[N, d]``.
+      outside: ``"error"`` (default) or ``"-inf"``, for points outside the box.
+
+    Returns:
+      :class:`HeldOutLogLik` (the test NLL is ``-mean``, in nats).
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.geometry import Box
+      >>> g = grid(np.random.default_rng(0).uniform(size=(500, 2)), Box(0, 1), 4)
+      >>> r = heldout_loglik(g, np.random.default_rng(1).uniform(size=(500, 2)))
+      >>> abs(r.mean) < 0.1, r.n
+      (True, 500)
+    """
+    if isinstance(density, KDEDensity):
+        lp = density.log_prob(x)
+    else:
+        lp = density.log_prob(x, outside=outside)
+    return _summary(np.asarray(lp, np.float64))
+
+
+# --- sampling by rejection from the box ---------------------------------------------------
+def _rejection_sample(log_prob, log_max: float, lo, hi, n: int, key, max_proposals: int) -> np.ndarray:
+    """``n`` exact samples of a density bounded by ``exp(log_max)`` on the box ``[lo, hi]``:
+    uniform proposals accepted with probability ``p(x) / p_max``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    d = lo.shape[0]
+    key = _as_key(key)
+    out, have, proposed = [], 0, 0
+    vol = float(np.prod(hi - lo))
+    accept = math.exp(-log_max) / vol  # expected acceptance rate
+    while have < n:
+        m = int(min(max(2 * (n - have) / max(accept, 1e-12), 1024), 1 << 20))
+        if proposed + m > max_proposals:
+            raise RuntimeError(
+                f"sample: more than max_proposals={max_proposals} uniform proposals needed (acceptance rate "
+                f"{accept:.2e}: the density's peak is {1 / accept:.3g} times the uniform density); raise max_proposals")
+        key, k1, k2 = jax.random.split(key, 3)
+        u = np.asarray(jax.random.uniform(k1, (m, d), dtype=np.float32), np.float64)
+        z = (lo + u * (hi - lo)).astype(np.float32).astype(np.float64)
+        z = np.clip(z, lo, hi)
+        r = np.asarray(jax.random.uniform(k2, (m,), dtype=np.float32), np.float64)
+        keep = np.log(np.maximum(r, 1e-300)) < log_prob(z) - log_max
+        out.append(z[keep])
+        have += int(keep.sum())
+        proposed += m
+    return np.concatenate(out)[:n]
+
+
+# --- the partition density ----------------------------------------------------------------
+class PartitionDensity(NamedTuple):
+    """A piecewise-constant density on the regions of a net's partition of a box.
+
+    ``K`` rows, one per region of the box (see the module docstring; with Monte Carlo volumes
+    the last row is the residual bin of the regions no reference sample hit).
+
+    Attributes:
+      net: the network; scope, layer: the partition (``"prefix"``, 1-based layer).
+      domain: the :class:`partax.Box`.
+      keys: ``uint64[K]`` region keys (sorted over the resolved rows; ``0`` for the residual).
+      counts: ``int64[K]`` training points per region.
+      volumes: ``float64[K]`` region volumes; they sum to the box volume.
+      volume_stderr: ``float64[K]`` standard errors of ``volumes`` (0 where exact; the
+        residual's is the binomial error of its Good–Turing fraction, an approximation).
+      resolved: ``bool[K]``: the row is one region with its own key (False: the residual).
+      smoothing: the pseudo-count ``a``.
+      total: ``N``, the number of training points.
+      volume_method: ``"exact"`` or ``"mc"``.
+      reference_hits: ``int64[K]`` reference samples per row (``"mc"``), else None.
+      num_reference: ``M`` (``"mc"``), else 0.
+      float64_lookups: training points looked up again by their float64 code (``"exact"``).
+      points: ``float64[K, d]`` an interior point of each region (``"exact"``), else None.
+      backoff: whether empty regions backed off to their nearest occupied prefix ancestor.
+      mass: ``float64[K]`` the probability of each region (see :attr:`probabilities`).
+    """
+
+    net: Net
+    scope: str
+    layer: int
+    domain: Box
+    keys: np.ndarray
+    counts: np.ndarray
+    volumes: np.ndarray
+    volume_stderr: np.ndarray
+    resolved: np.ndarray
+    smoothing: float
+    total: int
+    volume_method: str
+    reference_hits: Optional[np.ndarray]
+    num_reference: int
+    float64_lookups: int
+    points: Optional[np.ndarray] = None
+    backoff: bool = False
+    mass: Optional[np.ndarray] = None
+
+    def __repr__(self) -> str:
+        return (f"PartitionDensity(regions={len(self.keys)}, occupied={int((self.counts > 0).sum())}, N={self.total}, "
+                f"scope={self.scope!r}, layer={self.layer}, volumes={self.volume_method!r}, smoothing={self.smoothing}"
+                f"{', backoff=True' if self.backoff else ''})")
+
+    @property
+    def num_regions(self) -> int:
+        """``K``, the number of rows (regions, and the residual bin if any)."""
+        return int(len(self.keys))
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``float64[K]`` the mass of each region: ``(n_R + a) / (N + a K)``, or with back-off
+        ``q_R V_R / sum_S q_S V_S`` (see :func:`estimate`)."""
+        if self.mass is not None:
+            return self.mass
+        return _smoothed(self.counts.astype(np.float64), self.smoothing)
+
+    @property
+    def log_densities(self) -> np.ndarray:
+        """``float64[K]`` the log density on each region, ``log(P_R / V_R)`` (``-inf`` where 0)."""
+        P = self.probabilities
+        with np.errstate(divide="ignore"):
+            return np.log(P) - np.log(self.volumes)
+
+    def index(self, x, *, outside: str = "error") -> np.ndarray:
+        """Row of each point (``-1`` outside the box with ``outside='-inf'``).
+
+        Args:
+          x: points ``[n, d]``.
+          outside: ``"error"`` (default) or ``"-inf"``.
+
+        Returns:
+          ``int64[n]``.
+
+        Raises:
+          ValueError: points outside the box (with ``outside='error'``), bad input.
+          RuntimeError: exact volumes and a point whose region is not in the enumeration.
+        """
+        outside = _check_outside(outside)
+        x = _check_points(x, self.net.input_dim, allow_empty=True)
+        lo, hi = self.domain.bounds(self.net.input_dim)
+        inside = _inside(x, lo, hi, outside)
+        idx = np.full(x.shape[0], -1, np.int64)
+        if inside.any():
+            idx[inside] = _lookup(self, x[inside])
+        return idx
+
+    def log_prob(self, x, *, outside: str = "error") -> np.ndarray:
+        """Natural log of the density at each point (batched: one jitted key pass, a lookup).
+
+        Args:
+          x: points ``[n, d]``.
+          outside: ``"error"`` (default: points outside the box raise) or ``"-inf"``.
+
+        Returns:
+          ``float64[n]``.
+
+        Example:
+          >>> import jax, numpy as np, partax
+          >>> from partax.geometry import Box
+          >>> net = partax.mlp(jax.random.key(0), [2, 8, 1], bias_std=0.3)
+          >>> x = np.random.default_rng(0).uniform(-1, 1, (400, 2))
+          >>> dens = estimate(net, x, Box(-1, 1))
+          >>> lp = dens.log_prob(x[:5])
+          >>> lp.shape, bool(np.isfinite(lp).all())
+          ((5,), True)
+        """
+        idx = self.index(x, outside=outside)
+        out = np.full(idx.shape[0], -np.inf)
+        m = idx >= 0
+        out[m] = self.log_densities[idx[m]]
+        return out
+
+    def entropy(self, estimator: str = "plugin") -> float:
+        """Differential entropy in nats: ``-sum_R P_R log(P_R / V_R)``.
+
+        With ``"plugin"`` this is the exact entropy of this (smoothed) density. With
+        ``"miller_madow"`` the discrete part gets the Miller–Madow correction
+        ``(K_occ - 1) / (2N)`` (``K_occ``: occupied regions).
+
+        Args:
+          estimator: ``"plugin"`` or ``"miller_madow"``.
+
+        Returns:
+          a float (nats).
+        """
+        if estimator not in ("plugin", "miller_madow"):
+            raise ValueError(f"estimator: expected 'plugin' or 'miller_madow', got {estimator!r}")
+        h = _plugin_entropy(self.probabilities, self.volumes)
+        if estimator == "miller_madow":
+            h += (int((self.counts > 0).sum()) - 1) / (2.0 * max(self.total, 1))
+        return h
+
+    def sample(self, n: int, key, *, max_proposals: int = 10**8) -> np.ndarray:
+        """``n`` exact samples (``float64[n, d]``) of this density.
+
+        With exact volumes: a region per sample from the multinomial of ``P_R``, then a
+        uniform point of the region by rejection from its bounding box (``2d`` LPs per region
+        on its H-representation, widened by a margin; membership by the float64 rows). With
+        Monte Carlo volumes (no region geometry): uniform proposals in the box, accepted with
+        probability ``p(x) / max p`` (float32-representable points).
+
+        Args:
+          n: number of samples.
+          key: a ``jax.random`` key or an int seed.
+          max_proposals: give up (``RuntimeError``) beyond this many proposals.
+
+        Returns:
+          ``float64[n, d]``.
+        """
+        lo, hi = self.domain.bounds(self.net.input_dim)
+        if self.points is not None:
+            return _sample_regions(self, n, key, lo, hi, max_proposals)
+        return _rejection_sample(self.log_prob, float(np.max(self.log_densities)), lo, hi, n, key, max_proposals)
+
+
+def _sample_regions(dens: PartitionDensity, n: int, key, lo, hi, max_proposals: int) -> np.ndarray:
+    """Exact samples: region by its mass, then uniform in the region by rejection from its
+    bounding box (exact volumes only: the enumeration's interior points give the rows)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    d = lo.shape[0]
+    if n == 0:
+        return np.zeros((0, d))
+    A, b = halfspaces_batch(dens.net, dens.points, scope="prefix", layer=dens.layer, domain=dens.domain)
+    A, b = np.asarray(A, np.float64), np.asarray(b, np.float64)
+    K = A.shape[0]
+    # bounding box of every region: min and max of each coordinate, 2d LPs per region
+    c = np.concatenate([np.eye(d), -np.eye(d)])  # [2d, d]
+    res = lp.solve(np.tile(c, (K, 1)), np.repeat(A, 2 * d, axis=0), np.repeat(b, 2 * d, axis=0), solver="highs")
+    ext = np.asarray(res.x, np.float64).reshape(K, 2 * d, d)
+    ok = (np.asarray(res.status) == 0).reshape(K, 2 * d).all(axis=1)
+    blo = np.where(ok[:, None], ext[:, np.arange(d), np.arange(d)], lo)
+    bhi = np.where(ok[:, None], ext[:, d + np.arange(d), np.arange(d)], hi)
+    pad = 1e-7 * (hi - lo)  # LP tolerance: the box must contain the region
+    blo, bhi = np.maximum(blo - pad, lo), np.minimum(bhi + pad, hi)
+    rng = np.random.default_rng(int(np.asarray(jax.random.randint(_as_key(key), (), 0, 2**31 - 1))))
+    need = rng.multinomial(n, dens.probabilities / dens.probabilities.sum())
+    out = [np.zeros((0, d))]
+    rate = np.ones(K)  # running acceptance estimate per region
+    proposed = 0
+    while need.sum() > 0:
+        todo = np.flatnonzero(need)
+        m = np.minimum(np.ceil(1.5 * need[todo] / rate[todo]).astype(np.int64) + 4, 1 << 20)
+        proposed += int(m.sum())
+        if proposed > max_proposals:
+            raise RuntimeError(f"sample: more than max_proposals={max_proposals} proposals; raise max_proposals")
+        r = np.repeat(todo, m)
+        z = blo[r] + rng.uniform(size=(len(r), d)) * (bhi[r] - blo[r])
+        inside = np.all(np.einsum("nmd,nd->nm", A[r], z) <= b[r], axis=1)
+        for j, t in enumerate(todo):  # per region: keep what is needed, update the rate
+            sl = slice(int(m[:j].sum()), int(m[: j + 1].sum()))
+            got = z[sl][inside[sl]]
+            rate[t] = max(len(got) / m[j], 1e-3)
+            take = got[: need[t]]
+            out.append(take)
+            need[t] -= len(take)
+    z = np.concatenate(out)
+    return z[rng.permutation(len(z))]
+
+
+def _keys_of(net: Net, x: np.ndarray, layer: int) -> np.ndarray:
+    out = np.empty(x.shape[0], np.uint64)
+    xf = x.astype(net.dtype, copy=False)
+    for s in range(0, x.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = region_ids(net, xf[s : s + _CHUNK], "prefix")[:, layer - 1]
+    return out
+
+
+def _keys64(net: Net, x: np.ndarray, layer: int) -> np.ndarray:
+    hl = hidden_layers(net, layer)
+    bits = split_bits(hl, codes64(hl, x))
+    return keys_from_bits(bits, 1, layer)
+
+
+def _lookup(dens: PartitionDensity, x: np.ndarray, keys: Optional[np.ndarray] = None) -> np.ndarray:
+    if keys is None:
+        keys = _keys_of(dens.net, x, dens.layer)
+    res = np.flatnonzero(dens.resolved)
+    rkeys = dens.keys[res]
+    pos = np.minimum(np.searchsorted(rkeys, keys), max(len(rkeys) - 1, 0))
+    found = rkeys[pos] == keys if len(rkeys) else np.zeros(len(keys), bool)
+    idx = np.where(found, res[pos] if len(res) else 0, -1)
+    miss = ~found
+    if miss.any():
+        if dens.volume_method == "exact":
+            k64 = _keys64(dens.net, x[miss], dens.layer)
+            p = np.minimum(np.searchsorted(rkeys, k64), len(rkeys) - 1)
+            ok = rkeys[p] == k64
+            if not ok.all():
+                i = int(np.flatnonzero(miss)[np.flatnonzero(~ok)[0]])
+                raise RuntimeError(f"x: {int((~ok).sum())} point(s) (first {x[i].tolist()}) lie in no enumerated "
+                                   "region, even by their float64 code")
+            idx[miss] = res[p]
+        else:
+            idx[miss] = len(dens.keys) - 1  # the residual bin
+    return idx
+
+
+def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional[int] = None,
+             smoothing: Optional[float] = None, volumes: str = "auto", num_reference: int = 1 << 18, key=0,
+             max_regions: int = 100_000, backoff: bool = False) -> PartitionDensity:
+    """The regions-as-bins density of training points ``x`` over a box (see the module docstring).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      x: training points ``[N, d]`` in the box (a point outside raises ``ValueError``).
+      domain: a bounded :class:`partax.Box` of the net's input dimension.
+      scope: ``"prefix"`` (the convex linear regions of layers ``1..layer``). ``"layer"`` and
+        ``"suffix"`` are accepted at ``layer=1`` only, where they are input-space partitions
+        (the prefix of layer 1, the prefix of the last layer; the result then reports
+        ``scope="prefix"`` and that layer); in latent spaces they are not implemented yet.
+      layer: 1-based hidden layer (default: the last; 1 for ``"layer"`` / ``"suffix"``).
+      smoothing: the pseudo-count ``a >= 0`` added to every region (default 0.5; 0 with
+        ``backoff``, which excludes a positive pseudo-count: both are treatments of empty regions).
+      volumes: ``"exact"`` (enumeration, ``2 <= d <= 6``), ``"mc"`` (uniform reference
+        samples) or ``"auto"`` (exact where the dimension allows, else Monte Carlo).
+      num_reference: ``M``, the number of reference samples for ``"mc"``.
+      key: ``jax.random`` key or int seed of the reference stream.
+      max_regions: enumeration limit for ``"exact"`` (reached: ``RuntimeError``).
+      backoff: back empty regions off through the prefix hierarchy: layer ``l``'s regions
+        refine layer ``l - 1``'s, so an empty region ``R`` takes the density ``n_A / (N V_A)``
+        of its nearest occupied prefix ancestor ``A`` (layer ``l - 1``, then ``l - 2``, ...;
+        the box itself at the root, ``V_A`` the exact or estimated volume of ``A``, the sum of
+        its regions' volumes), an occupied one keeps ``n_R / (N V_R)``; the result is
+        renormalised to mass 1 (``q_R V_R / sum_S q_S V_S``). With Monte Carlo volumes a
+        region's ancestors are read at its first reference sample, and the residual bin backs
+        off to the box.
+
+    Returns:
+      :class:`PartitionDensity`.
+
+    Raises:
+      TypeError / ValueError: naming the bad argument (unbounded or wrong-dimension box,
+        empty or non-finite data, points outside the box, unknown scope or volume method).
+      RuntimeError: an exact enumeration that did not certify completeness.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> from partax.geometry import Box
+      >>> net = partax.mlp(jax.random.key(0), [2, 16, 16, 1], bias_std=0.3)
+      >>> x = np.random.default_rng(0).normal(0, 0.3, (2000, 2)).clip(-1, 1)
+      >>> dens = estimate(net, x, Box(-1, 1))
+      >>> bool(abs(dens.volumes.sum() - 4.0) < 1e-9), bool(abs(np.exp(dens.log_densities) @ dens.volumes - 1) < 1e-12)
+      (True, True)
+    """
+    net = check_net(net, stacked=False, caller="density.estimate()")
+    d = net.input_dim
+    lo, hi = _check_box(domain, d)
+    L = net.num_hidden
+    if scope not in ("prefix", "layer", "suffix"):
+        raise ValueError(f"scope: expected 'prefix', 'layer' or 'suffix', got {scope!r}")
+    if layer is None:
+        layer = L if scope == "prefix" else 1
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
+        raise ValueError(f"layer: expected an int in 1..{L} or None, got {layer!r}")
+    layer = int(layer)
+    if scope != "prefix":
+        if layer != 1:
+            raise ValueError(f"scope: {scope!r} at layer {layer} bins a latent space, which is not implemented yet; "
+                             f"only layer=1 (where it is an input-space partition) is")
+        layer = 1 if scope == "layer" else L  # the same ranges of codes, so the same keys
+    if not isinstance(backoff, (bool, np.bool_)):
+        raise TypeError(f"backoff: expected a bool, got {type(backoff).__name__}")
+    a = _check_smoothing(0.0 if smoothing is None and backoff else 0.5 if smoothing is None else smoothing)
+    if backoff and a > 0:
+        raise ValueError(f"smoothing: a pseudo-count ({a}) and backoff=True are alternative treatments of empty "
+                         "regions; pass smoothing=0 (or leave it out) with backoff")
+    if volumes not in _VOLUME_METHODS:
+        raise ValueError(f"volumes: expected one of {_VOLUME_METHODS}, got {volumes!r}")
+    x = _check_points(x, d)
+    _inside(x, lo, hi, "error")
+    if volumes == "auto":
+        volumes = "exact" if 2 <= d <= 6 else "mc"
+    if volumes == "exact":
+        if not 2 <= d <= 6:
+            raise ValueError(f"volumes: 'exact' needs an input dimension in 2..6, got {d}; use 'mc'")
+        dens, anc = _exact(net, x, domain, layer, a, max_regions)
+    else:
+        if isinstance(num_reference, bool) or not isinstance(num_reference, (int, np.integer)) or num_reference < 1:
+            raise ValueError(f"num_reference: expected an int >= 1, got {num_reference!r}")
+        dens, anc = _monte_carlo(net, x, domain, lo, hi, layer, a, int(num_reference), _as_key(key))
+    if backoff:
+        dens = _back_off(dens, anc, _all_keys(net, x, layer))
+    return dens
+
+
+def _all_keys(net: Net, x: np.ndarray, layer: int) -> np.ndarray:
+    """``uint64[n, layer]`` prefix keys at layers ``1..layer`` (the net's own evaluation)."""
+    out = np.empty((x.shape[0], layer), np.uint64)
+    xf = x.astype(net.dtype, copy=False)
+    for s in range(0, x.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = region_ids(net, xf[s : s + _CHUNK], "prefix")[:, :layer]
+    return out
+
+
+def _back_off(dens: PartitionDensity, anc: np.ndarray, train_keys: np.ndarray) -> PartitionDensity:
+    """Empty rows take the density of their nearest occupied prefix ancestor; renormalised.
+
+    ``anc``: ``uint64[K, layer - 1]`` ancestor keys of every row at layers ``1..layer-1``
+    (ignored for rows that are not resolved: those back off to the box)."""
+    N = float(dens.total)
+    V = dens.volumes
+    q = np.where(dens.counts > 0, dens.counts / np.where(dens.counts > 0, V, 1.0) / N, np.nan)
+    todo = dens.counts == 0
+    todo_res = todo & dens.resolved
+    for j in range(anc.shape[1] - 1, -1, -1):  # layer j+1, the nearest first
+        if not todo_res.any():
+            break
+        ak = anc[:, j]
+        uk, inv = np.unique(ak[dens.resolved], return_inverse=True)
+        vol_a = np.bincount(inv, weights=V[dens.resolved], minlength=len(uk))  # V_A: its regions' volumes
+        tk, tc = np.unique(train_keys[:, j], return_counts=True)
+        pos = np.minimum(np.searchsorted(tk, uk), len(tk) - 1)
+        n_a = np.where(tk[pos] == uk, tc[pos], 0)
+        rows = np.flatnonzero(todo_res)
+        ia = np.searchsorted(uk, ak[rows])
+        hit = n_a[ia] > 0
+        q[rows[hit]] = n_a[ia[hit]] / vol_a[ia[hit]] / N
+        todo_res[rows[hit]] = False
+        todo[rows[hit]] = False
+    q[todo] = 1.0 / float(V.sum())  # the root: the box holds every training point
+    mass = q * V
+    return dens._replace(backoff=True, mass=mass / mass.sum())
+
+
+def _exact(net, x, domain, layer, a, max_regions) -> PartitionDensity:
+    enum = enumerate_regions(net, domain, scope="prefix", layer=layer, max_regions=max_regions,
+                                             progress=False)
+    if not enum.complete:
+        raise RuntimeError(
+            f"volumes: the exact enumeration of the box is not certified complete ({enum.num_regions} regions, "
+            f"frontier_left={enum.frontier_left}, dropped={enum.dropped}, volume_error={enum.volume_error:.3g}); "
+            "raise max_regions or use volumes='mc'")
+    K = len(enum.keys)
+    z = np.zeros(K, np.float64)
+    dens = PartitionDensity(net, "prefix", layer, domain, np.asarray(enum.keys, np.uint64), np.zeros(K, np.int64),
+                            np.asarray(enum.volumes, np.float64), z, np.ones(K, bool), a, 0, "exact", None, 0, 0,
+                            np.asarray(enum.points, np.float64))
+    keys = _keys_of(net, x, layer)
+    pos = np.minimum(np.searchsorted(dens.keys, keys), K - 1)
+    fallback = int(np.sum(dens.keys[pos] != keys))
+    idx = _lookup(dens, x, keys)
+    counts = np.bincount(idx, minlength=K).astype(np.int64)
+    hl = hidden_layers(net, layer)
+    bits = split_bits(hl, codes64(hl, dens.points))
+    anc = np.stack([keys_from_bits(bits, 1, j) for j in range(1, layer)], 1) if layer > 1 else np.zeros((K, 0), np.uint64)
+    return dens._replace(counts=counts, total=int(x.shape[0]), float64_lookups=fallback), anc
+
+
+def _monte_carlo(net, x, domain, lo, hi, layer, a, M, key) -> PartitionDensity:
+    src = uniform_box(lo, hi, M, key, dtype=net.dtype)
+    part = partition(net, src, scopes=("prefix",), progress=False)
+    table = part.table("prefix", layer)
+    rkeys = np.asarray(table.keys, np.uint64)
+    hits = np.asarray(table.counts, np.int64)
+    if int(hits.sum()) != M:
+        raise RuntimeError(f"num_reference: the partition counted {int(hits.sum())} reference samples, expected {M}")
+    V = float(np.prod(hi - lo))
+    f1 = int(np.sum(hits == 1))
+    g = max(f1, 1) / M  # Good–Turing missed mass
+    q = hits / M
+    vol = np.concatenate([V * q * (1.0 - g), [V * g]])
+    se = np.concatenate([V * np.sqrt(q * (1 - q) / M), [V * math.sqrt(g * (1 - g) / M)]])
+    K = len(rkeys) + 1
+    keys = np.concatenate([rkeys, np.zeros(1, np.uint64)])
+    resolved = np.concatenate([np.ones(K - 1, bool), [False]])
+    dens = PartitionDensity(net, "prefix", layer, domain, keys, np.zeros(K, np.int64), vol, se, resolved, a, 0,
+                            "mc", np.concatenate([hits, [0]]).astype(np.int64), M, 0)
+    idx = _lookup(dens, x)
+    counts = np.bincount(idx, minlength=K).astype(np.int64)
+    anc = np.zeros((K, layer - 1), np.uint64)
+    if layer > 1:
+        anc[:-1] = _all_keys(net, np.asarray(src.inputs_at(np.asarray(table.exemplars)), np.float64), layer)[:, :-1]
+    return dens._replace(counts=counts, total=int(x.shape[0])), anc
+
+
+# --- baselines ----------------------------------------------------------------------------
+class GridDensity(NamedTuple):
+    """A uniform histogram of a box with the same smoothing rule as :class:`PartitionDensity`.
+
+    Attributes:
+      domain: the box; bins: ``int64[d]`` bins per axis; edges: per axis ``float64[bins+1]``.
+      cells: ``int64[C]`` sorted flat indices (C order) of the occupied cells.
+      counts: ``int64[C]`` their counts; total: ``N``; smoothing: ``a``.
+      num_cells: ``K = prod(bins)``; cell_volume: the volume of one cell.
+    """
+
+    domain: Box
+    bins: np.ndarray
+    edges: tuple
+    cells: np.ndarray
+    counts: np.ndarray
+    total: int
+    smoothing: float
+    num_cells: int
+    cell_volume: float
+
+    def _flat(self, x: np.ndarray) -> np.ndarray:
+        idx = [np.clip(np.searchsorted(e, x[:, j], side="right") - 1, 0, len(e) - 2) for j, e in enumerate(self.edges)]
+        return np.ravel_multi_index(idx, tuple(int(b) for b in self.bins))
+
+    def _probs(self):
+        den = self.total + self.smoothing * self.num_cells
+        if den <= 0:
+            raise ValueError("smoothing: with no training point, smoothing must be > 0")
+        return (self.counts + self.smoothing) / den, self.smoothing / den
+
+    def log_prob(self, x, *, outside: str = "error") -> np.ndarray:
+        """Natural log of the density at each point (``[n, d]`` -> ``float64[n]``); cells are
+        ``[e_i, e_{i+1})``, the last one closed, as in ``numpy.histogramdd``."""
+        outside = _check_outside(outside)
+        d = len(self.edges)
+        x = _check_points(x, d, allow_empty=True)
+        lo, hi = self.domain.bounds(d)
+        inside = _inside(x, lo, hi, outside)
+        out = np.full(x.shape[0], -np.inf)
+        if inside.any():
+            f = self._flat(x[inside])
+            pos = np.minimum(np.searchsorted(self.cells, f), max(len(self.cells) - 1, 0))
+            found = self.cells[pos] == f if len(self.cells) else np.zeros(len(f), bool)
+            P, P0 = self._probs()
+            with np.errstate(divide="ignore"):
+                p = np.where(found, P[pos] if len(P) else 0.0, P0)
+                out[inside] = np.log(p) - math.log(self.cell_volume)
+        return out
+
+    def entropy(self, estimator: str = "plugin") -> float:
+        """Differential entropy (nats) of this histogram; ``"miller_madow"`` adds ``(C - 1) / (2N)``."""
+        if estimator not in ("plugin", "miller_madow"):
+            raise ValueError(f"estimator: expected 'plugin' or 'miller_madow', got {estimator!r}")
+        P, P0 = self._probs()
+        empty = self.num_cells - len(self.cells)
+        h = -float(np.sum(P * np.log(P))) + math.log(self.cell_volume)
+        if P0 > 0 and empty:
+            h -= empty * P0 * math.log(P0)
+        if estimator == "miller_madow":
+            h += (len(self.cells) - 1) / (2.0 * max(self.total, 1))
+        return h
+
+    def sample(self, n: int, key, *, max_proposals: int = 10**8) -> np.ndarray:
+        """``n`` exact samples (``float64[n, d]``) by rejection from the box."""
+        d = len(self.edges)
+        lo, hi = self.domain.bounds(d)
+        P, P0 = self._probs()
+        log_max = math.log(max(float(P.max()) if len(P) else 0.0, P0)) - math.log(self.cell_volume)
+        return _rejection_sample(self.log_prob, log_max, lo, hi, n, key, max_proposals)
+
+
+def grid(x, domain: Box, bins, *, smoothing: float = 0.5) -> GridDensity:
+    """A uniform-grid histogram density of ``x`` over a box (the baseline of :func:`estimate`).
+
+    Args:
+      x: training points ``[N, d]`` in the box.
+      domain: a bounded :class:`partax.Box`.
+      bins: bins per axis, an int or ``d`` ints.
+      smoothing: pseudo-count ``a >= 0`` per cell (``p = (n + a) / (N + a K) / V_cell``).
+
+    Returns:
+      :class:`GridDensity`.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.geometry import Box
+      >>> x = np.random.default_rng(0).uniform(size=(1000, 2))
+      >>> g = grid(x, Box(0, 1), 10, smoothing=0)
+      >>> h, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=10, range=[[0, 1], [0, 1]], density=True)
+      >>> bool(np.allclose(np.exp(g.log_prob(x)), h[(x[:, 0] * 10).astype(int), (x[:, 1] * 10).astype(int)]))
+      True
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array (N, d), got shape {x.shape}")
+    d = x.shape[1]
+    lo, hi = _check_box(domain, d)
+    x = _check_points(x, d)
+    _inside(x, lo, hi, "error")
+    b = np.broadcast_to(np.asarray(bins), (d,)) if np.ndim(bins) == 0 else np.asarray(bins)
+    if b.shape != (d,) or not np.issubdtype(b.dtype, np.integer) or np.any(b < 1):
+        raise ValueError(f"bins: expected a positive int or {d} positive ints, got {bins!r}")
+    b = b.astype(np.int64)
+    if float(np.prod(b.astype(np.float64))) > 2.0**62:
+        raise ValueError(f"bins: {b.tolist()} gives more than 2^62 cells")
+    a = _check_smoothing(smoothing)
+    edges = tuple(np.linspace(lo[j], hi[j], int(b[j]) + 1) for j in range(d))
+    g = GridDensity(domain, b, edges, np.zeros(0, np.int64), np.zeros(0, np.int64), int(x.shape[0]), a,
+                    int(np.prod(b)), float(np.prod((hi - lo) / b)))
+    cells, counts = np.unique(g._flat(x), return_counts=True)
+    return g._replace(cells=cells.astype(np.int64), counts=counts.astype(np.int64))
+
+
+class KDEDensity(NamedTuple):
+    """A Gaussian kernel density estimate (``scipy.stats.gaussian_kde``) on all of R^d.
+
+    Attributes:
+      kde: the fitted ``scipy.stats.gaussian_kde``.
+      factor: its bandwidth factor (kernel covariance = ``factor^2`` times the data covariance).
+      cv_loglik: per candidate factor ``(factor, held-out mean log-likelihood)`` when the
+        bandwidth was cross-validated, else empty.
+    """
+
+    kde: object
+    factor: float
+    cv_loglik: tuple
+
+    def log_prob(self, x, *, outside: str = "error") -> np.ndarray:
+        """Natural log of the density (``[n, d]`` -> ``float64[n]``); the KDE has no box, so
+        ``outside`` is accepted for interface parity and ignored."""
+        x = _check_points(x, self.kde.d, allow_empty=True)
+        if x.shape[0] == 0:
+            return np.zeros(0)
+        return np.concatenate([self.kde.logpdf(x[s : s + 4096].T) for s in range(0, x.shape[0], 4096)])
+
+    def entropy(self, n: int = 20_000, key=0) -> float:
+        """Monte Carlo differential entropy (nats): ``-mean log p`` over ``n`` own samples."""
+        return -float(np.mean(self.log_prob(self.sample(n, key))))
+
+    def sample(self, n: int, key) -> np.ndarray:
+        """``n`` samples ``float64[n, d]`` (the key seeds NumPy)."""
+        seed = int(np.asarray(jax.random.randint(_as_key(key), (), 0, 2**31 - 1)))
+        return self.kde.resample(int(n), seed=seed).T
+
+
+def kde(x, *, bandwidth="cv", factors=None, holdout: float = 0.2, key=0) -> KDEDensity:
+    """A Gaussian KDE of ``x`` with a bandwidth chosen by held-out likelihood.
+
+    Args:
+      x: training points ``[N, d]`` (``N > d``).
+      bandwidth: ``"cv"`` (default: the factor among ``factors`` that maximises the mean
+        log-likelihood of a random ``holdout`` fraction under a KDE of the rest, the rest's
+        factor rescaled by ``(N_fit / N)^(1/(d+4))``), ``"scott"``, ``"silverman"`` or a factor.
+      factors: candidate factors for ``"cv"`` (default: Scott's factor times ``2^(-3..1)`` in
+        quarter-octave steps).
+      holdout: the held-out fraction for ``"cv"``.
+      key: seed of the held-out split.
+
+    Returns:
+      :class:`KDEDensity`.
+    """
+    from scipy.stats import gaussian_kde
+
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array (N, d), got shape {x.shape}")
+    x = _check_points(x, x.shape[1])
+    N, d = x.shape
+    if N <= d:
+        raise ValueError(f"x: a KDE needs more points than dimensions, got {N} points in {d} dimensions")
+    if isinstance(bandwidth, str) and bandwidth in ("scott", "silverman"):
+        k = gaussian_kde(x.T, bw_method=bandwidth)
+        return KDEDensity(k, float(k.factor), ())
+    if not isinstance(bandwidth, str):
+        f = float(bandwidth)
+        if not f > 0:
+            raise ValueError(f"bandwidth: expected a factor > 0, got {bandwidth!r}")
+        k = gaussian_kde(x.T, bw_method=f)
+        return KDEDensity(k, f, ())
+    if bandwidth != "cv":
+        raise ValueError(f"bandwidth: expected 'cv', 'scott', 'silverman' or a float, got {bandwidth!r}")
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout: expected a fraction in (0, 1), got {holdout!r}")
+    scott = N ** (-1.0 / (d + 4))
+    if factors is None:
+        factors = scott * 2.0 ** np.arange(-3.0, 1.01, 0.25)
+    factors = np.asarray(factors, np.float64)
+    if factors.ndim != 1 or factors.size == 0 or not np.all(factors > 0):
+        raise ValueError(f"factors: expected positive candidate factors, got {factors!r}")
+    rng = np.random.default_rng(int(np.asarray(jax.random.randint(_as_key(key), (), 0, 2**31 - 1))))
+    perm = rng.permutation(N)
+    nh = max(1, int(round(holdout * N)))
+    test, fit = x[perm[:nh]], x[perm[nh:]]
+    if fit.shape[0] <= d:
+        raise ValueError("holdout: too large, the fitting part has no more points than dimensions")
+    rescale = (fit.shape[0] / N) ** (-1.0 / (d + 4))  # the fit part's factor for a full-data factor
+    scores = []
+    for f in factors:
+        k = gaussian_kde(fit.T, bw_method=float(f * rescale))
+        scores.append(float(np.mean(KDEDensity(k, float(f), ()).log_prob(test))))
+    best = float(factors[int(np.argmax(scores))])
+    return KDEDensity(gaussian_kde(x.T, bw_method=best), best, tuple(zip(factors.tolist(), scores)))
+
+
+def knn_entropy(x, k: int = 3) -> float:
+    """Kozachenko–Leonenko k-nearest-neighbour differential entropy (nats).
+
+    ``H = psi(N) - psi(k) + log c_d + (d / N) sum_i log eps_i``, with ``eps_i`` the Euclidean
+    distance from ``x_i`` to its ``k``-th nearest neighbour and ``c_d = pi^(d/2) / Gamma(d/2 + 1)``
+    the volume of the unit ball (Kozachenko & Leonenko 1987; Kraskov, Stögbauer & Grassberger
+    2004, eq. 20).
+
+    Args:
+      x: points ``[N, d]`` (``N > k``), distinct.
+      k: the neighbour order.
+
+    Returns:
+      a float (nats).
+
+    Raises:
+      ValueError: too few points, or duplicate points (a zero distance).
+
+    Example:
+      >>> import numpy as np
+      >>> h = knn_entropy(np.random.default_rng(0).normal(size=(4000, 2)))
+      >>> bool(abs(h - np.log(2 * np.pi * np.e)) < 0.1)
+      True
+    """
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array (N, d), got shape {x.shape}")
+    x = _check_points(x, x.shape[1])
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    N, d = x.shape
+    if N <= k:
+        raise ValueError(f"x: expected more than k={k} points, got {N}")
+    dist, _ = cKDTree(x).query(x, k=k + 1)
+    eps = dist[:, k]
+    if np.any(eps <= 0):
+        raise ValueError(f"x: {int(np.sum(eps <= 0))} point(s) have k={k} duplicates (zero distance); "
+                         "the Kozachenko-Leonenko estimator needs distinct points")
+    log_cd = (d / 2) * math.log(math.pi) - special.gammaln(d / 2 + 1)
+    return float(special.digamma(N) - special.digamma(k) + log_cd + d * np.mean(np.log(eps)))
