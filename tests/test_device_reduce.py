@@ -44,8 +44,8 @@ def _same(a, b):
 @pytest.mark.parametrize("widths,knobs", [
     ([2, 5, 1], "default"),
     ([2, 5, 1], "tiny"),
-    ([3, 33, 7, 2], "default"),
-    pytest.param([3, 33, 7, 2], "tiny", marks=pytest.mark.slow),
+    pytest.param([3, 33, 7, 2], "default", marks=pytest.mark.slow),
+    ([3, 33, 7, 2], "tiny"),
     pytest.param([12, 10, 7, 5, 4, 3, 2], "default", marks=pytest.mark.slow),  # also in the memory test
 ], indirect=["knobs"])
 def test_device_path_matches_host_and_float64_oracle(widths, knobs):
@@ -220,6 +220,7 @@ def test_full_check_keys_from_the_payload():
         codes_module.full_check_keys(np.asarray(hashes)[:3], net.widths)
 
 
+@pytest.mark.slow
 def test_device_path_moves_less():
     """The IB net on 2^17 uniform inputs: a few bytes per input leave the device on the device
     path (the host path fetches every input's keys and hashes); the tables are the same."""
