@@ -4,11 +4,6 @@ import os
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("PARTAX_CACHE_DIR", "")  # the CLI's persistent compilation cache stays off in tests
-# Compilation, not arithmetic, dominates the tests' time (small inputs, many shapes): XLA's CPU
-# backend at optimisation level 0 compiles faster (the suite runs ~30 % faster) and computes the
-# same IEEE results; benchmarks and users keep the default level.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 

@@ -118,7 +118,7 @@ def _circle_data(n=2000, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("l1", [0.0, 3e-3])
+@pytest.mark.parametrize("l1", [pytest.param(0.0, marks=pytest.mark.slow), 3e-3])
 def test_trained_2d_net_both_certificates(l1):
     x, y = _circle_data()
     net = partax.mlp(jax.random.key(0), [2, 16, 16, 2], bias_std=0.1)

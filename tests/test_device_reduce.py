@@ -87,6 +87,7 @@ def test_stacked_nets_device_path(knobs):
         _same(d, h)
 
 
+@pytest.mark.slow
 def test_sources_and_labels_on_the_device_path():
     """A sampler (inputs and labels drawn on the device) and labelled batches (classes appear
     late: the static label columns overflow and the chunk is re-run)."""

@@ -107,7 +107,7 @@ def leaky():
 
 
 # --- linear terms --------------------------------------------------------------------------------
-@pytest.mark.parametrize("which", ["net", "leaky"])
+@pytest.mark.parametrize("which", ["net", pytest.param("leaky", marks=pytest.mark.slow)])
 def test_terms_equal_jacfwd_and_logits(which, request):
     net = request.getfixturevalue(which)
     rng = np.random.default_rng(0)
