@@ -29,7 +29,7 @@ import optax
 
 import partax
 from partax.compression import compress
-from partax.files import atomic_write_bytes, atomic_write_text
+from partax.files import atomic_write_text
 from partax.train import fit
 
 
@@ -132,12 +132,9 @@ def figure(rows, path):
     axes[0].legend()
     fig.suptitle("Lossless compression of 64-w-w-10 digits nets over [0,1]^64 (every net verified)")
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    
+    partax.plots.save(fig, path, dpi=120)  # atomic
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None):

@@ -17,7 +17,6 @@ Writes ``runs/tangent_sensitivity/results.json`` and ``docs/tangent_sensitivity.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import time
@@ -112,10 +111,8 @@ def plot(runs, corr, meta, path):
     fig.suptitle(f"Tangent sensitivity, {meta['data']} (N_train = {meta['n_train']}, N_test = {meta['n_test']}), "
                  f"FCN 64-w-w-10, {corr['nets']} nets, {meta['epochs']} epochs")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    partax.plots.save(fig, path, dpi=110)  # atomic
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None):

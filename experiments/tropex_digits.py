@@ -21,7 +21,6 @@ Writes ``runs/tropex_digits/results.json`` and ``docs/tropex_digits.png``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import time
@@ -105,10 +104,8 @@ def plot(results, meta, path):
     fig.suptitle(f"TropEx statistics on {meta['data']} (N_train = {meta['n_train']}, N_test = {meta['n_test']}), "
                  f"FCN {'-'.join(map(str, meta['widths']))}, {len(results)} seed(s), Adam lr {meta['lr']}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    partax.plots.save(fig, path, dpi=110)  # atomic
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None):
