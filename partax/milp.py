@@ -72,6 +72,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from partax.geometry import Box
+from partax.highs import quiet_highs
 from partax.nets import Net
 from partax.stability import check_box, check_net, preactivation_bounds
 from partax.validation import check_tolerance
@@ -445,19 +446,10 @@ class _HighsModel:
         import highspy
 
         self.hs = highspy
-        cls = highspy.Highs
-        for k in highspy.Highs.__mro__:  # the compiled base class prints no banner
-            if k.__module__.startswith("highspy") and k.__name__ == "_Highs":
-                cls = k
-                break
-        h = cls()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("log_to_console", False)
+        h = quiet_highs(threads=threads or None)
         if tight:
             h.setOptionValue("mip_feasibility_tolerance", _FEAS_TOL)
             h.setOptionValue("primal_feasibility_tolerance", _FEAS_TOL)
-        if threads:
-            h.setOptionValue("threads", int(threads))
         lb, ub, integer = list(form.lb), list(form.ub), list(form.integer)
         for (vlb, vub, vint) in extra_vars:
             lb.append(vlb); ub.append(vub); integer.append(vint)

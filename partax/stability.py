@@ -63,6 +63,7 @@ import warnings
 import numpy as np
 
 from partax.geometry import Box
+from partax.highs import quiet_highs
 from partax.nets import Net
 from partax.validation import check_inputs, check_positive, check_positive_int, check_tolerance
 
@@ -259,25 +260,6 @@ def _linear(Ws, bs, lo0, hi0, alpha, slack, base):
 
 # -- LP relaxation (triangle relaxation, HiGHS, safe dual bounds) ------------------------------
 
-def _quiet_highs():
-    """A HiGHS instance that prints nothing (not even the banner).
-
-    ``highspy.Highs`` (>= 1.7) prints the banner from its Python constructor before options can be
-    set; its compiled base class takes the same calls and is silent until ``run``.
-    """
-    import highspy
-
-    cls = highspy.Highs
-    for k in highspy.Highs.__mro__:
-        if k.__module__.startswith("highspy") and k.__name__ == "_Highs":
-            cls = k
-            break
-    h = cls()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("log_to_console", False)
-    return h
-
-
 class _LP:
     """The triangle-relaxation LP of the first ``k`` hidden layers, over the variables
     ``v = (x, z_1, h_1, ..., z_k, h_k)`` with box bounds on every variable."""
@@ -360,9 +342,7 @@ class _LP:
     def _model(self, threads):
         import highspy
 
-        h = _quiet_highs()
-        if threads:
-            h.setOptionValue("threads", int(threads))
+        h = quiet_highs(threads=threads or None)
         inf = highspy.kHighsInf
         lp = highspy.HighsLp()
         lp.num_col_ = self.nvar

@@ -30,10 +30,9 @@ its ``x`` and ``value`` (and, in :func:`chebyshev`, in its centre and radius), s
 plausible-looking number survives a failed solve; this holds for every backend.
 
 HiGHS is kept quiet: its banner and log reach the terminal only with ``verbose=True``
-(see :func:`solve`). The banner that ``highspy.Highs()`` writes from its constructor
-(highspy >= 1.7 registers its callbacks there, which prints the banner before any option
-can be set) is avoided by constructing highspy's compiled base class, whose options are
-set before anything is logged.
+(see :func:`solve`); instances come from :func:`partax.highs.quiet_highs`, which also keeps
+them on HiGHS's one process-wide thread scheduler (an LP that asked for another thread count
+than an earlier solve would fail).
 
 Example:
     >>> import numpy as np
@@ -55,6 +54,7 @@ import numpy as np
 
 from partax.geometry.hrep import unit_rows
 from partax.geometry.ipm import FAILED, MAX_ITER, OPTIMAL, solve_jax, solve_numpy
+from partax.highs import quiet_highs
 from partax.records import record_repr
 
 __all__ = [
@@ -142,38 +142,11 @@ def _check(c, A, b):
 
 
 
-def _highs_class():
-    """The class to instantiate for a quiet HiGHS.
-
-    From highspy 1.7 on, ``highspy.Highs`` is a Python subclass of the compiled solver whose
-    constructor registers callbacks, and that registration prints HiGHS's banner to the
-    process's stdout (once per process, at C level) before any option can be set. Its
-    compiled base class takes the same calls this module makes (``setOptionValue``,
-    ``passModel``, ``run``, ``getSolution``, ...) and logs nothing until ``run``, by which
-    time ``output_flag`` is set. Older highspy versions expose the compiled class directly.
-    """
-    import highspy
-
-    for cls in highspy.Highs.__mro__:
-        if cls.__module__.startswith("highspy") and cls.__name__ == "_Highs":
-            return cls
-    return highspy.Highs
-
-
-def _new_highs(verbose: bool):
-    """A HiGHS instance whose banner and log are on only if ``verbose``."""
-    h = _highs_class()()
-    h.setOptionValue("output_flag", bool(verbose))
-    h.setOptionValue("log_to_console", bool(verbose))
-    return h
-
-
 def _highs_one(c, A, b, tol, verbose=False):
     import highspy
 
     m, n = A.shape
-    h = _new_highs(verbose)
-    h.setOptionValue("threads", 1)
+    h = quiet_highs(verbose=verbose)  # no threads option: see partax.highs
     if tol is not None:
         h.setOptionValue("primal_feasibility_tolerance", max(float(tol), 1e-10))
         h.setOptionValue("dual_feasibility_tolerance", max(float(tol), 1e-10))
