@@ -15,6 +15,15 @@ layer ``l`` (1-based):
 * ``"suffix"``: ``S^l..S^L`` (the partition of layer ``l``'s input space by the rest of
   the net; the natural bins of the latent space ``h^{l-1}``).
 
+General nets (:func:`partax.nets.sequential`). "Hidden layer ``l``" reads "code group ``l``":
+the ``l``-th code site in execution order (a ReLU or leaky-ReLU layer: one bit per unit; a
+hard-tanh layer: two bits per unit; a max pool: the argmax slot of each window in
+``ceil(log2 k)`` bits; see :mod:`partax.layers`), packed the same way, so keys, scopes, tables
+and partitions are unchanged. Inputs are flat ``[N, input_dim]`` (row-major) or
+``[N, *input_shape]``. Their near-boundary test (:func:`site_codes`) uses the scale of the
+summed terms ``|A| |h| + |c|`` of the affine layers before each site instead of the MLPs'
+``||h|| ||W[:, i]|| + |b_i|``.
+
 (:mod:`partax.scopes` defines them; ``SCOPES``, :func:`scope_range` and :func:`tables_for`
 are re-exported here.)
 
@@ -66,7 +75,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.grouping import HashCollisionError, group_keys
-from partax.nets import Net
+from partax.layers import traverse
+from partax.nets import Net, as_structured, flat_inputs
 from partax.scopes import SCOPES, scope_range, tables_for
 from partax.validation import check_finite, check_inputs, check_layer, check_net, check_scope
 
@@ -79,6 +89,7 @@ __all__ = [
     "keys_from_bits",
     "region_ids",
     "scope_range",
+    "site_codes",
     "tables_for",
 ]
 
@@ -223,9 +234,10 @@ _SCREEN_SLACK = 1.001  # the screen's bounds are inflated by this factor (float3
 
 def screens_near(net: Net, boundary_tol: float) -> bool:
     """Whether :func:`codes_hashes_and_checks` (``screen=None``) screens ``net``'s near-boundary
-    test: narrow nets (input and every hidden layer at most ``SCREEN_MAX_WIDTH`` wide), where
-    the per-row norms ``||h||`` of the exact test cost more than the layers' matmuls."""
-    return boundary_tol > 0 and max((net.input_dim,) + tuple(net.widths)) <= SCREEN_MAX_WIDTH
+    test: narrow MLPs (input and every hidden layer at most ``SCREEN_MAX_WIDTH`` wide), where
+    the per-row norms ``||h||`` of the exact test cost more than the layers' matmuls (general
+    nets are never screened)."""
+    return boundary_tol > 0 and net.is_mlp and max((net.input_dim,) + tuple(net.widths)) <= SCREEN_MAX_WIDTH
 
 
 def _exact_near(net: Net, x, boundary_tol: float):
@@ -271,37 +283,91 @@ def _screened_near(net: Net, x, zs, boundary_tol: float):
     return jax.lax.cond(num > capacity, lambda: _exact_near(net, h, boundary_tol), few)
 
 
+def site_codes(net: Net, x, boundary_tol: float = 0.0):
+    """Codes and near-boundary flags of a general net's code sites (traceable).
+
+    One forward pass through :func:`partax.layers.traverse` carries the activations and, for
+    the near-boundary test, the scale ``s = |A| s_in + |c|`` of every affine layer's terms
+    (``|h|`` after a site, 0 for a clamped output: an exact constant); a site is near when some
+    unit is within ``boundary_tol * s`` of a threshold (ReLU: ``|z|``; HardTanh: ``|z - lo|`` and
+    ``|z - hi|``; MaxPool: the gap between a window's top two values against the sum of their
+    scales, where that sum is > 0: ties of exact values, e.g. the zeros of a ReLU before the
+    pool, go to the lowest slot in any precision and are not near).
+
+    Args:
+      net: an unstacked :class:`Net` (any layers).
+      x: inputs ``[N, input_dim]`` (flattened row-major) or ``[N, *input_shape]``.
+      boundary_tol: the relative tolerance (0: exact ties only, still of values with a scale > 0
+        at a max pool).
+
+    Returns:
+      ``(bits, near)``: a list of ``bool[N, n_g]`` per code group, ``near`` ``bool[N]``.
+    """
+    h = as_structured(net, x)
+    bits = []
+    near = [jnp.zeros(h.shape[0], bool)]
+    tol = float(boundary_tol)
+
+    def affine(layer, state):
+        v, s = state
+        return layer.apply(v), (None if s is None else layer.magnitude(s))
+
+    def site(layer, state):
+        z, s = state
+        bits.append(layer.code(z))
+        near[0] = near[0] | layer.near(z, jnp.zeros_like(z) if s is None else s, tol)
+        out = layer.apply(z)
+        return out, (None if s is None else layer.output_scale(z, out))
+
+    def add(a, b):
+        return a[0] + b[0], (None if a[1] is None else a[1] + b[1])
+
+    traverse(net.layers, (h, jnp.abs(h)), affine=affine, site=site, add=add)  # scales at tol 0 too (exact ties)
+    return bits, near[0]
+
+
 def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False, screen: bool = False):
     """Forward pass: packed words, per-layer hashes, check lanes, boundary and finite flags.
 
     ``check_lanes`` (with ``check``) holds, per hidden layer wider than one word, two more
     lanes ``(c, d)``; for a one-word layer the key lanes are bijections of its word and serve
     as its fingerprint (None there). ``screen``: the near-boundary flags of
-    :func:`_screened_near` (the same flags, cheaper on narrow nets).
+    :func:`_screened_near` (the same flags, cheaper on narrow nets). A general net (not an
+    MLP) codes its sites through :func:`site_codes`; ``x`` is flat ``[N, input_dim]``.
     """
     h = jnp.asarray(x, net.dtype)
     finite = jnp.isfinite(h).all(axis=-1)
+    if not net.is_mlp:
+        bits, near = site_codes(net, h, boundary_tol)
+        codes_words = [_pack(b) for b in bits]
+        return (tuple(codes_words),) + _hash_layers(codes_words, check) + (near, finite)
     near = jnp.zeros(h.shape[:-1], bool)
     screen = screen and boundary_tol > 0
-    words, lane_a, lane_b, check_lanes, zs = [], [], [], [], []
+    words, zs = [], []
     for W, b in zip(net.weights[:-1], net.biases[:-1]):
         z = jnp.matmul(h, W, precision=jax.lax.Precision.HIGHEST) + b
         if screen:
             zs.append(z)
         else:
             near = near | _near(z, h, W, b, boundary_tol)
-        w = _pack(z > 0)
-        words.append(w)
+        words.append(_pack(z > 0))
+        h = net.act(z)
+    if screen:
+        near = _screened_near(net, x, zs, boundary_tol)
+    return (tuple(words),) + _hash_layers(words, check) + (near, finite)
+
+
+def _hash_layers(words, check: bool):
+    """Per code group: the two key lanes and, with ``check``, the check lanes of wide groups."""
+    lane_a, lane_b, check_lanes = [], [], []
+    for w in words:
         lane_a.append(_hash_words(w, _LANE_SEEDS[0]))
         lane_b.append(_hash_words(w, _LANE_SEEDS[1]))
         if check and w.shape[-1] > 1:
             check_lanes.append((_hash_words(w, _CHECK_SEEDS[0]), _hash_words(w, _CHECK_SEEDS[1])))
         else:
             check_lanes.append(None)
-        h = net.act(z)
-    if screen:
-        near = _screened_near(net, x, zs, boundary_tol)
-    return tuple(words), lane_a, lane_b, check_lanes, near, finite
+    return lane_a, lane_b, check_lanes
 
 
 def check_lane_values(lane_a, lane_b, check_lanes) -> tuple[list, list]:
@@ -514,7 +580,7 @@ def codes(net: Net, x) -> Codes:
 
     Args:
       net: an unstacked :class:`Net`.
-      x: inputs ``[N, d_in]``.
+      x: inputs ``[N, d_in]`` (a general net also takes ``[N, *input_shape]``).
 
     Returns:
       :class:`Codes` with ``words[l-1]: uint32[N, ceil(n_l/32)]``.
@@ -526,7 +592,7 @@ def codes(net: Net, x) -> Codes:
       (4, 5)
     """
     check_net(net, stacked=False, caller="codes()")
-    x = check_inputs(x, net.input_dim)
+    x = check_inputs(flat_inputs(net, x), net.input_dim)
     n = x.shape[0]
     words, finite = _codes_jit(net, _padded(x))
     check_finite(np.asarray(finite)[:n])
@@ -541,7 +607,7 @@ def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np
 
     Args:
       net: an unstacked :class:`Net`.
-      x: inputs ``[N, d_in]``.
+      x: inputs ``[N, d_in]`` (a general net also takes ``[N, *input_shape]``).
       scope: ``"layer"``, ``"prefix"`` or ``"suffix"``.
       exact: if True, check that equal keys among ``x`` have equal codes and raise
         :class:`HashCollisionError` otherwise.
@@ -558,7 +624,7 @@ def region_ids(net: Net, x, scope: str = "prefix", *, exact: bool = False) -> np
     """
     check_net(net, stacked=False, caller="region_ids()")
     check_scope(scope)
-    x = check_inputs(x, net.input_dim)
+    x = check_inputs(flat_inputs(net, x), net.input_dim)
     L = net.num_hidden
     ranges = tuple(scope_range(scope, l, L) for l in range(1, L + 1))
     n = x.shape[0]

@@ -58,7 +58,7 @@ import numpy as np
 
 from partax import info, tracefiles
 from partax.coding import SCOPES as _SCOPES
-from partax.nets import Net
+from partax.nets import Net, describe, site_outputs
 from partax.schedules import every_k, log_spaced
 from partax.tracefiles import TRACE_FILE, load_trace
 
@@ -83,9 +83,7 @@ def _array_digest(a) -> dict | None:
 
 
 def _net_description(net: Net) -> dict:
-    return {"input_dim": int(net.input_dim), "widths": [int(w) for w in net.widths],
-            "output_dim": int(net.output_dim), "activation": net.activation, "alpha": float(net.alpha),
-            "stack_shape": [int(s) for s in net.stack_shape], "dtype": str(np.dtype(net.dtype))}
+    return describe(net)
 
 
 def _differences(old: dict, new: dict, keys) -> list:
@@ -182,7 +180,7 @@ def _step_set(value, name: str):
 
 @jax.jit
 def _activations(net, x):
-    return tuple(net.act(z) for z in net.preactivations(x))
+    return site_outputs(net, x)
 
 
 class Tracer:
@@ -257,6 +255,8 @@ class Tracer:
         if_different: str = "error",
     ):
         x = np.asarray(x)
+        if x.ndim > 2 and x.shape[0]:  # (N, *input_shape): partax works on flattened (row-major) inputs
+            x = x.reshape(x.shape[0], -1)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"x: expected inputs of shape (N >= 1, d_in), got {x.shape}")
         if not np.all(np.isfinite(x)):

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from partax.files import load_npz, save_npz
-from partax.nets import Net
+from partax.nets import Net, as_structured, describe, flat_inputs, weight_arrays
 
 __all__ = ["fit", "cross_entropy", "l1_norm", "CheckpointMismatchError"]
 
@@ -52,9 +52,7 @@ def _run_fingerprint(net, x, y, batch_size, epochs, l1, key_data, opt_leaves) ->
     return {
         "inputs": _digest(x), "labels": _digest(y), "batch_size": int(batch_size), "epochs": int(epochs),
         "l1": float(l1), "key": np.asarray(key_data).astype(np.uint32).tolist(),
-        "net": {"input_dim": int(net.input_dim), "widths": [int(w) for w in net.widths],
-                "output_dim": int(net.output_dim), "activation": net.activation, "alpha": float(net.alpha),
-                "stack_shape": [int(v) for v in net.stack_shape], "dtype": str(np.dtype(net.dtype))},
+        "net": describe(net),
         "optimizer_state": [[list(map(int, np.shape(v))), str(np.asarray(v).dtype)] for v in opt_leaves],
     }
 
@@ -98,7 +96,11 @@ def cross_entropy(net: Net, x, y, weights=None):
     Returns:
       ``(loss, accuracy)`` as scalars (weighted means).
     """
-    logits = net(x)
+    if not net.is_mlp:  # flattened inputs -> (N, *input_shape); logits flattened
+        x = as_structured(net, x)
+        logits = net(x).reshape(x.shape[0], -1)
+    else:
+        logits = net(x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = (jnp.argmax(logits, axis=-1) == y).astype(logits.dtype)
     if weights is None:
@@ -124,7 +126,7 @@ def l1_norm(net: Net):
       >>> float(l1_norm(net))
       6.5
     """
-    return sum(jnp.sum(jnp.abs(W)) for W in net.weights)
+    return sum(jnp.sum(jnp.abs(W)) for W in weight_arrays(net))
 
 
 def _make_epoch(optimizer, n: int, batch_size: int, l1: float = 0.0):
@@ -225,7 +227,7 @@ def fit(
     stack = net.stack_shape
     if len(stack) > 1:
         raise ValueError(f"net: expected an unstacked net or one stack axis, got stack shape {stack}")
-    x = np.asarray(x)
+    x = np.asarray(flat_inputs(net, np.asarray(x)))  # a general net also takes (N, *input_shape)
     y = np.asarray(y)
     if x.ndim != 2 or x.shape[1] != net.input_dim or x.shape[0] == 0:
         raise ValueError(f"x: expected inputs of shape (N >= 1, {net.input_dim}), got {x.shape}")

@@ -28,6 +28,17 @@ default, for host code; ``jax.numpy`` inside a jitted function under
 The float64 parameters of a net are :func:`float64_arrays` (one read-only host copy per
 :class:`partax.Net`, cached while the net lives).
 
+**General nets** (:func:`partax.nets.sequential`: convolutions, pooling, batch norm, residual
+blocks, hard-tanh and max-pool sites). Their layers are the :mod:`partax.layers` classes, which
+carry the same actions under other names: ``apply`` (affine), ``linear`` and ``magnitude`` on
+affine layers, and on code sites ``frozen(z, bits)`` / ``frozen_linear(v, bits)`` (the site
+with its code fixed: slope 1 / ``alpha`` for ReLU units; 1 on the linear piece and a constant
+``lo`` / ``hi`` where a hard-tanh unit is clamped; the selected slot of each max-pool window).
+:func:`push_sites` pushes a family through them (one :func:`partax.layers.traverse`; residual
+blocks add the families of their two branches), in JAX float64 (``float64_layers`` holds the
+net's layers with float64 arrays). A new layer type goes into :mod:`partax.layers` with those
+methods; a new *site* also needs its rows in :func:`partax.geometry.hrep.site_rows`.
+
 Example:
     >>> import jax, numpy as np, partax
     >>> from partax.geometry.linearize import AffineFamily, float64_arrays, forward_codes, push
@@ -48,10 +59,13 @@ import weakref
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from partax.layers import traverse
+
 __all__ = ["Dense", "Params64", "AffineFamily", "float64_arrays", "activate", "freeze", "apply_layer",
-           "push_layer", "push", "forward_codes"]
+           "push_layer", "push", "forward_codes", "float64_layers", "push_sites", "net_sites"]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -300,3 +314,91 @@ def forward_codes(params: Params64, x, depth=None, xp=np) -> list:
         bits.append(on)
         h = activate(z, on, params.alpha, xp)
     return bits
+
+
+# --- general nets ---------------------------------------------------------------------------------
+_LAYERS64: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def float64_layers(net) -> tuple:
+    """A general net's layers with read-only float64 host arrays (cached per net while it lives).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+
+    Returns:
+      A tuple of :mod:`partax.layers` layers (pass through ``jax.tree.map(jnp.asarray, ...)``
+      under ``jax.enable_x64`` to compute with them).
+    """
+    try:
+        cached = _LAYERS64.get(net)
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return cached
+    layers = jax.tree_util.tree_map(_read_only, tuple(net.layers))
+    if all(isinstance(a, jax.Array) for a in jax.tree_util.tree_leaves(net)):
+        _LAYERS64[net] = layers
+    return layers
+
+
+def net_sites(net) -> tuple:
+    """``(layer, input_shape)`` of every code site of a net, in execution order.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.layers import Dense, MaxPool, ReLU, Flatten
+      >>> from partax.nets import sequential
+      >>> net = sequential([MaxPool((2,)), ReLU(), Flatten(), Dense(np.ones((2, 1), np.float32),
+      ...                   np.zeros(1, np.float32))], (4, 1))
+      >>> net_sites(net)
+      ((MaxPool(2), (4, 1)), (ReLU(), (2, 1)))
+    """
+    out = []
+
+    def site(layer, shape):
+        out.append((layer, tuple(shape)))
+        return tuple(layer.output_shape(shape))
+
+    traverse(net.layers, tuple(net.input_shape), affine=lambda layer, shape: tuple(layer.output_shape(shape)),
+             site=site, add=lambda a, b: a)
+    return tuple(out)
+
+
+def push_sites(layers, input_shape, family: AffineFamily, bits) -> tuple:
+    """A family pushed through a general net with every site's code frozen (JAX, traceable).
+
+    Args:
+      layers: the net's layers (float64 JAX arrays inside a jitted function under x64).
+      input_shape: the per-example input shape.
+      family: :class:`AffineFamily` in the flattened input space (``offset[..., d]``,
+        ``directions[..., k, d]``; no batch axes broadcasts against the codes).
+      bits: per code group ``bool[N, n_g]``.
+
+    Returns:
+      ``(pres, out)``: per site the :class:`AffineFamily` of its input (flattened,
+      ``offset[N, n]``, ``directions[N, k, n]``), and the family of the outputs.
+    """
+    N = bits[0].shape[0] if bits else family.offset.reshape(-1, family.offset.shape[-1]).shape[0]
+    d = family.offset.shape[-1]
+    k = family.directions.shape[-2]
+    off = jnp.broadcast_to(family.offset, (N, d)).reshape(N, *input_shape)
+    dirs = jnp.broadcast_to(family.directions, (N, k, d)).reshape(N * k, *input_shape)
+    codes = iter(bits)
+    pres = []
+
+    def affine(layer, state):
+        o, v = state
+        return layer.apply(o), layer.linear(v)
+
+    def site(layer, state):
+        o, v = state
+        b = next(codes)
+        pres.append(AffineFamily(o.reshape(N, -1), v.reshape(N, k, -1)))
+        return layer.frozen(o, b), layer.frozen_linear(v, jnp.repeat(b, k, axis=0))
+
+    def add(a, b):
+        return a[0] + b[0], a[1] + b[1]
+
+    o, v = traverse(layers, (off, dirs), affine=affine, site=site, add=add)
+    return tuple(pres), AffineFamily(o.reshape(N, -1), v.reshape(N, k, -1))

@@ -27,6 +27,15 @@ Scopes (see :mod:`partax.coding`) name a range of layers at hidden layer ``l``:
 In every case the ``domain`` (a :class:`partax.geometry.Box` or ``None``) lives in the
 scope's space.
 
+General nets (:func:`partax.nets.sequential`: convolutions, pooling, batch norm, residual
+blocks, hard-tanh and max-pool sites) have local maps and every ``"prefix"`` quantity (rows,
+margins, Chebyshev balls) in their flattened input space ``R^{input_dim}`` (row-major; inputs
+may also be given as ``[N, *input_shape]``): ``pre[l-1]`` is then the map of code site ``l``'s
+input, and the rows are those of :func:`partax.geometry.hrep.site_rows` (two per hard-tanh unit,
+``k`` per max-pool window: ``z_j - z_argmax <= 0``). ``"layer"`` / ``"suffix"`` scopes of general
+nets are refused: the input of a later code group is not one tensor in general (a residual
+block carries its input past its body).
+
 Example:
     >>> import jax, numpy as np, partax
     >>> from partax.geometry import local_maps, halfspaces
@@ -54,9 +63,9 @@ from partax.coding import SCOPES, keys_from_bits
 from partax.coding import codes as net_codes
 from partax.validation import check_finite_inputs, check_layer, check_net
 from partax.geometry.domains import check_domain
-from partax.geometry.hrep import append_rows, code_rows
-from partax.geometry.linearize import AffineFamily, float64_arrays, push
-from partax.nets import Net
+from partax.geometry.hrep import append_rows, code_rows, site_rows
+from partax.geometry.linearize import AffineFamily, float64_arrays, float64_layers, net_sites, push, push_sites
+from partax.nets import Net, flat_inputs
 from partax.records import record_repr
 
 __all__ = [
@@ -105,14 +114,19 @@ class LocalMaps(NamedTuple):
     """Local affine maps of the regions of ``N`` inputs.
 
     Attributes:
-      pre: tuple of :class:`LayerMap`, one per hidden layer.
+      pre: tuple of :class:`LayerMap`, one per hidden layer (per code site of a general net:
+        the map of the site's input, flattened; ``n_l`` is then the site's input size, which
+        is not its number of bits for hard-tanh and max-pool sites).
       out: :class:`OutputMap`.
-      masks: tuple of ``bool[N, n_l]``, the frozen activation codes.
+      masks: tuple of ``bool[N, n_l]``, the frozen activation codes (code group bits).
+      sites: None for an MLP; for a general net ``(layer, input_shape)`` per code site
+        (:func:`partax.geometry.linearize.net_sites`), which the rows of a code need.
     """
 
     pre: tuple
     out: OutputMap
     masks: tuple
+    sites: tuple = None
 
     def __repr__(self) -> str:
         return record_repr("LocalMaps", inputs=int(self.out.A.shape[0]), dim=int(self.out.A.shape[2]),
@@ -156,6 +170,14 @@ def _maps_kernel(params, masks):
                  for f in fams)
 
 
+@functools.partial(jax.jit, static_argnames="input_shape")
+def _site_maps_kernel(layers, masks, input_shape):
+    """A general net's ``(A, beta)`` per code site (its input), then the output's."""
+    d = int(np.prod(input_shape))
+    pres, out = push_sites(layers, input_shape, AffineFamily(jnp.zeros(d), jnp.eye(d)), masks)
+    return tuple((f.rows, f.offset) for f in pres + (out,))
+
+
 def activation_masks(net: Net, x) -> tuple:
     """Activation codes of every hidden layer: :func:`partax.codes` itself (net dtype).
 
@@ -184,11 +206,24 @@ def frozen_maps(net: Net, x, masks) -> LocalMaps:
       :class:`LocalMaps`.
     """
     N = np.shape(x)[0]
-    if N == 0:
+    if N == 0 and net.is_mlp:
         d = net.input_dim
         pre = tuple(LayerMap(np.zeros((0, w, d)), np.zeros((0, w))) for w in net.widths)
         return LocalMaps(pre, OutputMap(np.zeros((0, net.output_dim, d)), np.zeros((0, net.output_dim))),
                          tuple(masks))
+    if not net.is_mlp:
+        sites = net_sites(net)
+        if N == 0:
+            d = net.input_dim
+            pre = tuple(LayerMap(np.zeros((0, int(np.prod(s)), d)), np.zeros((0, int(np.prod(s))))) for _, s in sites)
+            return LocalMaps(pre, OutputMap(np.zeros((0, net.output_dim, d)), np.zeros((0, net.output_dim))),
+                             tuple(masks), sites)
+        with jax.enable_x64(True):
+            out = _site_maps_kernel(jax.tree.map(jnp.asarray, float64_layers(net)),
+                                    tuple(jnp.asarray(m) for m in masks), tuple(net.input_shape))
+            out = [(np.asarray(A), np.asarray(b)) for A, b in out]
+        pre = tuple(LayerMap(A, b) for A, b in out[:-1])
+        return LocalMaps(pre, OutputMap(*out[-1]), tuple(masks), sites)
     params = float64_arrays(net)
     with jax.enable_x64(True):
         out = _maps_kernel(jax.tree.map(jnp.asarray, params), tuple(jnp.asarray(m) for m in masks))
@@ -223,7 +258,7 @@ def local_maps(net: Net, x) -> LocalMaps:
       True
     """
     check_net(net, stacked=False, caller="geometry")
-    x = check_finite_inputs(x, net.input_dim)
+    x = check_finite_inputs(flat_inputs(net, np.asarray(x)), net.input_dim)
     x = np.asarray(x, net.dtype)
     return frozen_maps(net, x, activation_masks(net, x))
 
@@ -259,9 +294,13 @@ def scope_space(net: Net, x, scope: str = "prefix", layer=None) -> ScopeSpace:
     if scope not in SCOPES:
         raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
     layer = check_layer(layer, net.num_hidden, none_is_last=True)
-    x = np.asarray(check_finite_inputs(x, net.input_dim), net.dtype)
+    x = np.asarray(check_finite_inputs(flat_inputs(net, np.asarray(x)), net.input_dim), net.dtype)
     if scope == "prefix":
         return ScopeSpace(net, x, layer, 1, net.input_dim)
+    if not net.is_mlp:
+        raise ValueError(f"scope: the geometry of general nets (not MLPs) takes scope='prefix' (regions in the input "
+                         f"space), got {scope!r}: the input space of a later code group is not one tensor in "
+                         f"general (a residual block carries its input past it)")
     first = layer
     if first > 1:
         pts = np.asarray(_latent(net, jnp.asarray(x), first))
@@ -320,7 +359,10 @@ def region_rows(maps: LocalMaps, depth: int, domain, k: int):
     Returns:
       ``(A[N, m, k], b[N, m])``.
     """
-    A, b = code_rows(maps.pre[:depth], maps.masks[:depth])
+    if maps.sites is not None:
+        A, b = site_rows(maps.pre[:depth], maps.masks[:depth], maps.sites[:depth])
+    else:
+        A, b = code_rows(maps.pre[:depth], maps.masks[:depth])
     if domain is not None:
         A, b = append_rows(A, b, *domain.rows(k))
     return A, b
