@@ -43,8 +43,19 @@ and the Kozachenko–Leonenko kNN entropy :func:`knn_entropy`. Everything is in 
 of its nearest occupied prefix ancestor (layer ``l`` refines layer ``l - 1``), the way a
 density tree backs off; the result is renormalised to mass 1 (see :func:`estimate`).
 
-Not yet here (issue 15): latent-space densities (``scope="layer"``/``"suffix"``), per-region hit-and-run volumes in
-high dimension, :func:`fit` (trained partitions).
+**Latent spaces.** ``estimate(net, x, domain, scope="suffix", layer=l)`` with ``l >= 2`` is the
+density of the representation ``h^{l-1}`` over its own bins, the partition of that latent space
+by layers ``l..L``, in a box around the training points' codes (:func:`latent_box`);
+``scope="layer"`` bins it by layer ``l`` alone. It is the prefix density of :func:`sub_net`
+on :func:`latent_codes`. :func:`density_probe` makes this a :class:`partax.Tracer` probe: per
+layer and checkpoint, the held-out log-likelihood and the entropy.
+
+**Trained partitions.** :func:`fit` (in :mod:`partax.density_fit`) trains a net whose
+partition is a good histogram of the data.
+
+Not yet here (issue 15): per-region randomized (hit-and-run) volumes in high dimension, where
+uniform reference samples miss almost every region (64-D digits): the hook is ``volumes=``,
+whose Monte Carlo path pools the missed regions into the residual bin.
 """
 
 from __future__ import annotations
@@ -57,20 +68,36 @@ import numpy as np
 from scipy import special
 
 from partax.coding import keys_from_bits, region_ids
+from partax.density_fit import FitHistory, fit
+from partax.density_tree import DensityTree, MlpackDensityTree, tree
 from partax.engine import partition
 from partax.geometry import lp
-from partax.geometry.enumerate import enumerate_regions
-from partax.geometry.local import halfspaces_batch
-from partax.sources import uniform_box
 from partax.geometry.code_regions import codes64, hidden_layers, split_bits
 from partax.geometry.domains import Box
+from partax.geometry.enumerate import enumerate_regions
+from partax.geometry.local import halfspaces_batch
 from partax.nets import Net
+from partax.scopes import scope_range
+from partax.sources import uniform_box
 from partax.validation import check_inputs, check_net
 
 __all__ = ["PartitionDensity", "GridDensity", "KDEDensity", "HeldOutLogLik", "estimate", "heldout_loglik",
-           "grid", "kde", "knn_entropy"]
+           "grid", "kde", "knn_entropy", "latent_codes", "latent_box", "sub_net", "density_probe", "fit", "FitHistory",
+           # the density-tree baseline (its own module, re-exported with the other baselines)
+           "tree", "DensityTree", "MlpackDensityTree"]
 
 _CHUNK = 1 << 16
+
+
+class _DefaultSmoothing(float):
+    """The default pseudo-count 0.5, told apart from an explicit 0.5 (``backoff=True`` turns
+    the default into 0; an explicit positive value with ``backoff`` is an error)."""
+
+    def __repr__(self) -> str:
+        return "0.5"
+
+
+_DEFAULT_SMOOTHING = _DefaultSmoothing(0.5)
 _VOLUME_METHODS = ("auto", "exact", "mc")
 _OUTSIDE = ("error", "-inf")
 
@@ -251,6 +278,17 @@ class PartitionDensity(NamedTuple):
       points: ``float64[K, d]`` an interior point of each region (``"exact"``), else None.
       backoff: whether empty regions backed off to their nearest occupied prefix ancestor.
       mass: ``float64[K]`` the probability of each region (see :attr:`probabilities`).
+      space: the space the density lives on: 0 for the input space, ``s >= 1`` for the latent
+        space ``h^s`` (then ``net`` is the sub-net of layers ``s+1..``, ``domain`` the latent
+        box, and ``scope``/``layer`` its prefix partition; points are latent codes,
+        :func:`latent_codes`).
+      source: ``(scope, layer)`` as asked of :func:`estimate` (None for other constructors).
+      tie_break: points move this fraction of the way to the box's centre before their region
+        is looked up (latent spaces: ``1e-6``; 0 in input space). ReLU codes have atoms on
+        region boundaries (exact zeros: ``h = 0`` gives the next layer ``z = b``), whose own
+        sign pattern may have no volume in the box; the move puts such a point in the
+        full-dimensional region on the centre's side of the boundary (a tie-break, like a
+        histogram's half-open bins) and changes no point farther than that from a boundary.
     """
 
     net: Net
@@ -271,9 +309,13 @@ class PartitionDensity(NamedTuple):
     points: Optional[np.ndarray] = None
     backoff: bool = False
     mass: Optional[np.ndarray] = None
+    space: int = 0
+    source: Optional[tuple] = None
+    tie_break: float = 0.0
 
     def __repr__(self) -> str:
         return (f"PartitionDensity(regions={len(self.keys)}, occupied={int((self.counts > 0).sum())}, N={self.total}, "
+                f"{f'space=h^{self.space}, ' if self.space else ''}"
                 f"scope={self.scope!r}, layer={self.layer}, volumes={self.volume_method!r}, smoothing={self.smoothing}"
                 f"{', backoff=True' if self.backoff else ''})")
 
@@ -317,7 +359,7 @@ class PartitionDensity(NamedTuple):
         inside = _inside(x, lo, hi, outside)
         idx = np.full(x.shape[0], -1, np.int64)
         if inside.any():
-            idx[inside] = _lookup(self, x[inside])
+            idx[inside] = _lookup(self, _tie_break(x[inside], lo, hi, self.tie_break))
         return idx
 
     def log_prob(self, x, *, outside: str = "error") -> np.ndarray:
@@ -434,6 +476,14 @@ def _sample_regions(dens: PartitionDensity, n: int, key, lo, hi, max_proposals: 
     return z[rng.permutation(len(z))]
 
 
+def _tie_break(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: float) -> np.ndarray:
+    """``x + t (centre - x)`` (nothing when ``t = 0``)."""
+    return x if not t else x + t * ((lo + hi) / 2 - x)
+
+
+_LATENT_TIE_BREAK = 1e-6
+
+
 def _keys_of(net: Net, x: np.ndarray, layer: int) -> np.ndarray:
     out = np.empty(x.shape[0], np.uint64)
     xf = x.astype(net.dtype, copy=False)
@@ -473,26 +523,48 @@ def _lookup(dens: PartitionDensity, x: np.ndarray, keys: Optional[np.ndarray] = 
 
 
 def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional[int] = None,
-             smoothing: Optional[float] = None, volumes: str = "auto", num_reference: int = 1 << 18, key=0,
-             max_regions: int = 100_000, backoff: bool = False) -> PartitionDensity:
+             smoothing: float = _DEFAULT_SMOOTHING, volumes: str = "auto", num_reference: int = 1 << 18, key=0,
+             max_regions: int = 100_000, backoff: bool = False, latent_box: Optional[Box] = None,
+             latent_margin: float = 0.05) -> PartitionDensity:
     """The regions-as-bins density of training points ``x`` over a box (see the module docstring).
 
     Args:
       net: an unstacked :class:`partax.Net`.
       x: training points ``[N, d]`` in the box (a point outside raises ``ValueError``).
       domain: a bounded :class:`partax.Box` of the net's input dimension.
-      scope: ``"prefix"`` (the convex linear regions of layers ``1..layer``). ``"layer"`` and
-        ``"suffix"`` are accepted at ``layer=1`` only, where they are input-space partitions
-        (the prefix of layer 1, the prefix of the last layer; the result then reports
-        ``scope="prefix"`` and that layer); in latent spaces they are not implemented yet.
-      layer: 1-based hidden layer (default: the last; 1 for ``"layer"`` / ``"suffix"``).
-      smoothing: the pseudo-count ``a >= 0`` added to every region (default 0.5; 0 with
-        ``backoff``, which excludes a positive pseudo-count: both are treatments of empty regions).
+      scope: which bins (:mod:`partax.scopes`). ``"prefix"`` at ``layer``: the convex linear
+        regions of layers ``1..layer`` in input space. ``"suffix"`` at ``layer = l``: the
+        partition of layer ``l``'s input space, the latent space ``h^{l-1}``, by layers
+        ``l..L`` (its natural bins); ``"layer"`` at ``l``: the same space binned by layer
+        ``l`` alone (a hyperplane arrangement). At ``l = 1`` both are input-space partitions
+        (``"layer"`` is the prefix of layer 1, ``"suffix"`` the prefix of layer ``L``; the
+        result reports ``scope="prefix"`` and that layer). At ``l >= 2`` the result is a
+        density over ``h^{l-1}`` (``space = l - 1``): its ``net`` is the sub-net of layers
+        ``l..L`` (:func:`sub_net`), its ``domain`` the latent box, and its ``log_prob`` /
+        ``index`` / ``sample`` take and give latent points (``latent_codes(net, x, l - 1)``).
+        Exact volumes apply when the latent width is in ``2..6``, Monte Carlo otherwise.
+      layer: 1-based hidden layer (default: the last for ``"prefix"``, 1 otherwise).
+      smoothing: the pseudo-count ``a >= 0`` added to every region. The default 0.5 is the
+        Jeffreys (Krichevsky–Trofimov) pseudo-count: the Bayes estimate of the region masses
+        under the Jeffreys prior ``Dir(1/2, ..., 1/2)``, whose cumulative log-loss exceeds that of
+        the best histogram on the same bins by ``(K-1)/2 log N + O(1)``, the minimax rate
+        (Krichevsky & Trofimov 1981);
+        ``a = 0`` gives held-out points in empty regions ``log_prob = -inf``, and Laplace's
+        ``a = 1`` gives the ``K - n_occupied`` empty regions twice the mass, which matters
+        when ``K`` is comparable to ``N``, as it is for partitions. With ``backoff=True`` the
+        default becomes 0 and a positive value is refused: both treat empty regions. ``None``
+        means the default.
       volumes: ``"exact"`` (enumeration, ``2 <= d <= 6``), ``"mc"`` (uniform reference
         samples) or ``"auto"`` (exact where the dimension allows, else Monte Carlo).
       num_reference: ``M``, the number of reference samples for ``"mc"``.
       key: ``jax.random`` key or int seed of the reference stream.
       max_regions: enumeration limit for ``"exact"`` (reached: ``RuntimeError``).
+      latent_box: the latent box (``scope`` at ``l >= 2`` only): a bounded :class:`partax.Box`
+        of the latent width. Default: the bounding box of the training points' latent codes,
+        widened by ``latent_margin`` times its side on every side (see :func:`latent_box`).
+        Pass one box around train *and* held-out codes to score held-out points, whose codes
+        may fall outside the training codes' box.
+      latent_margin: the relative margin of the default latent box.
       backoff: back empty regions off through the prefix hierarchy: layer ``l``'s regions
         refine layer ``l - 1``'s, so an empty region ``R`` takes the density ``n_A / (N V_A)``
         of its nearest occupied prefix ancestor ``A`` (layer ``l - 1``, then ``l - 2``, ...;
@@ -530,14 +602,29 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
         raise ValueError(f"layer: expected an int in 1..{L} or None, got {layer!r}")
     layer = int(layer)
-    if scope != "prefix":
-        if layer != 1:
-            raise ValueError(f"scope: {scope!r} at layer {layer} bins a latent space, which is not implemented yet; "
-                             f"only layer=1 (where it is an input-space partition) is")
-        layer = 1 if scope == "layer" else L  # the same ranges of codes, so the same keys
     if not isinstance(backoff, (bool, np.bool_)):
         raise TypeError(f"backoff: expected a bool, got {type(backoff).__name__}")
-    a = _check_smoothing(0.0 if smoothing is None and backoff else 0.5 if smoothing is None else smoothing)
+    if smoothing is None:  # (accepted as "the default")
+        smoothing = _DEFAULT_SMOOTHING
+    first, last = scope_range(scope, layer, L)
+    if first >= 2:  # a latent space: the prefix density of the sub-net on the latent codes
+        x = _check_points(x, d)
+        _inside(x, lo, hi, "error")
+        space = first - 1
+        h = latent_codes(net, x, space)
+        box = _check_latent_box(latent_box, latent_margin, h, net)
+        sub = sub_net(net, first, last)
+        blo, bhi = box.bounds(h.shape[1])
+        dens = estimate(sub, _tie_break(h, blo, bhi, _LATENT_TIE_BREAK), box, layer=last - first + 1,
+                        smoothing=smoothing, volumes=volumes, num_reference=num_reference, key=key,
+                        max_regions=max_regions, backoff=backoff)
+        return dens._replace(space=space, source=(scope, layer), tie_break=_LATENT_TIE_BREAK)
+    if latent_box is not None:
+        raise ValueError(f"latent_box: only for a latent space (scope 'layer'/'suffix' at layer >= 2), "
+                         f"not for {scope!r} at layer {layer}")
+    asked = (scope, layer)
+    layer = last  # input space: the prefix of the last layer of the range, the same keys
+    a = _check_smoothing(0.0 if smoothing is _DEFAULT_SMOOTHING and backoff else smoothing)
     if backoff and a > 0:
         raise ValueError(f"smoothing: a pseudo-count ({a}) and backoff=True are alternative treatments of empty "
                          "regions; pass smoothing=0 (or leave it out) with backoff")
@@ -557,7 +644,202 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
         dens, anc = _monte_carlo(net, x, domain, lo, hi, layer, a, int(num_reference), _as_key(key))
     if backoff:
         dens = _back_off(dens, anc, _all_keys(net, x, layer))
-    return dens
+    return dens._replace(source=asked)
+
+
+def density_probe(x_heldout, domain: Box, *, scope: str = "suffix", layers=None, volumes: str = "auto",
+                  num_reference: int = 1 << 16, latent_margin: float = 0.05, key=0):
+    """A :class:`partax.trace.Tracer` probe: per layer, the regions-as-bins density of the
+    representation and its held-out log-likelihood and entropy.
+
+    At every checkpoint, for each hidden layer ``l`` in ``layers``, the probe estimates the
+    density of the Tracer's inputs with :func:`estimate` at ``(scope, l)`` — for ``"suffix"``
+    or ``"layer"`` at ``l >= 2`` a density over the latent space ``h^{l-1}``, in the box
+    around the training *and* held-out codes (:func:`latent_box`), so every held-out code is
+    in it — and scores ``x_heldout`` (mapped to the same space).
+
+    Args:
+      x_heldout: held-out inputs ``[n, d]`` in ``domain``.
+      domain: the input :class:`partax.Box`.
+      scope: ``"suffix"`` (default), ``"layer"`` or ``"prefix"``.
+      layers: 1-based hidden layers (default: all).
+      volumes, num_reference: as in :func:`estimate`.
+      latent_margin: relative margin of the latent boxes.
+      key: seed of the Monte Carlo reference streams.
+
+    Returns:
+      ``probe(net, x, y) -> list[dict]`` with per layer ``layer``, ``space`` (the index
+      ``s`` of ``h^s``), ``dim``, ``regions``, ``occupied``, ``residual_points`` (training
+      points in the Monte Carlo residual bin: regions no reference sample hit), ``heldout_nll`` and
+      ``heldout_nll_stderr`` (nats per point), ``train_nll``, ``entropy`` (plug-in) and
+      ``entropy_mm`` (Miller–Madow), ``box_log_volume`` (``log V`` of the box the density
+      lives on), ``heldout_gain = log V - heldout_nll`` and ``entropy_gap = log V - entropy``
+      (nats over the uniform density of that box: unlike the NLL and the differential
+      entropy, they do not change when a layer's codes are rescaled, which training does),
+      ``volumes`` and ``estimator="density"``.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> from partax.geometry import Box
+      >>> net = partax.mlp(jax.random.key(0), [2, 4, 3, 2], bias_std=0.3)
+      >>> rng = np.random.default_rng(0)
+      >>> probe = density_probe(rng.uniform(-1, 1, (200, 2)), Box(-1, 1))
+      >>> recs = probe(net, rng.uniform(-1, 1, (300, 2)), None)
+      >>> [(r["layer"], r["space"], r["dim"]) for r in recs]
+      [(1, 0, 2), (2, 1, 4)]
+    """
+    if scope not in ("prefix", "layer", "suffix"):
+        raise ValueError(f"scope: expected 'prefix', 'layer' or 'suffix', got {scope!r}")
+    x_heldout = _check_points(x_heldout, None, "x_heldout")
+    if not isinstance(domain, Box):
+        raise TypeError(f"domain: expected a partax.Box, got {type(domain).__name__}")
+
+    def probe(net, x, y=None):
+        L = net.num_hidden
+        chosen = range(1, L + 1) if layers is None else layers
+        recs = []
+        for l in chosen:
+            first, _ = scope_range(scope, int(l), L)
+            space = first - 1
+            box = None
+            if space:
+                h = np.concatenate([latent_codes(net, x, space), latent_codes(net, x_heldout, space)])
+                box = latent_box(h, margin=latent_margin, nonnegative=net.activation == "relu")
+            dens = estimate(net, x, domain, scope=scope, layer=int(l), volumes=volumes,
+                            num_reference=num_reference, key=key, latent_box=box)
+            test = heldout_loglik(dens, latent_codes(net, x_heldout, space))
+            train = heldout_loglik(dens, latent_codes(net, x, space))
+            logv = float(np.sum(np.log(np.subtract(*dens.domain.bounds(dens.net.input_dim)[::-1]))))
+            h = dens.entropy()
+            recs.append({"layer": int(l), "space": space, "dim": int(dens.net.input_dim),
+                         "regions": dens.num_regions, "occupied": int((dens.counts > 0).sum()),
+                         "residual_points": int(dens.counts[~dens.resolved].sum()),
+                         "heldout_nll": -test.mean, "heldout_nll_stderr": test.stderr, "train_nll": -train.mean,
+                         "entropy": h, "entropy_mm": dens.entropy("miller_madow"), "box_log_volume": logv,
+                         "heldout_gain": logv + test.mean, "entropy_gap": logv - h,
+                         "volumes": dens.volume_method, "estimator": "density"})
+        return recs
+
+    return probe
+
+
+# --- latent spaces --------------------------------------------------------------------------
+def latent_codes(net: Net, x, space: int) -> np.ndarray:
+    """The representation ``h^space`` of inputs (``h^0 = x``; ``h^l = act(z^l)``).
+
+    Args:
+      net: an unstacked :class:`partax.Net` with ``L`` hidden layers.
+      x: inputs ``[n, d]``.
+      space: ``0..L``.
+
+    Returns:
+      ``float64[n, n_space]``: the net's own (``net.dtype``) activations, widened exactly.
+
+    Example:
+      >>> import jax, numpy as np, partax
+      >>> net = partax.mlp(jax.random.key(0), [2, 3, 1])
+      >>> latent_codes(net, np.zeros((4, 2)), 1).shape
+      (4, 3)
+    """
+    net = check_net(net, stacked=False, caller="density.latent_codes()")
+    L = net.num_hidden
+    if isinstance(space, bool) or not isinstance(space, (int, np.integer)) or not 0 <= space <= L:
+        raise ValueError(f"space: expected an int in 0..{L}, got {space!r}")
+    x = _check_points(x, net.input_dim, allow_empty=True)
+    if space == 0:
+        return x
+    out = np.empty((x.shape[0], net.widths[space - 1]), np.float64)
+    f = jax.jit(lambda z: net.act(net.preactivations(z)[space - 1]))
+    xf = x.astype(net.dtype, copy=False)
+    for s in range(0, x.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = np.asarray(f(xf[s : s + _CHUNK]), np.float64)
+    return out
+
+
+def sub_net(net: Net, first: int, last: int) -> Net:
+    """The net of hidden layers ``first..last`` of ``net`` (input: ``h^{first-1}``).
+
+    With ``last = L`` it keeps the output layer; otherwise it ends in a zero output layer of
+    width 1 (the partition of its input space is that of layers ``first..last`` alone).
+
+    Args:
+      net: an unstacked :class:`partax.Net`.
+      first, last: 1-based hidden layers, ``1 <= first <= last <= L``.
+
+    Returns:
+      a :class:`partax.Net` with ``last - first + 1`` hidden layers.
+
+    Example:
+      >>> import jax, partax
+      >>> sub_net(partax.mlp(jax.random.key(0), [2, 5, 4, 3, 1]), 2, 3)
+      Net(5-4-3-1, relu, float32)
+    """
+    net = check_net(net, stacked=False, caller="density.sub_net()")
+    L = net.num_hidden
+    if not (isinstance(first, (int, np.integer)) and isinstance(last, (int, np.integer)) and 1 <= first <= last <= L):
+        raise ValueError(f"first, last: expected ints with 1 <= first <= last <= {L}, got {first!r}, {last!r}")
+    W, b = list(net.weights[first - 1 : last]), list(net.biases[first - 1 : last])
+    if last == L:
+        W.append(net.weights[-1])
+        b.append(net.biases[-1])
+    else:
+        W.append(np.zeros((net.widths[last - 1], 1), net.dtype))
+        b.append(np.zeros(1, net.dtype))
+    act = net.activation if net.activation == "relu" else (net.activation, net.alpha)
+    return Net.from_arrays([a for pair in zip(W, b) for a in pair], act)
+
+
+def latent_box(h, *, margin: float = 0.05, nonnegative: bool = False) -> Box:
+    """A box around latent codes: their bounding box widened by ``margin`` times its side.
+
+    A coordinate with no spread (a dead unit) gets a side of 1 (``[c - 1/2, c + 1/2]``);
+    with ``nonnegative`` (ReLU codes) lower bounds are clipped at 0, where such a coordinate
+    gets ``[0, 1]`` if it is 0 — the unit side adds nothing to the log densities.
+
+    Args:
+      h: codes ``[n, w]`` (``n >= 1``).
+      margin: relative margin ``>= 0``.
+      nonnegative: clip at 0 (the codes of a ReLU layer are ``>= 0``).
+
+    Returns:
+      a :class:`partax.Box` of dimension ``w``.
+
+    Example:
+      >>> import numpy as np
+      >>> latent_box(np.array([[0.0, 1.0], [2.0, 1.0]]), margin=0.1, nonnegative=True)
+      Box(lo=[0.0, 0.5], hi=[2.2, 1.5])
+    """
+    h = np.asarray(h, np.float64)
+    if h.ndim != 2 or h.shape[0] == 0:
+        raise ValueError(f"h: expected latent codes [n >= 1, w], got shape {h.shape}")
+    if not np.all(np.isfinite(h)):
+        raise ValueError("h: expected finite latent codes")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not margin >= 0:
+        raise ValueError(f"latent_margin: expected a number >= 0, got {margin!r}")
+    mn, mx = h.min(0), h.max(0)
+    r = mx - mn
+    lo = np.where(r > 0, mn - margin * r, mn - 0.5)
+    hi = np.where(r > 0, mx + margin * r, mx + 0.5)
+    if nonnegative:
+        lo = np.maximum(lo, 0.0)
+        hi = np.where(r > 0, hi, np.maximum(hi, lo + 1.0))
+    return Box(lo, hi)
+
+
+def _check_latent_box(box, margin, h: np.ndarray, net: Net) -> Box:
+    if box is None:
+        return latent_box(h, margin=margin, nonnegative=net.activation == "relu")
+    if not isinstance(box, Box):
+        raise TypeError(f"latent_box: expected a partax.Box, got {type(box).__name__}")
+    if box.dim is not None and box.dim != h.shape[1]:
+        raise ValueError(f"latent_box: a Box of dimension {box.dim} for a latent space of width {h.shape[1]}")
+    lo, hi = box.bounds(h.shape[1])
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("latent_box: expected finite bounds (a bounded box)")
+    inside = np.all((h >= lo) & (h <= hi), axis=1)
+    if not inside.all():
+        raise ValueError(f"latent_box: {int((~inside).sum())} training point(s) have latent codes outside it")
+    return box
 
 
 def _all_keys(net: Net, x: np.ndarray, layer: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from partax.cli import COMMANDS, build_parser, main
 
-NAMES = ["demo", "partition", "info", "regions", "bounds", "count", "slice", "compress", "bench"]
+NAMES = ["demo", "partition", "info", "regions", "bounds", "count", "slice", "compress", "density", "bench"]
 # options without a value by default: what their help says happens without them
 UNSET = {
     ("partition", "--net"): "default: a random --widths net",

@@ -276,8 +276,6 @@ def test_bad_arguments(random_net):
     with pytest.raises(ValueError, match="volumes"):
         density.estimate(random_net, x, Box(-4, 4), volumes="vertex")
     with pytest.raises(ValueError, match="scope"):
-        density.estimate(random_net, x, Box(-4, 4), scope="suffix", layer=2)
-    with pytest.raises(ValueError, match="scope"):
         density.estimate(random_net, x, Box(-4, 4), scope="regions")
     with pytest.raises(ValueError, match="layer"):
         density.estimate(random_net, x, Box(-4, 4), layer=3)
@@ -321,3 +319,20 @@ def test_mc_in_higher_dimension_and_residual_bin():
     train_keys = partax.region_ids(net, x.astype(np.float32))[:, -1]
     assert dens.counts[-1] == int(np.sum(~np.isin(train_keys, ref_keys)))
     assert np.isfinite(dens.entropy())
+
+
+def test_smoothing_default_is_the_documented_jeffreys_half():
+    """DESIGN 3.11: ``smoothing=0.5`` is the default; with backoff the default becomes 0."""
+    import inspect
+
+    assert repr(inspect.signature(density.estimate).parameters["smoothing"].default) == "0.5"
+    x = checkerboard(500, 0)
+    net = grid_net(np.linspace(-4, 4, 5), np.linspace(-4, 4, 5))
+    dens = density.estimate(net, x, Box(-4, 4), layer=1)
+    assert dens.smoothing == 0.5
+    # the oracle: (n + 1/2) / (N + K/2) / V_cell from numpy.histogram2d counts
+    h, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=4, range=[[-4, 4], [-4, 4]])
+    expect = np.sort(((h + 0.5) / (500 + 16 * 0.5) / 4.0).ravel())
+    np.testing.assert_allclose(np.sort(np.exp(dens.log_densities)), expect, rtol=1e-12)
+    assert density.estimate(net, x, Box(-4, 4), layer=1, backoff=True).smoothing == 0
+    assert density.estimate(net, x, Box(-4, 4), layer=1, smoothing=0.5).smoothing == 0.5

@@ -15,6 +15,8 @@ One module per workload family, each with its measuring functions and an ``entry
 * :mod:`partax.bench.stability` (``stability``): certified stable units per bound method;
 * :mod:`partax.bench.tropical` (``tropical``): linear terms per region against per-input jacfwd;
 * :mod:`partax.bench.counting` (``counting``): exact region counts by MILP against enumeration.
+* :mod:`partax.bench.density` (``density``): ``log_prob`` against the partition; Monte Carlo and
+  hit-and-run region volumes.
 
 :mod:`partax.bench.report` renders a result as ``bench.md`` and as the README's table;
 ``python -m partax.bench NAME`` (:mod:`partax.bench.__main__`) runs one workload in a fresh
@@ -24,7 +26,7 @@ progress through its ``log`` callback (``partax bench`` passes ``print``).
 Example:
     >>> from partax import bench
     >>> bench.workload_names()
-    ['ib', 'mlp256', 'mlp1024', 'lp', 'slices', 'enumerate', 'sharded', 'stability', 'tropical', 'counting']
+    ['ib', 'mlp256', 'mlp1024', 'lp', 'slices', 'enumerate', 'sharded', 'stability', 'tropical', 'counting', 'density']
     >>> bench.run(only=["nope"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -48,7 +50,7 @@ import jax
 # NB: importing the submodule ``partax.bench.enumerate`` binds the name ``enumerate`` in this
 # package's namespace, so this file never calls the builtin ``enumerate``.
 from partax.bench import enumerate as enumeration
-from partax.bench import counting, lp, sharded, slices, stability, tropical
+from partax.bench import counting, density, lp, sharded, slices, stability, tropical
 from partax.bench.partition import WORKLOADS, partition_workload, run_named
 from partax.bench.report import readme_section, to_markdown
 from partax.files import atomic_write_bytes
@@ -58,7 +60,8 @@ __all__ = ["WORKLOADS", "EXTRA_WORKLOADS", "run", "run_workload", "workload_name
 
 # the other workloads: name (for ``only`` / ``--only``) -> entry(quick) -> dict
 EXTRA_WORKLOADS = {"lp": lp.entry, "slices": slices.entry, "enumerate": enumeration.entry, "sharded": sharded.entry,
-                   "stability": stability.entry, "tropical": tropical.entry, "counting": counting.entry}
+                   "stability": stability.entry, "tropical": tropical.entry, "counting": counting.entry,
+                   "density": density.entry}
 # environment of a workload's own process (``isolate=True``)
 ENVIRONMENT = {"sharded": sharded.ENVIRONMENT}
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 
 from partax.bench import enumerate as enumeration
-from partax.bench import counting, lp, sharded, slices, stability, tropical
+from partax.bench import counting, density, lp, sharded, slices, stability, tropical
 from partax.bench.partition import WORKLOADS
 
 __all__ = ["to_markdown", "readme_section"]
 
 # the other workloads' modules, in the README's order; each has NAME, markdown(w), readme_text(w)
-_SECTIONS = {m.NAME: m for m in (lp, slices, enumeration, sharded, stability, tropical, counting)}
+_SECTIONS = {m.NAME: m for m in (lp, slices, enumeration, sharded, stability, tropical, counting, density)}
 _README_NAMES = {"ib": "IB"}
 
 
@@ -79,21 +79,31 @@ def to_markdown(result: dict) -> str:
             "it). The partition columns above are those of the path `reduce=\"auto\"` picks.",
             "",
             "| workload | auto | host in/s | host / forward | host B/input | device in/s | device / forward "
-            "| device B/input | host, sampled in/s | device, sampled in/s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| device B/input | host, sampled in/s | device, sampled in/s | kernel / forward | near test "
+            "| host over kernel | device over kernel |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+
+        def share(w, k, fmt):  # runs written before these fields existed show a dash
+            return format(w[k], fmt) if k in w else "–"
+
         for w in paths:
             lines.append(
                 f"| {w['name']} | {w['reduce_auto']} | {w['host_inputs_per_s']:,.0f} | {w['host_ratio_vs_forward']:.2f} | "
                 f"{w['host_bytes_per_input']:.1f} | {w['device_inputs_per_s']:,.0f} | "
                 f"{w['device_ratio_vs_forward']:.2f} | {w['device_bytes_per_input']:.1f} | "
-                f"{w['host_sampled_inputs_per_s']:,.0f} | {w['device_sampled_inputs_per_s']:,.0f} |"
+                f"{w['host_sampled_inputs_per_s']:,.0f} | {w['device_sampled_inputs_per_s']:,.0f} | "
+                f"{share(w, 'kernel_ratio_vs_forward', '.2f')} | {share(w, 'near_test_cost', '+.0%')} | "
+                f"{share(w, 'host_cost_over_kernel', '+.0%')} | {share(w, 'device_cost_over_kernel', '+.0%')} |"
             )
         lines += [
             "",
             "B/input: bytes fetched from the device per input (`Partition.device_to_host_bytes`). Sampled:",
             "the same number of inputs drawn on the device by `partax.sources.uniform_box` (no copy of",
-            "the inputs to the device).",
+            "the inputs to the device). Kernel: the engine's jitted kernel alone on the same chunks (codes,",
+            "keys, check keys, per-layer hashes, near-boundary and finite flags; nothing reduced or",
+            "fetched), a ceiling for both paths; near test: the kernel's time over its time at",
+            "`boundary_tol=0`, minus one; host / device over kernel: each path's time over the kernel's.",
         ]
     for w in result["workloads"]:
         if "partition_inputs_per_s" in w:

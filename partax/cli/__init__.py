@@ -4,7 +4,7 @@ Subcommands print a short human summary and write machine-readable output (JSON 
 into the directory they name; ``partax <command> --help`` documents each one. Each module
 (:mod:`~partax.cli.demo`, :mod:`~partax.cli.partition`, :mod:`~partax.cli.info`,
 :mod:`~partax.cli.regions`, :mod:`~partax.cli.bounds`, :mod:`~partax.cli.slice`,
-:mod:`~partax.cli.bench`) has ``add_parser(subparsers)`` and ``run(args) -> int``; shared
+:mod:`~partax.cli.density`, :mod:`~partax.cli.bench`) has ``add_parser(subparsers)`` and ``run(args) -> int``; shared
 argument types are in :mod:`partax.cli.arguments`. This package is the only place in
 partax that parses arguments and prints (beside the runner ``python -m partax.bench``).
 
@@ -31,12 +31,12 @@ import sys
 import traceback
 
 # NB: the subcommand modules ``slice`` and ``partition`` are names in this namespace
-from partax.cli import bench, bounds, compress, count, demo, info, partition, regions, slice
+from partax.cli import bench, bounds, compress, count, demo, density, info, partition, regions, slice
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # the subcommands, in the order ``partax --help`` lists them
-COMMANDS = (demo, partition, info, regions, bounds, count, slice, compress, bench)
+COMMANDS = (demo, partition, info, regions, bounds, count, slice, compress, density, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
