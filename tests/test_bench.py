@@ -27,6 +27,17 @@ def test_partition_workload_fields(entry):
     assert entry["regions_prefix_last"] >= 1
 
 
+def test_kernel_decomposition_is_measured(entry):
+    """The kernel alone, its near-boundary test and each path's cost over it are consistent."""
+    assert entry["kernel_inputs_per_s"] > 0
+    assert entry["kernel_ratio_vs_forward"] == pytest.approx(
+        entry["kernel_inputs_per_s"] / entry["forward_inputs_per_s"])
+    for path in ("host", "device"):
+        assert entry[f"{path}_cost_over_kernel"] == pytest.approx(
+            entry["kernel_inputs_per_s"] / entry[f"{path}_inputs_per_s"] - 1.0)
+    assert entry["near_test_cost"] > -1.0
+
+
 def test_markdown_table(entry):
     result = {"date": "2026-01-01", "device": None, "jax_version": "0", "host": "h", "quick": True, "workloads": [entry]}
     md = bench.to_markdown(result)
@@ -34,6 +45,9 @@ def test_markdown_table(entry):
     assert len(row) == 1
     header = [line for line in md.splitlines() if line.startswith("| workload |")][0]
     assert row[0].count("|") == header.count("|")
+    paths = [line for line in md.splitlines() if line.startswith("| tiny |")]
+    header = [line for line in md.splitlines() if line.startswith("| workload | auto |")][0]
+    assert len(paths) == 1 and paths[0].count("|") == header.count("|") and "–" not in paths[0]
 
 
 def test_unknown_workload():

@@ -271,3 +271,24 @@ def test_screened_near_boundary_flags_are_the_exact_ones(tol):
     clear = (m > tol * 1.001) | (m < tol * 0.999)
     np.testing.assert_array_equal(screened[clear], (m <= tol)[clear])
     assert 0 < screened.sum() < len(x)
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+@pytest.mark.parametrize("width", [3, 40, 784])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_coordinate_is_named(path, width, bad):
+    """The engine's finite flags (a float sum of ``x * 0``, partax.engine) against NumPy's
+    ``isfinite(x).all(1)``: each of NaN, +inf, -inf at any column is found, the first bad row
+    named; huge finite values (whose sum overflows) and -0.0 are not flagged."""
+    net = _net([width, 4, 1])
+    x = np.random.default_rng(width).uniform(-1, 1, (300, width)).astype(np.float32)
+    x[5] = np.finfo(np.float32).max  # a row whose sum would overflow: still finite
+    x[6, -1] = -0.0
+    partax.partition(net, x, batch_size=64, reduce=path, progress=False)  # no error
+    for row, col in [(217, width - 1), (64, 0), (299, width // 2)]:
+        y = x.copy()
+        y[row, col] = bad
+        y[row + 1 if row < 299 else 0, 0] = bad  # a later (or earlier) bad row too
+        first = int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+        with pytest.raises(ValueError, match=f"input {first} has a NaN or inf"):
+            partax.partition(net, y, batch_size=64, reduce=path, progress=False)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.coding import SCOPES, tables_for
+from partax.coding import SCOPES, codes_hashes_and_checks, screens_near, tables_for
 from partax.nets import Net, mlp
 from partax.sources import uniform_box
 from partax.engine import check_reduce, default_batch_size, partition
@@ -72,6 +72,25 @@ def _forward_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None
                 out.block_until_ready()
             out = nxt
         out.block_until_ready()
+
+    return run
+
+
+def _kernel_pass(net: Net, x: np.ndarray, batch_size: int, boundary_tol: float) -> Callable[[], None]:
+    """The engine's kernel alone (codes of every layer, full-code key, check key, per-layer
+    hashes, near-boundary and finite flags: what the host path fetches), chunk by chunk like
+    :func:`_forward_pass`, nothing fetched: the part of a partition no reduction can remove."""
+    screen = screens_near(net, boundary_tol)
+    kern = jax.jit(lambda n, xb: codes_hashes_and_checks(n, xb, boundary_tol, screen=screen)[1:])
+
+    def run():
+        out = None
+        for s in range(0, x.shape[0], batch_size):
+            nxt = kern(net, jnp.asarray(x[s : s + batch_size]))
+            if out is not None:
+                jax.block_until_ready(out)
+            out = nxt
+        jax.block_until_ready(out)
 
     return run
 
@@ -129,8 +148,11 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
 
     Returns:
       The entry: rates (``*_inputs_per_s``), their ratios, FLOP rates, the collision check's
-      cost, per reduction path (``host_*``, ``device_*``) its rate, ratio to the forward pass
-      and bytes fetched from the device per input, the path ``"auto"`` picks (``reduce_auto``,
+      cost, per reduction path (``host_*``, ``device_*``) its rate, ratio to the forward pass,
+      bytes fetched from the device per input and its time over the kernel's alone
+      (``*_cost_over_kernel``), the kernel alone (``kernel_*``) and the share of it the
+      near-boundary test costs (``near_test_cost``: its time over its time at
+      ``boundary_tol=0``, minus one), the path ``"auto"`` picks (``reduce_auto``,
       whose rate is ``partition_inputs_per_s``), the number of prefix regions at the last
       layer, the inputs' size and the peak RSS (with a GPU/TPU backend also
       ``forward_tflops`` and ``pipeline_tflops``).
@@ -152,6 +174,9 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "host_sampled": lambda: partition(net, sampler, batch_size=bs_sampled, progress=False, reduce="host"),
         "device_sampled": lambda: partition(net, sampler, batch_size=bs_sampled, progress=False, reduce="device"),
         "forward": _forward_pass(net, x, bs),
+        # the kernel alone, and without its near-boundary tolerance test (boundary_tol=0)
+        "kernel": _kernel_pass(net, x, bs, 1e-5),
+        "kernel_tol0": _kernel_pass(net, x, bs, 0.0),
         "numpy": _numpy_practice(net, x_np),
         "numpy_matmul": _numpy_matmuls(net, x_np, bs),
     }
@@ -160,7 +185,8 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
     for path in ("host", "device"):
         partition(net, x[: 2 * bs], batch_size=bs, progress=False, reduce=path)
         partition(net, sampler, batch_size=bs_sampled, progress=False, reduce=path)
-    fns["forward"]()  # compiles the very function that is timed
+    for k in ("forward", "kernel", "kernel_tol0"):
+        fns[k]()  # compiles the very function that is timed
     _numpy_practice(net, x[:256])()
     _numpy_matmuls(net, x[:256], 256)()
     p = partition(net, x, batch_size=bs, progress=False, reduce=auto)
@@ -185,6 +211,13 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
         "device_inputs_per_s": n / best["device"],
         "device_ratio_vs_forward": best["forward"] / best["device"],
         "device_bytes_per_input": moved["device"],
+        # where a partition's time goes: the kernel alone (its ratio to the forward pass is a
+        # ceiling for both paths), its near-boundary test, and each path's cost over the kernel
+        "kernel_inputs_per_s": n / best["kernel"],
+        "kernel_ratio_vs_forward": best["forward"] / best["kernel"],
+        "near_test_cost": best["kernel"] / best["kernel_tol0"] - 1.0,
+        "host_cost_over_kernel": best["host"] / best["kernel"] - 1.0,
+        "device_cost_over_kernel": best["device"] / best["kernel"] - 1.0,
         "host_sampled_inputs_per_s": n / best["host_sampled"],
         "device_sampled_inputs_per_s": n / best["device_sampled"],
         # the collision check (a second 64-bit key per input): its cost, side by side
