@@ -1,9 +1,18 @@
 """Test configuration: several CPU devices for the sharded tests, set before any JAX work."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("PARTAX_CACHE_DIR", "")  # the CLI's persistent compilation cache stays off in tests
+# One XLA compilation cache for the whole test session, fresh each session, shared by the pytest-xdist
+# workers and by the processes the tests spawn (through the environment): the same small programs
+# are compiled in many files and in every spawned process.
+_OWN_XLA_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ  # made here: removed at the end
+if _OWN_XLA_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="partax-tests-xla-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 import jax  # noqa: E402
 
@@ -32,3 +41,9 @@ def weak_keys(monkeypatch):
     yield
     monkeypatch.undo()
     jax.clear_caches()
+
+
+def pytest_unconfigure(config):
+    """The session's compilation cache goes with the session (the controller, not a worker, made it)."""
+    if _OWN_XLA_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -71,14 +71,18 @@ def test_single_layer_rd_is_zaslavsky(d, k, seed):
 # ----------------------------------------------------------------------------------------
 RD = [
     ([2, 8, 8, 1], 0, "relu"),
-    ([2, 10, 10, 10, 1], 1, "relu"),
+    pytest.param(([2, 10, 10, 10, 1], 1, "relu"), marks=pytest.mark.slow),  # 2D: also 2-8-8-1
     ([3, 6, 6, 1], 1, "relu"),
     ([4, 5, 5, 1], 2, "relu"),
     ([3, 5, 5, 5, 1], 4, ("leaky_relu", 0.1)),
 ]
 
 
-@pytest.fixture(scope="module", params=RD, ids=lambda p: "-".join(map(str, p[0])))
+def _rd_id(p):
+    return "-".join(map(str, (p.values[0] if hasattr(p, "values") else p)[0]))
+
+
+@pytest.fixture(scope="module", params=RD, ids=[_rd_id(p) for p in RD])
 def rd(request):
     widths, seed, act = request.param
     net = _net(widths, seed=seed, act=act)

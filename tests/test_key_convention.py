@@ -191,7 +191,12 @@ def _slice_band_points(net, plane, full, band=BAND):
     return st, r[which]
 
 
-@pytest.mark.parametrize("case", list(SLICE_CASES))
+# "through" planes are also the 10-D case's; the 4-layer one runs in the slow run
+SLOW_SLICE_CASES = {"3-12-12-12-1 through"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_SLICE_CASES else c
+                                  for c in SLICE_CASES])
 def test_slice_keys_join_partition_near_boundaries(case):
     net, plane = SLICE_CASES[case]()
     L = net.num_hidden

@@ -36,8 +36,16 @@ def defer_rows(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("widths", SHAPES)
-@pytest.mark.parametrize("batch_size", [None, 97])
+# every shape once in one chunk or in many; the other half of the grid in the slow run
+ORACLE_CASES = [
+    ([2, 5, 1], None), ([2, 5, 1], 97), ([3, 33, 7, 2], 97), ([6, 64, 70, 3], None), ([12, 10, 7, 5, 4, 3, 2], 97),
+    pytest.param([3, 33, 7, 2], None, marks=pytest.mark.slow),
+    pytest.param([6, 64, 70, 3], 97, marks=pytest.mark.slow),
+    pytest.param([12, 10, 7, 5, 4, 3, 2], None, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("widths,batch_size", ORACLE_CASES)
 def test_partition_matches_float64_oracle(widths, batch_size, defer_rows):
     net = _net(widths, activation=("leaky_relu", 0.1) if widths[0] == 3 else "relu")
     rng = np.random.default_rng(1)

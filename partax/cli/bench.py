@@ -34,7 +34,7 @@ def add_parser(subparsers):
         "enumeration, the sharded engine. A failed workload is named on stderr and the command exits 1 "
         "after writing the others.",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes on a 2-core CPU)")
+    p.add_argument("--quick", action="store_true", help="small sizes (about 6 minutes on a 2-core CPU)")
     p.add_argument("--out", default="runs/bench", help="output directory (default: %(default)s)")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help=f"run only these workloads, of {', '.join(names)} (default: all)")
