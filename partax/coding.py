@@ -118,6 +118,10 @@ class Codes(NamedTuple):
     words: tuple
     widths: tuple
 
+    def __repr__(self) -> str:
+        n = int(np.shape(self.words[0])[0]) if self.words else 0
+        return f"Codes(N={n}, widths={tuple(int(w) for w in self.widths)})"
+
     def bits(self, l: int) -> np.ndarray:
         """Unpacked code of hidden layer ``l`` (1-based) as ``bool[N, n_l]``."""
         l = check_layer(l, len(self.widths), name="l")

@@ -28,6 +28,7 @@ def _records(net, box, points):
     plane = g.Plane(np.zeros(2), np.array([1.0, 0.0]), np.array([0.0, 1.0]), extent=((-1.0, 1.0), (-1.0, 1.0)))
     return {
         "Net": (net, "2-6-5-3"),
+        "Codes": (partax.codes(net, x), "N=4, widths=(6, 5)"),
         "stacked Net": (partax.nets.stack_nets([net, net]), "stack=(2,)"),
         "Enumeration": (g.enumerate_regions(net, box, progress=False), f"regions={len(points)}"),
         "LocalMaps": (g.local_maps(net, x), "inputs=4"),
