@@ -102,11 +102,13 @@ def load_array(path: str, flag: str, *, mmap: bool = False) -> np.ndarray:
         raise ValueError(f"{flag}: {path!r} holds Python objects, not a numeric array ({e})") from None
 
 
-def check_box(lo, hi) -> tuple:
+def check_box(lo, hi, flag: str = "--lo/--hi", metavars=("lo", "hi")) -> tuple:
     """``(lo, hi)`` of a ``--lo``/``--hi`` box: both given, finite, ``lo < hi``; or both None.
 
     Args:
       lo, hi: the parsed values (floats or None).
+      flag: the option(s) the bounds came from, for the messages (``"--box"``: one ``LO HI`` pair).
+      metavars: the bounds' names in the option's help, for the messages.
 
     Returns:
       ``(lo, hi)``.
@@ -115,11 +117,11 @@ def check_box(lo, hi) -> tuple:
       ValueError: one without the other, a non-finite bound, or ``lo >= hi``.
     """
     if (lo is None) != (hi is None):
-        raise ValueError("--lo/--hi: give both (the box [lo, hi]^d) or neither")
+        raise ValueError(f"{flag}: give both (the box [lo, hi]^d) or neither")
     if lo is None:
         return None, None
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"--lo/--hi: expected finite bounds, got {lo} and {hi}")
+        raise ValueError(f"{flag}: expected finite bounds, got {lo} and {hi}")
     if not lo < hi:
-        raise ValueError(f"--lo/--hi: expected lo < hi, got {lo} and {hi}")
+        raise ValueError(f"{flag}: expected {metavars[0]} < {metavars[1]}, got {lo} and {hi}")
     return lo, hi

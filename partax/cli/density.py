@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import partax
-from partax.cli.arguments import load_array, positive_int, write_json
+from partax.cli.arguments import check_box, load_array, positive_int, write_json
 from partax import density
 from partax.density_baselines import ESTIMATORS, BaselineRow, Comparison, compare
 from partax.files import atomic_savez
@@ -122,11 +122,7 @@ def run(args) -> int:
     x = _points(args.data, "--data", d)
     z = _points(args.test, "--test", d) if args.test is not None else None
     if args.box is not None:
-        lo_, hi_ = args.box
-        if not (math.isfinite(lo_) and math.isfinite(hi_)):
-            raise ValueError(f"--box: expected finite bounds (a density needs a bounded box), got {lo_} and {hi_}")
-        if not lo_ < hi_:
-            raise ValueError(f"--box: expected LO < HI, got {lo_} and {hi_}")
+        lo_, hi_ = check_box(*args.box, flag="--box", metavars=("LO", "HI"))
         lo, hi = np.full(d, lo_), np.full(d, hi_)
         box_note = "given"
     else:
