@@ -73,7 +73,7 @@ from partax.density_tree import DensityTree, MlpackDensityTree, tree
 from partax.engine import partition
 from partax.geometry import lp
 from partax.geometry.code_regions import codes64, hidden_layers, split_bits
-from partax.geometry.domains import Box
+from partax.geometry.domains import Box, check_bounded_box
 from partax.geometry.enumerate import enumerate_regions
 from partax.geometry.local import halfspaces_batch
 from partax.nets import Net
@@ -103,19 +103,6 @@ _OUTSIDE = ("error", "-inf")
 
 
 # --- validation ---------------------------------------------------------------------------
-def _check_box(domain, d: int) -> tuple[np.ndarray, np.ndarray]:
-    if domain is None:
-        raise ValueError("domain: a density needs a bounded partax.Box (got None, i.e. all of R^d)")
-    if not isinstance(domain, Box):
-        raise TypeError(f"domain: expected a partax.Box, got {type(domain).__name__}")
-    if domain.dim is not None and domain.dim != d:
-        raise ValueError(f"domain: a Box of dimension {domain.dim} for data of dimension {d}")
-    lo, hi = domain.bounds(d)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("domain: expected finite bounds (a bounded box)")
-    return lo, hi
-
-
 def _check_points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
     x = np.asarray(check_inputs(np.asarray(x), d, name))
     if not np.issubdtype(x.dtype, np.floating):
@@ -593,7 +580,7 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
     """
     net = check_net(net, stacked=False, caller="density.estimate()")
     d = net.input_dim
-    lo, hi = _check_box(domain, d)
+    lo, hi = check_bounded_box(domain, d)
     L = net.num_hidden
     if scope not in ("prefix", "layer", "suffix"):
         raise ValueError(f"scope: expected 'prefix', 'layer' or 'suffix', got {scope!r}")
@@ -1029,7 +1016,7 @@ def grid(x, domain: Box, bins, *, smoothing: float = 0.5) -> GridDensity:
     if x.ndim != 2:
         raise ValueError(f"x: expected a 2-D array (N, d), got shape {x.shape}")
     d = x.shape[1]
-    lo, hi = _check_box(domain, d)
+    lo, hi = check_bounded_box(domain, d)
     x = _check_points(x, d)
     _inside(x, lo, hi, "error")
     b = np.broadcast_to(np.asarray(bins), (d,)) if np.ndim(bins) == 0 else np.asarray(bins)

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 
 from partax.coding import region_ids
-from partax.geometry.domains import Box
+from partax.geometry.domains import Box, check_bounded_box
 from partax.nets import Net, mlp
 
 __all__ = ["FitHistory", "fit", "data_init"]
@@ -177,13 +177,7 @@ def _check_x_box(x, domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
         raise ValueError("x: expected finite floating-point points")
     d = x.shape[1]
-    if not isinstance(domain, Box):
-        raise TypeError(f"domain: expected a bounded partax.Box, got {type(domain).__name__}")
-    if domain.dim is not None and domain.dim != d:
-        raise ValueError(f"domain: a Box of dimension {domain.dim} for data of dimension {d}")
-    lo, hi = domain.bounds(d)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("domain: expected finite bounds (a bounded box)")
+    lo, hi = check_bounded_box(domain, d)
     if not np.all((x >= lo) & (x <= hi)):
         raise ValueError(f"x: {int(np.sum(~np.all((x >= lo) & (x <= hi), axis=1)))} point(s) outside the domain box")
     return x.astype(np.float64), lo, hi

@@ -34,6 +34,7 @@ import numpy as np
 
 from partax.coding import region_ids
 from partax.density import estimate
+from partax.bench.partition import best_of
 from partax.engine import partition
 from partax.geometry import Box
 from partax.geometry.hit_and_run import OK, region_volumes
@@ -44,14 +45,6 @@ __all__ = ["NAME", "bench_density", "digits_volumes", "entry", "markdown", "read
 NAME = "density"
 
 
-def _best_of(fns: dict, reps: int) -> dict:
-    best = {k: np.inf for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
 
 
 def bench_density(widths=(8, 16, 16, 1), inputs: int = 10**6, reference: int = 10**7, hr_regions: int = 200,
@@ -94,7 +87,7 @@ def bench_density(widths=(8, 16, 16, 1), inputs: int = 10**6, reference: int = 1
     dens.log_prob(x[:1024])  # warm-up: compilation excluded
     partition(net, x[:1024], progress=False)
     partition(net, x[:1024], scopes=("prefix",), progress=False)
-    best = _best_of({"log_prob": lambda: dens.log_prob(x),
+    best = best_of({"log_prob": lambda: dens.log_prob(x),
                      "partition": lambda: partition(net, x, progress=False),
                      "partition_prefix": lambda: partition(net, x, scopes=("prefix",), progress=False)}, reps)
     for k, v in best.items():

@@ -40,7 +40,7 @@ from partax.nets import Net, mlp
 from partax.sources import uniform_box
 from partax.engine import check_reduce, default_batch_size, partition
 
-__all__ = ["WORKLOADS", "partition_workload", "run_named"]
+__all__ = ["WORKLOADS", "partition_workload", "run_named", "best_of"]
 
 # name -> (widths, inputs, quick inputs)
 WORKLOADS = {
@@ -50,8 +50,21 @@ WORKLOADS = {
 }
 
 
-def _best_of(fns: dict, reps: int) -> dict:
-    """Runs each callable ``reps`` times, interleaved; returns the best time of each."""
+def best_of(fns: dict, reps: int) -> dict:
+    """Runs each callable ``reps`` times, interleaved; returns the best time of each.
+
+    Args:
+      fns: name -> a callable of no arguments (it must block until its work is done).
+      reps: repetitions; the callables take turns so that load drifts hit them alike.
+
+    Returns:
+      name -> best wall time in seconds.
+
+    Example:
+      >>> from partax.bench.partition import best_of
+      >>> sorted(best_of({"a": lambda: None, "b": lambda: None}, 2))
+      ['a', 'b']
+    """
     best = {k: np.inf for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
@@ -193,7 +206,7 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     moved = {path: partition(net, x, batch_size=bs, progress=False, reduce=path).device_to_host_bytes / n
              for path in ("host", "device")}  # also compiles the device path's later table sizes
-    best = _best_of(fns, reps)
+    best = best_of(fns, reps)
     best["partition"] = best[auto]
     entry = {
         "name": name,

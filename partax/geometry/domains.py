@@ -22,7 +22,7 @@ import dataclasses
 import jax
 import numpy as np
 
-__all__ = ["Box", "check_domain"]
+__all__ = ["Box", "check_domain", "check_bounded_box"]
 
 
 def _as_bound(value, name: str) -> np.ndarray:
@@ -143,3 +143,34 @@ def check_domain(domain, d: int):
         raise TypeError(f"domain: expected a partax.Box or None (all of R^d), got {type(domain).__name__}")
     domain.bounds(d)
     return domain
+
+
+def check_bounded_box(domain, d: int) -> tuple:
+    """The finite bounds of ``domain``, a :class:`Box` that must be bounded, for dimension ``d``.
+
+    Args:
+      domain: a :class:`Box` (None, all of ``R^d``, is refused: a density needs a bounded box).
+      d: the data's dimension.
+
+    Returns:
+      ``(lo, hi)``: ``float64[d]`` each.
+
+    Raises:
+      ValueError: None (no box), the wrong dimension, an infinite bound. TypeError: not a Box.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.geometry.domains import Box, check_bounded_box
+      >>> check_bounded_box(Box(0.0, 1.0), 2)[1]
+      array([1., 1.])
+    """
+    if domain is None:
+        raise ValueError("domain: a density needs a bounded partax.Box (got None, i.e. all of R^d)")
+    if not isinstance(domain, Box):
+        raise TypeError(f"domain: expected a partax.Box, got {type(domain).__name__}")
+    if domain.dim is not None and domain.dim != d:
+        raise ValueError(f"domain: a Box of dimension {domain.dim} for data of dimension {d}")
+    lo, hi = domain.bounds(d)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("domain: expected finite bounds (a bounded box)")
+    return lo, hi
