@@ -115,6 +115,8 @@ class Comparison(NamedTuple):
 
 def _nll(lp: np.ndarray):
     lp = np.asarray(lp, np.float64)
+    if np.isnan(lp).any():  # a broken estimator, not a point of density 0: never reported as NLL = inf
+        raise FloatingPointError(f"log_prob: {int(np.isnan(lp).sum())} NaN value(s) among the test points")
     if not np.all(np.isfinite(lp)):
         return float("inf"), float("nan")
     return float(-lp.mean()), float(lp.std(ddof=1) / math.sqrt(len(lp))) if len(lp) > 1 else float("nan")

@@ -320,6 +320,11 @@ def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] 
             s_val = -float(objective_jit(params, jnp.asarray(xa[ia], jnp.float32), jnp.asarray(xb[ib], jnp.float32),
                                          jnp.asarray(u, jnp.float32), C, valid, scale, jnp.float32(tau)))
             ev_steps.append(t); soft.append(s_val); hard.append(h); regions.append(k); taus.append(tau)
+            if not (np.isfinite(s_val) and all(np.all(np.isfinite(np.asarray(a)))
+                                               for a in jax.tree_util.tree_leaves(params))):
+                # a diverged run must not end as the best net from before it, silently
+                raise FloatingPointError(f"fit: training diverged (objective {s_val} at step {t}); "
+                                         "lower learning_rate")
             if h > best[0]:
                 best = (h, t, params)
         if t == steps:

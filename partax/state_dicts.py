@@ -228,13 +228,17 @@ def _per_axis(v, nsp, what, index):
     return v
 
 
-def _padding(p, nsp, window, dilation, index):
+def _padding(p, nsp, window, dilation, index, strides):
     if p is None:
         return ((0, 0),) * nsp
     if isinstance(p, str):
         if p.lower() == "valid":
             return ((0, 0),) * nsp
         if p.lower() == "same":
+            if any(int(t) != 1 for t in strides):
+                # SAME with a stride depends on the input size (JAX/TF) and PyTorch refuses it
+                raise ValueError(f"spec[{index}]: padding 'same' needs stride 1 (got strides {tuple(strides)}); "
+                                 "give the padding as ints per axis")
             tot = [(k - 1) * d for k, d in zip(window, dilation)]
             return tuple((t // 2, t - t // 2) for t in tot)
         raise ValueError(f"spec[{index}]: padding expected 'same', 'valid' or ints, got {p!r}")
@@ -342,7 +346,7 @@ class _Builder:
             if window is None:
                 raise ValueError(f"spec[{index}] ({name}): needs a window")
             strides = _per_axis(o.get("stride", o.get("strides")), nsp, "stride", index) or window
-            pad = _padding(o.get("padding"), nsp, window, (1,) * nsp, index)
+            pad = _padding(o.get("padding"), nsp, window, (1,) * nsp, index, strides)
             return (L.MaxPool if name == "maxpool" else L.AvgPool)(window, strides, pad)
         if name == "dense":
             o = _opts(opts, index, name, {"name", "bias"})
@@ -372,7 +376,7 @@ class _Builder:
             groups = int(o.get("groups", 1))
             dil = _per_axis(o.get("dilation"), nsp, "dilation", index) or (1,) * nsp
             strides = _per_axis(o.get("stride", o.get("strides")), nsp, "stride", index) or (1,) * nsp
-            pad = _padding(o.get("padding"), nsp, k.shape[:nsp], dil, index)
+            pad = _padding(o.get("padding"), nsp, k.shape[:nsp], dil, index, strides)
             if len(shape) != nsp + 1 or shape[-1] != k.shape[-2] * groups:
                 want = f"(C={k.shape[-2] * groups}, {nsp} spatial axes)"
                 raise ValueError(f"spec[{index}] (conv): kernel {np.asarray(a['W']).shape} expects inputs {want}, got "

@@ -58,7 +58,7 @@ import numpy as np
 
 from partax import info, tracefiles
 from partax.coding import SCOPES as _SCOPES
-from partax.nets import Net, describe, site_outputs
+from partax.nets import Net, describe, flat_inputs, site_outputs
 from partax.schedules import every_k, log_spaced
 from partax.tracefiles import TRACE_FILE, load_trace
 
@@ -255,6 +255,7 @@ class Tracer:
         if_different: str = "error",
     ):
         x = np.asarray(x)
+        self._x_shape = tuple(x.shape[1:])  # checked against the net's input shape at its first call
         if x.ndim > 2 and x.shape[0]:  # (N, *input_shape): partax works on flattened (row-major) inputs
             x = x.reshape(x.shape[0], -1)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -431,6 +432,9 @@ class Tracer:
             raise TypeError(f"net: expected a partax Net, got {type(net).__name__}")
         if net.input_dim != self.x.shape[1]:
             raise ValueError(f"net: takes inputs of dimension {net.input_dim}, the tracer holds {self.x.shape[1]}")
+        if len(self._x_shape) > 1 and self._x_shape != tuple(net.input_shape):
+            # structured inputs of another layout (NCHW for NHWC) flatten to the same size: refuse them
+            flat_inputs(net, np.empty((1, *self._x_shape), np.float32), "x")
         self._check_net(net)
         if not self.wants(step):
             return

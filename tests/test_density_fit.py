@@ -86,3 +86,18 @@ def test_fit_bad_input():
         density.fit(x, Box(-2, 2), steps=-1)
     with pytest.raises(ValueError, match="widths"):
         density.fit(x, Box(-2, 2), widths=(), steps=0)
+
+
+def test_a_diverged_fit_is_an_error_not_the_best_net_before_it():
+    x = blobs(2000, 1)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        density.fit(x, Box(-2, 2), key=0, **{**KW, "learning_rate": 3e38, "steps": 20, "eval_every": 10})
+
+
+def test_compare_refuses_nan_log_densities():
+    """A broken estimator (NaN log-densities) is an error, never reported as an infinite NLL."""
+    from partax.density_baselines import _nll
+
+    assert _nll(np.array([-1.0, -np.inf]))[0] == np.inf  # density 0: an infinite NLL, by definition
+    with pytest.raises(FloatingPointError, match="NaN"):
+        _nll(np.array([-1.0, np.nan]))

@@ -232,3 +232,12 @@ def test_partition_takes_structured_and_flat_inputs_alike():
         np.testing.assert_array_equal(a.table("prefix", l).counts, b.table("prefix", l).counts)
     with pytest.raises(ValueError, match="source"):
         partax.partition(net, x.reshape(200, 1, 8, 8), progress=False)
+
+
+def test_tracer_refuses_inputs_of_another_layout(tmp_path):
+    """NCHW images flatten to the NHWC size: the tracer must refuse them, not trace other codes."""
+    net = conv_pool_net()
+    x = RNG.normal(size=(40, 1, 8, 8)).astype(np.float32)
+    tracer = partax.Tracer(x, np.zeros(40, int), every=[0], out=str(tmp_path / "t"))
+    with pytest.raises(ValueError, match="x"):
+        tracer(0, net)

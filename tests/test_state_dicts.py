@@ -395,3 +395,15 @@ def test_batchnorm_needs_positive_var_plus_eps(var, eps, ok):
     # traced arrays are not checked (and not converted)
     out = jax.jit(lambda v: L.BatchNorm(z, v, one, z, eps).apply(np.ones((1, 2), np.float32)))(var)
     assert out.shape == (1, 2)
+
+
+@pytest.mark.parametrize("spec", [
+    [("conv", {"stride": 2, "padding": "same"}), "flatten"],
+    [("maxpool", {"window": 2, "padding": "same"}), "flatten"],  # a pool's stride defaults to its window
+])
+def test_same_padding_with_a_stride_is_refused(spec):
+    """JAX/TF 'SAME' with a stride depends on the input size (and PyTorch refuses it): an error, not a
+    symmetric split that gives another net (a stride-2 'same' conv of 8x8 was 9.98 off lax's 'SAME')."""
+    arrays = [np.ones((3, 3, 1, 2), np.float32), np.zeros(2, np.float32)] if spec[0][0] == "conv" else []
+    with pytest.raises(ValueError, match="padding 'same' needs stride 1"):
+        from_state_dict(spec, arrays, (8, 8, 1))
