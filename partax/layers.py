@@ -43,7 +43,7 @@ Example:
     >>> from partax.layers import Conv, MaxPool, ReLU
     >>> conv = Conv(np.ones((3, 3, 1, 2), np.float32), np.zeros(2, np.float32), padding=((1, 1), (1, 1)))
     >>> conv, conv.output_shape((8, 8, 1))
-    (Conv(3x3, 1->2), (8, 8, 2))
+    (Conv(3x3, 1->2, padding 1), (8, 8, 2))
     >>> pool = MaxPool((2, 2), (2, 2))
     >>> pool.output_shape((8, 8, 2)), pool.code_bits((8, 8, 2)), ReLU().code_bits((8, 8, 2))
     ((4, 4, 2), 64, 128)
@@ -75,6 +75,7 @@ __all__ = [
     "LAYER_TYPES",
     "is_site",
     "index_bits",
+    "same_padding",
     "traverse",
     "window_indices",
 ]
@@ -308,6 +309,8 @@ class Conv:
         extra = ""
         if set(self.strides) != {1}:
             extra += f", stride {'x'.join(map(str, self.strides))}"
+        if any(lo or hi for lo, hi in self.padding):
+            extra += f", padding {_padding_text(self.padding)}"
         if set(self.dilation) != {1}:
             extra += f", dilation {'x'.join(map(str, self.dilation))}"
         if self.groups != 1:
@@ -713,10 +716,53 @@ def _flat_windows(w):
     return w.reshape(w.shape[0], -1, w.shape[-1])
 
 
+def same_padding(window, strides=None, dilation=None, in_spatial=None, *, lower: bool = False) -> tuple:
+    """The explicit ``((lo, hi), ...)`` zero padding of ``"SAME"``: ``ceil(n / s)`` outputs per axis.
+
+    The total per axis is ``max((ceil(n / s) - 1) s + (k - 1) d + 1 - n, 0)``, split with the odd
+    element at the end (TensorFlow / JAX / ONNX ``SAME_UPPER``) or at the start (``lower=True``,
+    ONNX ``SAME_LOWER``). With stride 1 it is ``(k - 1) d`` whatever the size, so ``in_spatial``
+    may be omitted (PyTorch's ``padding="same"``).
+
+    Args:
+      window: the kernel or pooling window per spatial axis.
+      strides: per axis (default 1).
+      dilation: per axis (default 1).
+      in_spatial: the input's spatial size per axis (needed when a stride is not 1).
+      lower: put the odd element of the padding at the start.
+
+    Returns:
+      A tuple of ``(lo, hi)`` int pairs, one per spatial axis.
+
+    Example:
+      >>> same_padding((3, 3)), same_padding((2,), (2,), in_spatial=(5,))
+      (((1, 1), (1, 1)), ((0, 1),))
+    """
+    window = tuple(int(k) for k in window)
+    strides = (1,) * len(window) if strides is None else tuple(int(s) for s in strides)
+    dilation = (1,) * len(window) if dilation is None else tuple(int(d) for d in dilation)
+    if in_spatial is None:
+        if set(strides) - {1}:
+            raise ValueError(f"in_spatial: 'SAME' padding with strides {strides} depends on the input size: give it")
+        in_spatial = (1,) * len(window)
+    out = []
+    for n, k, s, d in zip(in_spatial, window, strides, dilation):
+        total = max((-(-int(n) // s) - 1) * s + (k - 1) * d + 1 - int(n), 0)
+        lo = total - total // 2 if lower else total // 2
+        out.append((lo, total - lo))
+    return tuple(out)
+
+
+def _padding_text(padding) -> str:
+    """``1`` for ``((1, 1), (1, 1))``; the pairs otherwise."""
+    flat = {v for pair in padding for v in pair}
+    return str(flat.pop()) if len(flat) == 1 else str(tuple(padding))
+
+
 def _pool_repr(name, p) -> str:
     extra = f", stride {'x'.join(map(str, p.strides))}" if p.strides != p.window else ""
     if any(lo or hi for lo, hi in p.padding):
-        extra += f", padding {p.padding}"
+        extra += f", padding {_padding_text(p.padding)}"
     return f"{name}({'x'.join(map(str, p.window))}{extra})"
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.jax_import import from_jax
+from partax.layers import same_padding
 
 __all__ = ["from_onnx", "SUPPORTED_OPS"]
 
@@ -86,12 +87,7 @@ def _spatial_pads(node, a, nsp, in_sp, kernel, strides, dilations):
     if auto == "VALID":
         return ((0, 0),) * nsp
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        out = []
-        for n, k, s, d in zip(in_sp, kernel, strides, dilations):
-            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
-            out.append((lo, total - lo))
-        return tuple(out)
+        return same_padding(kernel, strides, dilations, in_sp, lower=auto == "SAME_LOWER")
     _fail(node, f"auto_pad {auto!r} is not supported")
 
 
@@ -277,7 +273,7 @@ def from_onnx(path, *, check: bool = True):
       ...     _ = f.write(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
       >>> net = from_onnx(path)
       >>> net.input_shape, net.layers  # NCHW (1, 4, 4) is read as NHWC (4, 4, 1)
-      ((4, 4, 1), (Conv(3x3, 1->2), ReLU(), Flatten(), Dense(32->32)))
+      ((4, 4, 1), (Conv(3x3, 1->2, padding 1), ReLU(), Flatten(), Dense(32->32)))
     """
     model, numpy_helper = _load(path)
     g = model.graph

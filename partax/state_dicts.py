@@ -39,7 +39,7 @@ Example:
     >>> net = from_state_dict([("conv", {"padding": 1}), "relu", ("maxpool", 2), "flatten", "dense"],
     ...                       state, (1, 6, 6), layout="torch")
     >>> net.layers, net.input_shape
-    ((Conv(3x3, 1->4), ReLU(), MaxPool(2x2), Flatten(), Dense(36->2)), (6, 6, 1))
+    ((Conv(3x3, 1->4, padding 1), ReLU(), MaxPool(2x2), Flatten(), Dense(36->2)), (6, 6, 1))
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ import os
 import re
 
 import numpy as np
+
+from partax import layers as L
+from partax.layers import same_padding
 
 __all__ = ["from_state_dict", "load_state_dict"]
 
@@ -239,8 +242,7 @@ def _padding(p, nsp, window, dilation, index, strides):
                 # SAME with a stride depends on the input size (JAX/TF) and PyTorch refuses it
                 raise ValueError(f"spec[{index}]: padding 'same' needs stride 1 (got strides {tuple(strides)}); "
                                  "give the padding as ints per axis")
-            tot = [(k - 1) * d for k, d in zip(window, dilation)]
-            return tuple((t // 2, t - t // 2) for t in tot)
+            return same_padding(window, strides, dilation)
         raise ValueError(f"spec[{index}]: padding expected 'same', 'valid' or ints, got {p!r}")
     if isinstance(p, (int, np.integer)):
         return ((int(p), int(p)),) * nsp
@@ -288,8 +290,6 @@ class _Builder:
         return np.asarray(a, self.dtype)
 
     def build(self, spec, shape, where=""):
-        from partax import layers as L
-
         out = []
         for i, item in enumerate(spec):
             index = f"{where}{i}"

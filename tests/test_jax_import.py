@@ -470,3 +470,31 @@ def test_call_primitives_are_inlined():
     assert {"jit", "remat2"} <= names or {"pjit", "checkpoint"} <= names, names
     net = _compare("plain JAX jit / checkpoint / custom_vjp", f, (4,))
     assert _kinds(net.layers) == ["Dense", "ReLU", "Dense"]  # the first two products are one Dense
+
+
+def test_check_is_relative_to_the_outputs_scale(monkeypatch):
+    """Outputs of size 1e-8: a correct import passes, and a wrong bias of 1e-10 is caught (an
+    absolute tolerance would let any net with tiny outputs through)."""
+    from partax import jax_import
+    from partax.layers import Dense
+
+    rng = np.random.default_rng(5)
+    W1, W2 = (rng.normal(size=(4, 8)) * 1e-4).astype(np.float32), (rng.normal(size=(8, 3)) * 1e-4).astype(np.float32)
+
+    def f(x):
+        return jnp.maximum(x @ W1, 0.0) @ W2
+
+    x = jnp.zeros((2, 4), jnp.float32)
+    net = from_jax(f, x)
+    assert float(np.max(np.abs(np.asarray(net(jnp.ones((1, 4))))))) < 1e-6
+    convert = jax_import._to_layers
+
+    def wrong(*args):
+        layers = convert(*args)
+        last = layers[-1]
+        assert isinstance(last, Dense)
+        return [*layers[:-1], Dense(last.W, last.b + np.float32(1e-10))]
+
+    monkeypatch.setattr(jax_import, "_to_layers", wrong)
+    with pytest.raises(ValueError, match="differs from apply_fn"):
+        from_jax(f, x)

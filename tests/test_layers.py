@@ -228,3 +228,20 @@ def test_old_mlp_file_still_loads():
     net = partax.load_net(path)
     assert net.is_mlp and net.activation == "leaky_relu" and net.alpha == 0.25
     np.testing.assert_allclose(np.asarray(net(np.array([[1.0, -3.0]], np.float32))), [[2.0 - 0.5]])
+
+
+@pytest.mark.parametrize("n,k,s,d", [(5, 3, 1, 1), (5, 2, 2, 1), (8, 3, 2, 1), (7, 3, 3, 2), (4, 5, 1, 1), (1, 3, 2, 1)])
+def test_same_padding_matches_jax(n, k, s, d):
+    from jax.lax import padtype_to_pads
+
+    from partax.layers import same_padding
+
+    want = tuple(tuple(int(v) for v in p) for p in padtype_to_pads((n,), ((k - 1) * d + 1,), (s,), "SAME"))
+    assert same_padding((k,), (s,), (d,), (n,)) == want
+    (lo, hi), = same_padding((k,), (s,), (d,), (n,), lower=True)
+    assert (hi, lo) == want[0]  # SAME_LOWER: the odd element first
+    if s == 1:
+        assert same_padding((k,), dilation=(d,)) == want  # size-free at stride 1
+    else:
+        with pytest.raises(ValueError, match="in_spatial"):
+            same_padding((k,), (s,))
