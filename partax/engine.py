@@ -72,7 +72,7 @@ from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks, full_
 from partax.device_grouping import absorb_chunk, build_key_table, table_buckets
 from partax.grouping import collision_error
 from partax.files import load_npz, save_npz
-from partax.nets import Net, flat_inputs
+from partax.nets import Net
 from partax.scopes import SCOPES, tables_for
 from partax.sources import Sampler, as_source
 from partax.tables import RegionTable
@@ -528,9 +528,7 @@ def partition(
     tol = check_tolerance(boundary_tol)
     check = check_flag(collision_check, "collision_check") and not exact  # exact compares the codes themselves
     path = check_reduce(reduce)
-    if getattr(source, "ndim", 0) > 2:  # (N, *input_shape) arrays of a conv net: its flat input space
-        source = flat_inputs(net, source, "source")
-    src = as_source(source, labels, dim=net.input_dim)
+    src = as_source(source, labels, dim=net.input_dim, input_shape=net.input_shape)
     if src.num_inputs == 0:
         raise ValueError("source: holds no inputs")
     block = src.block if isinstance(src, Sampler) else 1

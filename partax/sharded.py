@@ -142,7 +142,6 @@ from partax import sharded_step  # looked up per run (the tests force tiny bucke
 from partax.sharded_step import (META, S_BAD, S_BUCKET, S_COLLIDE, S_DEV, S_FIRST_BAD, S_NEAR, S_PROC, S_STATUS,
                                  S_VALID)
 from partax.sharded_tables import decode_exemplars, from_words, step_table, to_words
-from partax.nets import flat_inputs
 from partax.sources import Chunk, Sampler, as_source
 from partax.tables import RegionTable, merge_tables
 from partax.validation import (check_batch_size, check_flag, check_labels_below, check_scopes, check_tolerance,
@@ -183,9 +182,7 @@ def _local_checks(net, source, labels, mesh, scopes, batch_size, exact, collisio
             "mesh: expected either devices of this process only or devices of every process "
             f"(this mesh spans processes {sorted(mesh_procs)} of {jax.process_count()})"
         )
-    if getattr(source, "ndim", 0) > 2:  # (N, *input_shape) arrays of a conv net: its flat input space
-        source = flat_inputs(net, source, "source")
-    src = as_source(source, labels, dim=net.input_dim)
+    src = as_source(source, labels, dim=net.input_dim, input_shape=net.input_shape)
     is_sampler = isinstance(src, Sampler)
     block = src.block if is_sampler else 1
     if is_sampler and -(-src.num_inputs // block) > 2**31:

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable, Iterator, NamedTuple
 
 import jax
@@ -446,7 +447,7 @@ def plane_grid(origin, u, v, extent, resolution, *, dtype=jnp.float32, block: in
     )
 
 
-def as_source(source, labels=None, *, dim: int | None = None) -> Source:
+def as_source(source, labels=None, *, dim: int | None = None, input_shape=None) -> Source:
     """Turns an array, an iterable of batches or a sampler into a :class:`Source`.
 
     Args:
@@ -455,6 +456,9 @@ def as_source(source, labels=None, *, dim: int | None = None) -> Source:
       labels: optional ``int[N]`` labels for an array source.
       dim: the input dimension the caller needs (a net's): a sampler is bound to it
         (:meth:`Sampler.bind`) and any other source must have it.
+      input_shape: the per-example shape of a net's inputs (``net.input_shape``): arrays and
+        batches of shape ``[N, *input_shape]`` are flattened row-major to ``[N, prod(input_shape)]``
+        (the net's flat input space), lazily for an iterable.
 
     Returns:
       A :class:`Source`.
@@ -465,7 +469,16 @@ def as_source(source, labels=None, *, dim: int | None = None) -> Source:
       >>> src = as_source(np.zeros((5, 3)), [0, 1, 0, 1, 1])
       >>> src.num_inputs, src.dim, src.has_labels
       (5, 3, True)
+      >>> images = (np.zeros((4, 2, 2, 1)) for _ in range(3))  # batches of a conv net's inputs
+      >>> as_source(images, input_shape=(2, 2, 1)).dim
+      4
     """
+    if input_shape is not None and len(input_shape) > 1 and not isinstance(source, Source):
+        shape = tuple(int(v) for v in input_shape)
+        if hasattr(source, "shape") and hasattr(source, "dtype"):
+            source = _flat_array(source, shape, "source")
+        elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, list, tuple)):
+            source = _flat_batches(source, shape)
     src = _as_source(source, labels)
     if dim is not None:
         if isinstance(src, Sampler):
@@ -473,6 +486,24 @@ def as_source(source, labels=None, *, dim: int | None = None) -> Source:
         if src.dim != dim:
             raise ValueError(f"source: expected inputs of dimension {dim} (the net's), got {src.dim}")
     return src
+
+
+def _flat_array(x, shape: tuple, name: str):
+    """``x[N, *shape]`` as ``[N, prod(shape)]`` (row-major); other shapes pass unchanged."""
+    if x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
+        return x.reshape(x.shape[0], -1)
+    if x.ndim > 2:
+        raise ValueError(f"{name}: expected inputs (N, {', '.join(map(str, shape))}) or (N, {math.prod(shape)}) "
+                         f"(flattened row-major), got shape {tuple(x.shape)}")
+    return x
+
+
+def _flat_batches(batches, shape: tuple):
+    for i, batch in enumerate(batches):
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            yield _flat_array(np.asarray(batch[0]), shape, f"source (batch {i})"), batch[1]
+        else:
+            yield _flat_array(np.asarray(batch), shape, f"source (batch {i})")
 
 
 def _as_source(source, labels) -> Source:

@@ -230,8 +230,16 @@ def test_partition_takes_structured_and_flat_inputs_alike():
     for l in range(1, net.num_hidden + 1):
         np.testing.assert_array_equal(a.table("prefix", l).keys, b.table("prefix", l).keys)
         np.testing.assert_array_equal(a.table("prefix", l).counts, b.table("prefix", l).counts)
+    batches = ((x[i : i + 64], np.arange(i, i + 64)[: len(x) - i] % 3) for i in range(0, 200, 64))  # a data loader
+    c = partax.partition(net, batches, progress=False)
+    d = partax.partition(net, x.reshape(200, -1), np.arange(200) % 3, progress=False)
+    for l in range(1, net.num_hidden + 1):
+        np.testing.assert_array_equal(a.table("prefix", l).keys, c.table("prefix", l).keys)
+        np.testing.assert_array_equal(d.table("prefix", l).label_counts, c.table("prefix", l).label_counts)
     with pytest.raises(ValueError, match="source"):
         partax.partition(net, x.reshape(200, 1, 8, 8), progress=False)
+    with pytest.raises(ValueError, match=r"source \(batch 0\): expected inputs \(N, 8, 8, 1\)"):
+        partax.partition(net, iter([x.reshape(200, 1, 8, 8)]), progress=False)
 
 
 def test_tracer_refuses_inputs_of_another_layout(tmp_path):
