@@ -53,7 +53,7 @@ from partax.layers import LAYER_TYPES, BatchNorm, Conv, Dense, LeakyReLU, ReLU, 
 from partax.onnx_import import from_onnx
 from partax.state_dicts import from_state_dict, load_state_dict
 
-__all__ = ["Net", "mlp", "sequential", "save_net", "load_net", "stack_nets", "site_shapes", "flat_inputs",
+__all__ = ["Net", "mlp", "sequential", "save_net", "load_net", "stack_nets", "site_shapes", "code_sites", "flat_inputs",
            "as_structured", "describe", "site_outputs", "weight_arrays",
            # importers (their own modules; re-exported here, where a user looks for networks)
            "from_jax", "input_axes", "from_onnx", "from_state_dict", "load_state_dict"]
@@ -479,10 +479,31 @@ def site_shapes(net: Net) -> tuple:
       >>> site_shapes(net)
       ((32, (4, 4, 2)), (16, (4, 4, 2)))
     """
+    return tuple((int(layer.code_bits(shape)), shape) for layer, shape in code_sites(net))
+
+
+def code_sites(net: Net) -> tuple:
+    """``(layer, input_shape)`` of every code site of ``net``, in execution order.
+
+    Args:
+      net: a :class:`Net` (stacked or not).
+
+    Returns:
+      A tuple of ``(layer, tuple)`` pairs: the site (a :mod:`partax.layers` activation or max
+      pool, inside residual bodies too) and its per-example input shape.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.layers import Dense, MaxPool, ReLU, Flatten
+      >>> net = sequential([MaxPool((2,)), ReLU(), Flatten(), Dense(np.ones((2, 1), np.float32),
+      ...                   np.zeros(1, np.float32))], (4, 1))
+      >>> code_sites(net)
+      ((MaxPool(2), (4, 1)), (ReLU(), (2, 1)))
+    """
     out = []
 
     def site(layer, shape):
-        out.append((int(layer.code_bits(shape)), tuple(shape)))
+        out.append((layer, tuple(shape)))
         return tuple(layer.output_shape(shape))
 
     def affine(layer, shape):

@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.layers import traverse
+from partax.nets import code_sites
 
 __all__ = ["Dense", "Params64", "AffineFamily", "float64_arrays", "activate", "freeze", "apply_layer",
            "push_layer", "push", "forward_codes", "float64_layers", "push_sites", "net_sites"]
@@ -343,26 +344,9 @@ def float64_layers(net) -> tuple:
 
 
 def net_sites(net) -> tuple:
-    """``(layer, input_shape)`` of every code site of a net, in execution order.
-
-    Example:
-      >>> import numpy as np
-      >>> from partax.layers import Dense, MaxPool, ReLU, Flatten
-      >>> from partax.nets import sequential
-      >>> net = sequential([MaxPool((2,)), ReLU(), Flatten(), Dense(np.ones((2, 1), np.float32),
-      ...                   np.zeros(1, np.float32))], (4, 1))
-      >>> net_sites(net)
-      ((MaxPool(2), (4, 1)), (ReLU(), (2, 1)))
-    """
-    out = []
-
-    def site(layer, shape):
-        out.append((layer, tuple(shape)))
-        return tuple(layer.output_shape(shape))
-
-    traverse(net.layers, tuple(net.input_shape), affine=lambda layer, shape: tuple(layer.output_shape(shape)),
-             site=site, add=lambda a, b: a)
-    return tuple(out)
+    """``(layer, input_shape)`` of every code site of a net, in execution order
+    (:func:`partax.nets.code_sites`, named here for the geometry)."""
+    return code_sites(net)
 
 
 def push_sites(layers, input_shape, family: AffineFamily, bits) -> tuple:
