@@ -35,6 +35,7 @@ RADIUS_CAP = 1e3
 _EXACT_MAX_DIM = 6
 NO_HITS = 3  # volume status: a Monte Carlo volume with no sample inside the region
 _UPPER_LEVEL = 0.95  # confidence of VolumeResult.upper
+_DUPLICATE_RTOL = 1e-9  # a facet centre's LP: a row parallel to the facet within this of it is its duplicate
 
 
 def _unit(A, b):
@@ -174,6 +175,13 @@ def facet_points(Au, bu, rows, centers, domain, solver, reach, radius_cap, tol):
     bb = bu - np.einsum("fmk,fk->fm", Au, base)
     AA[np.arange(F), rows] = 0.0
     bb[np.arange(F), rows] = 1.0
+    # Rows parallel to the facet's hyperplane read 0 <= bb in it; a duplicate of the facet's row
+    # (two units, or two sites, with one hyperplane) has bb = 0 up to rounding, which a tiny
+    # negative value would turn into an infeasible LP: within _DUPLICATE_RTOL it is 0.
+    flat = np.linalg.norm(AA, axis=2) <= 1e-12
+    dup = flat & (bb < 0) & (bb >= -_DUPLICATE_RTOL * (1.0 + np.abs(bu)))
+    AA[flat] = 0.0
+    bb[dup] = 0.0
     w0 = np.einsum("fkj,fk->fj", Nb, centers - base)
     c, AL, bL = lp.chebyshev_lp(AA, bb, center=w0, reach=reach if domain is None else None,
                                  radius_cap=radius_cap)
