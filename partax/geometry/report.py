@@ -24,6 +24,12 @@ An exemplar that does not reproduce its region's code (``key_ok`` or ``code_repr
 False) is an error naming the rows, unless ``keep_mismatched=True``: the rows are then kept
 and flagged.
 
+General nets (:func:`partax.nets.sequential`: convolutions, pooling, residual blocks, hard-tanh
+and max-pool sites) get reports in the ``"prefix"`` scope, in their flattened input space (the
+other scopes are refused, as by all their geometry: see :mod:`partax.geometry.local`); sources
+of ``[N, *input_shape]`` inputs are flattened row-major, as the engine does, and the
+``exemplars`` column holds the flat inputs.
+
 Example:
     >>> import jax, numpy as np, partax
     >>> from partax.geometry import Box, region_report
@@ -38,16 +44,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from partax.geometry import lp
+from partax.layers import traverse
 from partax.validation import check_positive_int
 from partax.geometry.domains import Box, check_domain
 from partax.geometry.hrep import unit_rows
-from partax.geometry.linearize import float64_arrays, forward_codes
+from partax.geometry.linearize import float64_arrays, float64_layers, forward_codes
 from partax.geometry.local import keys_of_bits, scope_rows
 from partax.geometry.polytope import REACH
 from partax.geometry.region_lps import NO_HITS, RADIUS_CAP, facets_rows, volumes_rows
@@ -190,14 +200,39 @@ def _batches(idx, size):
     return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
+@functools.partial(jax.jit, static_argnames="input_shape")
+def _site_codes64(layers, x, input_shape):
+    """A general net's codes: its forward pass (one :func:`partax.layers.traverse`), each site's
+    own ``code`` rule on its input (run under x64 with float64 layers)."""
+    bits = []
+
+    def site(layer, z):
+        bits.append(layer.code(z))
+        return layer.apply(z)
+
+    traverse(layers, x.reshape(x.shape[0], *input_shape), affine=lambda layer, h: layer.apply(h), site=site,
+             add=lambda a, b: a + b)
+    return tuple(bits)
+
+
 def _float64_bits(space) -> tuple:
-    """The codes of a scope's layers at the space's points, computed in float64 (NumPy).
+    """The codes of a scope's layers at the space's points, computed in float64.
 
     The forward pass of the space's sub-network (``h @ W + b``, bit = pre-activation ``> 0``,
-    as :func:`partax.codes` defines it) in float64, for the ``space.depth`` layers that bound
-    the region.
+    as :func:`partax.codes` defines it) in float64 (NumPy), for the ``space.depth`` layers that
+    bound the region. A general net (prefix scope: the space is its input space) runs its
+    float64 layers (:func:`~partax.geometry.linearize.float64_layers`) under ``jax.enable_x64``,
+    each code site with its own code rule (hard-tanh's two bits, max-pool ties to the lowest slot).
     """
-    return tuple(forward_codes(float64_arrays(space.net), space.points, space.depth))
+    net = space.net
+    if net.is_mlp:
+        return tuple(forward_codes(float64_arrays(net), space.points, space.depth))
+    pts = np.asarray(space.points, np.float64)
+    if pts.shape[0] == 0:
+        return tuple(np.zeros((0, w), bool) for w in net.widths[: space.depth])
+    with jax.enable_x64(True):
+        bits = _site_codes64(jax.tree.map(jnp.asarray, float64_layers(net)), jnp.asarray(pts), tuple(net.input_shape))
+        return tuple(np.asarray(b, bool) for b in bits[: space.depth])
 
 
 def _mismatch_text(rows, keys, ex_keys, limit: int = 8) -> str:
@@ -214,8 +249,10 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
     Args:
       net: the unstacked :class:`partax.Net` the partition was computed with.
       partition: a :class:`partax.Partition` holding ``scope``.
-      source: the source the partition was computed on (array, sampler, ...): the
-        exemplars are regenerated with ``partax.sources.as_source(source).inputs_at``.
+      source: the source the partition was computed on (array, sampler, ...; a general net's
+        ``[N, *input_shape]`` arrays and batches are flattened row-major, as the engine does):
+        the exemplars are regenerated with ``partax.sources.as_source(source,
+        input_shape=net.input_shape).inputs_at``.
       scope, layer: the tables' scope and 1-based layer (default: the last one).
       domain: a :class:`Box` in the scope's space bounding the regions (needed for the
         ``volume`` column), or None.
@@ -263,7 +300,7 @@ def region_report(net, partition, source, *, scope: str = "prefix", layer=None, 
         raise ValueError(f"solver: expected 'auto' or one of {lp.SOLVERS}, got {solver!r}")
     table = partition.table(scope, layer)
     M = len(table)
-    ex = np.asarray(as_source(source).inputs_at(table.exemplars))
+    ex = np.asarray(as_source(source, input_shape=net.input_shape).inputs_at(table.exemplars))  # flat [M, d_in]
     if ex.shape != (M, net.input_dim):
         raise ValueError(f"source: expected exemplar inputs of shape {(M, net.input_dim)}, got {ex.shape}")
     margin = np.full(M, np.nan)
