@@ -7,6 +7,15 @@ at a time, touching only the cells whose layer-start ancestor the unit actually 
 pre-activations on each cell come from the plane pushed through the frozen layers
 (:mod:`partax.geometry.linearize`). Also the exact decision-boundary segments of the cells.
 
+General nets (:func:`partax.nets.sequential`) go through :func:`clip_sites`: the code sites
+are walked in execution order (:func:`partax.layers.traverse`, residual blocks included) and on
+each cell the site's input is the plane pushed through the layers with the earlier codes frozen.
+A ReLU / leaky-ReLU unit splits a cell by ``z = 0``, a hard-tanh unit by ``z = lo`` and
+``z = hi``, and a max-pool window of ``k`` slots splits it into at most ``k`` convex pieces,
+piece ``s`` = cell ∩ ``{z_s >= z_j, j > s}`` ∩ ``{z_s > z_j, j < s}`` (ties to the lowest
+slot), each obtained by clipping the cell by its ``k - 1`` half-planes (so no edge inside a
+piece).
+
 Example:
     >>> import numpy as np
     >>> from partax.geometry.clipping import area_centroid, split_polygons
@@ -19,11 +28,18 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from partax.geometry.linearize import AffineFamily, apply_layer, freeze
+from partax.geometry.linearize import AffineFamily, apply_layer, float64_layers, freeze
+from partax.layers import HardTanh, LeakyReLU, MaxPool, index_bits, traverse, window_indices
+from partax.records import record_repr
 
-__all__ = ["area_centroid", "split_polygons", "clip_plane", "next_maps", "decision_segments"]
+__all__ = ["area_centroid", "split_polygons", "clip_plane", "next_maps", "clip_sites", "SiteCells",
+           "decision_segments"]
 
 
 def area_centroid(P: np.ndarray):
@@ -112,7 +128,7 @@ class _Cells:
             self.P = np.concatenate([self.P, np.zeros((grow,) + self.P.shape[1:])])
             self.cnt = np.concatenate([self.cnt, np.zeros(grow, self.cnt.dtype)])
             self.anc = np.concatenate([self.anc, np.zeros(grow, self.anc.dtype)])
-            self.bits = np.concatenate([self.bits, np.zeros((grow,) + self.bits.shape[1:], bool)])
+            self.bits = np.concatenate([self.bits, np.zeros((grow,) + self.bits.shape[1:], self.bits.dtype)])
         sl = slice(self.n, self.n + k)
         self.P[sl], self.cnt[sl], self.anc[sl], self.bits[sl] = P, cnt, anc, bits
         self.n += k
@@ -256,6 +272,331 @@ def next_maps(M, anc, bit, alpha, layer, chunk: int = 4096) -> np.ndarray:
         out[sl, :2] = nxt.directions
         out[sl, 2] = nxt.offset
     return out
+
+
+# --- general nets -----------------------------------------------------------------------------
+class SiteCells(NamedTuple):
+    """The cells of a general net's slice, clipped by its code sites ``1..depth`` (:func:`clip_sites`).
+
+    Attributes:
+      polygons: ``float64[R, V, 2]`` counter-clockwise cells, padded by repeating vertex 0.
+      counts: ``int[R]`` vertex counts.
+      bits: list over the code groups ``1..depth`` of ``bool[R, n_g]`` (the cells' codes).
+      pre: :class:`~partax.geometry.linearize.AffineFamily` of the input of site ``depth`` on
+        its layer-start cells (``offset[R0, n]``, ``directions[R0, 2, n]``, flattened).
+      anc: ``int[R]`` the layer-start cell of each cell (cell ``r``'s family is ``pre.take(anc)[r]``).
+      logits: ``float64[R, 3, d_out]`` the affine outputs on each cell (rows ``s``, ``t``, the
+        constant), or ``None`` when ``depth`` is not the last code group.
+    """
+
+    polygons: np.ndarray
+    counts: np.ndarray
+    bits: list
+    pre: AffineFamily
+    anc: np.ndarray
+    logits: object
+
+    def __repr__(self) -> str:
+        return record_repr("SiteCells", cells=int(self.polygons.shape[0]), depth=len(self.bits),
+                           widths=tuple(int(b.shape[1]) for b in self.bits), logits=self.logits is not None)
+
+
+@jax.jit
+def _affine64(layer, o, v):
+    """An affine layer on a family: ``offset`` through ``apply``, the directions through ``linear``."""
+    return layer.apply(o), layer.linear(v)
+
+
+@jax.jit
+def _frozen64(layer, o, v, bits):
+    """A code site with its code frozen, on a family (``v`` holds 2 direction rows per member)."""
+    return layer.frozen(o, bits), layer.frozen_linear(v, jnp.repeat(bits, 2, axis=0))
+
+
+_CHUNK = 16384  # members per call of a jitted layer (bounded memory, one shape for large slices)
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to ``64 * 4^j`` (at most ``_CHUNK``): few distinct shapes, few compilations."""
+    b = 64
+    while b < n:
+        b *= 4
+    return min(b, _CHUNK)
+
+
+def _run(fn, layer, o, v, *bits):
+    """``fn(layer, o, v, *bits)`` in float64, in chunks of members padded to a bucket size.
+
+    ``o`` holds ``R`` members, ``v`` their ``2 R`` direction rows (member-major), ``bits``
+    ``R`` codes; the results are NumPy arrays of the same layout.
+    """
+    R = o.shape[0]
+    outs_o, outs_v = [], []
+    for c in range(0, max(R, 1), _CHUNK):
+        n = min(_CHUNK, R - c)
+        B = _bucket(n)
+        oc, vc = o[c:c + n], v[2 * c:2 * (c + n)]
+        bc = tuple(b[c:c + n] for b in bits)
+        if B != n:
+            oc = np.concatenate([oc, np.zeros((B - n,) + o.shape[1:])])
+            vc = np.concatenate([vc, np.zeros((2 * (B - n),) + v.shape[1:])])
+            bc = tuple(np.concatenate([b, np.zeros((B - n,) + b.shape[1:], b.dtype)]) for b in bc)
+        with jax.enable_x64(True):
+            oo, vv = fn(layer, oc, vc, *bc)
+            outs_o.append(np.asarray(oo)[:n])
+            outs_v.append(np.asarray(vv)[: 2 * n])
+    if len(outs_o) == 1:
+        return outs_o[0], outs_v[0]
+    return np.concatenate(outs_o), np.concatenate(outs_v)
+
+
+def _scale(M: AffineFamily, span, rtol: float):
+    """``rtol (|z_s| span_s + |z_t| span_t + |z_0|)`` per member and unit: the snapping tolerance."""
+    return rtol * (np.abs(M.directions[:, 0, :]) * span[0] + np.abs(M.directions[:, 1, :]) * span[1]
+                   + np.abs(M.offset))
+
+
+def _slot_values(Pr, anc, units, M):
+    """``[K, V, m]``: the window's units at the vertices of the cells (layer-start cells ``anc``)."""
+    a, u = anc[:, None], units[None, :]
+    M0, M1, M2 = M.directions[a, 0, u], M.directions[a, 1, u], M.offset[a, u]  # [K, m]
+    return Pr[:, :, 0, None] * M0[:, None] + Pr[:, :, 1, None] * M1[:, None] + M2[:, None]
+
+
+def _window_screen(Pr, anc, units, M, S):
+    """Cells that lie in one max-pool piece, and which (cells ``Pr`` of layer-start cells ``anc``).
+
+    Piece ``s`` holds the whole cell iff at every vertex ``z_s - z_j >= 0`` (snapped) for every
+    ``j``, and ``> 0`` at some vertex for ``j < s`` (ties go to the lowest slot). Only the piece of
+    the cell's first vertex is tried: a cell not decided here goes to the exact per-piece
+    clipping (:func:`_slot_piece`), so the screen only saves time.
+
+    Args:
+      Pr: ``[K, V, 2]`` cells; anc: ``[K]``; units: ``[m]`` the window's real units (slot order).
+      M: the site input's family on the layer-start cells; S: its snapping scale ``[R0, n]``.
+
+    Returns:
+      ``(decided bool[K], piece int[K])`` (``piece``: position in ``units``).
+    """
+    K, m = Pr.shape[0], len(units)
+    f = _slot_values(Pr, anc, units, M)  # [K, V, m]
+    s = np.argmax(f[:, 0], axis=1)  # the lowest maximal slot at vertex 0
+    rk = np.arange(K)
+    g = f[rk, :, s][:, :, None] - f  # [K, V, m]: z_s - z_j
+    sc = S[anc[:, None], units[None, :]]
+    g[np.abs(g) <= (sc[rk, s][:, None] + sc)[:, None]] = 0.0
+    below = np.arange(m)[None, :] < s[:, None]  # j < s: strict
+    ok = (g >= 0).all(1) & ((g > 0).any(1) | ~below)
+    return ok.all(1), s
+
+
+def _slot_piece(Pr, cr, anc, units, s, M, S):
+    """Piece ``s`` of a max-pool window on each cell: the cell clipped by ``z_s >= z_j`` (``j > s``)
+    and ``z_s > z_j`` (``j < s``). Returns ``(Q, q, area)`` (area 0 for an empty piece)."""
+    Q, q = Pr, cr
+    K = Pr.shape[0]
+    empty = np.zeros(K, bool)
+    a = units[s]
+    for j, b in enumerate(units):
+        if j == s:
+            continue
+        D = M.directions[anc, :, a] - M.directions[anc, :, b]  # [K, 2]
+        D2 = M.offset[anc, a] - M.offset[anc, b]
+        f = Q[:, :, 0] * D[:, 0, None] + Q[:, :, 1] * D[:, 1, None] + D2[:, None]
+        f[np.abs(f) <= (S[anc, a] + S[anc, b])[:, None]] = 0.0
+        if j < s:  # strict: a piece on which z_s == z_j throughout goes to slot j
+            valid = np.arange(Q.shape[1])[None, :] < q[:, None]
+            empty |= ~((f > 0) & valid).any(1)
+        Q, q, _, _ = split_polygons(Q, q, f)
+    area, _ = area_centroid(Q)
+    return Q, np.where(empty, 0, q), np.where(empty, 0.0, area)
+
+
+def _clip_windows(P, cnt, M, idx, S, tiny):
+    """Splits the cells ``P`` by every max-pool window: at most ``k`` convex pieces per cell.
+
+    Args:
+      P, cnt: the layer-start cells ``[R0, V, 2]``, ``[R0]``.
+      M: the site input's :class:`~partax.geometry.linearize.AffineFamily` on them (``[R0, n]``).
+      idx: ``int[W, k]`` each window's flat input units (-1: a padded slot, never the maximum).
+      S: ``[R0, n]`` snapping tolerance of each unit on each cell.
+      tiny: minimum area of a piece (a cell with one piece above it is not split; smaller
+        pieces of a split cell are dropped).
+
+    Returns:
+      ``(P, cnt, anc, slot)``: the new cells, the index of their layer-start cell and the
+      selected slot of every window ``int[R, W]``.
+    """
+    R0 = P.shape[0]
+    W = idx.shape[0]
+    slot0 = np.zeros((R0, W), np.int64)
+    todo = np.zeros((R0, W), bool)
+    reals = [np.flatnonzero(idx[w] >= 0) for w in range(W)]
+    for w in range(W):
+        if len(reals[w]) == 1:
+            slot0[:, w] = reals[w][0]
+            continue
+        dec, piece = _window_screen(P, np.arange(R0), idx[w, reals[w]], M, S)
+        slot0[:, w] = reals[w][piece]
+        todo[:, w] = ~dec
+    cells = _Cells(P.copy(), cnt.copy(), np.arange(R0), slot0)
+    for w in np.flatnonzero(todo.any(0)):
+        slots = reals[w]
+        units = idx[w, slots]
+        rows = np.flatnonzero(todo[cells.anc[: cells.n], w])
+        anc = cells.anc[rows]
+        V = int(cells.cnt[rows].max())
+        Pr = cells.P[rows, :V]
+        dec, piece = _window_screen(Pr, anc, units, M, S)  # the cells may be smaller by now
+        cells.bits[rows[dec], w] = slots[piece[dec]]
+        if dec.all():
+            continue
+        rows, anc, Pr = rows[~dec], anc[~dec], Pr[~dec]
+        cr = cells.cnt[rows]
+        pieces = [_slot_piece(Pr, cr, anc, units, s, M, S) for s in range(len(units))]
+        areas = np.stack([pc[2] for pc in pieces], axis=1)  # [K, m]
+        kept = areas > tiny
+        split = kept.sum(1) >= 2
+        # one piece above the area tolerance (or none): the cell is not split, that piece's slot
+        cells.bits[rows[~split], w] = slots[np.argmax(areas[~split], axis=1)]
+        if not split.any():
+            continue
+        rows, anc, kept = rows[split], anc[split], kept[split]
+        first = np.argmax(kept, axis=1)
+        base = cells.bits[rows].copy()
+        for s, (Q, q, _) in enumerate(pieces):
+            Q, q = Q[split], q[split]
+            put = first == s
+            if put.any():
+                cells.put(rows[put], Q[put], q[put])
+                cells.bits[rows[put], w] = slots[s]
+            add = kept[:, s] & ~put
+            if add.any():
+                nb = base[add]
+                nb[:, w] = slots[s]
+                cells.append(Q[add], q[add], anc[add], nb)
+    return cells.view()
+
+
+class _SiteClipper:
+    """The callbacks of :func:`partax.layers.traverse` that clip a plane's cells site by site.
+
+    The state is ``(offset[R, *shape], directions[2 R, *shape], generation)`` on the cells of
+    ``generation`` (the number of sites clipped when it was made); a residual block's shortcut
+    state, made before its body split the cells, is re-indexed to the newer cells when added.
+    After site ``depth`` the state is ``None`` unless the outputs are wanted (``depth`` = the last
+    code group).
+    """
+
+    def __init__(self, plane, depth: int, num_groups: int, rtol: float, area_tol: float):
+        (s0, s1), (t0, t1) = plane.extent
+        self.span = (s1 - s0, t1 - t0)
+        self.P = np.array([[[s0, t0], [s1, t0], [s1, t1], [s0, t1]]], np.float64)
+        self.cnt = np.array([4])
+        self.tiny = area_tol * plane.area
+        self.rtol, self.depth, self.num_groups = rtol, depth, num_groups
+        self.bits, self.parents = [], []
+        self.pre = self.anc = None
+
+    def affine(self, layer, state):
+        if state is None:
+            return None
+        o, v, g = state
+        o, v = _run(_affine64, layer, o, v)
+        return o, v, g
+
+    def current(self, state):
+        """``state`` re-indexed to the cells of the latest generation."""
+        o, v, g = state
+        if g == len(self.parents):
+            return state
+        sel = np.arange(self.P.shape[0])
+        for par in reversed(self.parents[g:]):
+            sel = par[sel]
+        shape = o.shape[1:]
+        return o[sel], v.reshape(o.shape[0], 2, *shape)[sel].reshape(-1, *shape), len(self.parents)
+
+    def add(self, a, b):
+        if a is None or b is None:
+            return None
+        a, b = self.current(a), self.current(b)
+        return a[0] + b[0], a[1] + b[1], a[2]
+
+    def site(self, layer, state):
+        if state is None:
+            return None
+        o, v, g = state
+        if g != len(self.parents):
+            raise AssertionError("slice: a site's input is not on the current cells")
+        R, shape = o.shape[0], o.shape[1:]
+        M = AffineFamily(o.reshape(R, -1), v.reshape(R, 2, -1))
+        S = _scale(M, self.span, self.rtol)
+        if isinstance(layer, MaxPool):
+            idx = window_indices(shape, layer.window, layer.strides, layer.padding)
+            P, cnt, anc, slot = _clip_windows(self.P, self.cnt, M, idx, S, self.tiny)
+            nb = index_bits(layer.size)
+            code = ((slot[:, :, None] >> np.arange(nb)) & 1).reshape(len(slot), -1).astype(bool)
+        elif isinstance(layer, HardTanh):  # units z - lo and z - hi, interleaved as the code's bits
+            two = AffineFamily(np.stack([M.offset - layer.lo, M.offset - layer.hi], -1).reshape(R, -1),
+                               np.repeat(M.directions, 2, axis=-1))
+            S2 = np.repeat(S, 2, axis=-1) + self.rtol * np.tile([abs(layer.lo), abs(layer.hi)], S.shape[1])
+            P, cnt, anc, code = _clip_layer(self.P, self.cnt, two, S2, self.tiny)
+        elif isinstance(layer, LeakyReLU):
+            P, cnt, anc, code = _clip_layer(self.P, self.cnt, M, S, self.tiny)
+        else:
+            raise TypeError(f"slice: no clipping for the code site {layer!r}")
+        self.bits = [b[anc] for b in self.bits] + [code]
+        self.parents.append(anc)
+        self.P, self.cnt = P, cnt
+        if len(self.bits) == self.depth:
+            self.pre, self.anc = M, anc
+            if self.depth < self.num_groups:
+                return None
+        o, v = _run(_frozen64, layer, o[anc], v.reshape(R, 2, *shape)[anc].reshape(-1, *shape), code)
+        return o, v, g + 1
+
+
+def clip_sites(net, plane, depth: int, rtol: float, area_tol: float) -> SiteCells:
+    """Clips the extent rectangle of ``plane`` by the code sites ``1..depth`` of a general net.
+
+    The plane is the ``k = 2`` family ``(s, t) -> origin + s u + t v`` in the net's flattened
+    input space, walked through the layers (:func:`partax.layers.traverse`, float64, each
+    site's code frozen from the cell's own code): see the module docstring for how each kind of
+    site splits a cell.
+
+    Args:
+      net: an unstacked general :class:`partax.Net` (:func:`partax.nets.sequential`).
+      plane: a :class:`~partax.geometry.plane.Plane` in its input space (``plane.dim ==
+        net.input_dim``).
+      depth: the number of code groups clipped (``1..net.num_hidden``).
+      rtol, area_tol: see :func:`partax.geometry.slice_regions`.
+
+    Returns:
+      A :class:`SiteCells`.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.layers import Dense, Flatten, MaxPool
+      >>> from partax.nets import sequential
+      >>> from partax.geometry.plane import Plane
+      >>> net = sequential([MaxPool((2,)), Flatten(), Dense(np.ones((1, 1), np.float32), np.zeros(1, np.float32))],
+      ...                  (2, 1))                           # max(x_0, x_1): two pieces split by x_0 = x_1
+      >>> cells = clip_sites(net, Plane([0., 0.], [1., 0.], [0., 1.], ((-1, 1), (-1, 1))), 1, 1e-11, 1e-13)
+      >>> area_centroid(cells.polygons)[0].tolist(), cells.bits[0][:, 0].tolist()
+      ([2.0, 2.0], [False, True])
+      >>> cells
+      SiteCells(cells=2, depth=1, widths=(1,), logits=True)
+    """
+    shape = tuple(net.input_shape)
+    clipper = _SiteClipper(plane, depth, net.num_hidden, rtol, area_tol)
+    start = (plane.origin.reshape(1, *shape), np.stack([plane.u, plane.v]).reshape(2, *shape), 0)
+    out = traverse(float64_layers(net), start, affine=clipper.affine, site=clipper.site, add=clipper.add)
+    logits = None
+    if out is not None:
+        o, v, _ = clipper.current(out)
+        R = o.shape[0]
+        logits = np.concatenate([v.reshape(R, 2, -1), o.reshape(R, 1, -1)], axis=1)
+    return SiteCells(clipper.P, clipper.cnt, clipper.bits, clipper.pre, clipper.anc, logits)
 
 
 def decision_segments(P: np.ndarray, cnt: np.ndarray, G: np.ndarray, rtol: float = 1e-9) -> np.ndarray:

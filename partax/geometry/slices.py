@@ -9,6 +9,14 @@ cells at once (batched Sutherland–Hodgman on a padded vertex array,
 :mod:`partax.geometry.clipping`), one unit at a time, and only the cells whose layer-start
 ancestor is actually crossed by the unit are touched.
 
+General nets (:func:`partax.nets.sequential`: convolutions, pooling, residual blocks, hard-tanh
+and max-pool sites) are sliced over their code sites in execution order
+(:func:`partax.geometry.clipping.clip_sites`): a ReLU unit splits a cell by ``z = 0``, a
+hard-tanh unit by ``z = lo`` and ``z = hi``, a max-pool window of ``k`` slots into at most ``k``
+convex pieces (one per winning slot, ties to the lowest). Their regions are those of the
+``"prefix"`` scope (the other scopes are refused, as in :mod:`partax.geometry.local`), the plane
+lives in the flattened input space, and its points may be given in the input shape.
+
 This module holds the plane's result (:class:`SliceRegions`, :func:`slice_regions`);
 :class:`Plane` lives in :mod:`partax.geometry.plane`, :func:`line_regions` in
 :mod:`partax.geometry.lines` and the figure :func:`partax.plots.plot_slice` in :mod:`partax.plots`
@@ -43,8 +51,9 @@ import numpy as np
 
 from partax.coding import keys_from_bits
 from partax.validation import check_net, check_scope_layer
-from partax.geometry.clipping import area_centroid, clip_plane, next_maps
+from partax.geometry.clipping import area_centroid, clip_plane, clip_sites, next_maps
 from partax.geometry.lines import LineRegions, line_regions
+from partax.geometry.local import scope_space
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.geometry.plane import Plane
 from partax.plots import plot_slice  # re-export: the figure lives in partax.plots (matplotlib imported lazily)
@@ -79,9 +88,11 @@ class SliceRegions(NamedTuple):
       counts: ``int64[R]`` number of vertices of each cell.
       areas: ``float64[R]`` cell areas in ``(s, t)`` units.
       points: ``float64[R, 2]`` interior point (centroid) of each cell in ``(s, t)``.
-      bits: tuple, one ``bool[R, n_l]`` per hidden layer ``1..depth`` (float64 codes).
+      bits: tuple, one ``bool[R, n_l]`` per hidden layer ``1..depth`` (float64 codes; for a
+        general net per code group, ``n_l = net.widths[l - 1]`` bits).
       maps: ``float64[R, 3, n_layer]`` or ``None`` (unless ``with_maps``): pre-activations of
-        ``layer`` on each cell, ``z = s * maps[:, 0] + t * maps[:, 1] + maps[:, 2]``.
+        ``layer`` on each cell, ``z = s * maps[:, 0] + t * maps[:, 1] + maps[:, 2]`` (for a
+        general net the flattened input of code site ``layer``).
       logits: ``float64[R, 3, d_out]``, the affine logits on each cell (same layout), or
         ``None`` when the cells are not full linear regions (``depth < L``).
       region_index: ``int64[R]`` index into ``unique_keys``.
@@ -135,18 +146,23 @@ def slice_regions(
 
     Starting from the extent rectangle, for each hidden layer the pre-activations are affine
     in ``(s, t)`` on each current cell (carried as ``[R, 3, n]`` maps), and every cell crossed
-    by a unit's zero line is split in two (batched over all cells, one unit at a time).
+    by a unit's zero line is split in two (batched over all cells, one unit at a time). On a
+    general net the layers are its code sites (see the module docstring).
 
     Args:
-      net: an unstacked :class:`partax.Net`.
-      plane: a :class:`Plane` in the net's input space.
-      scope: ``"prefix"``, ``"layer"`` or ``"suffix"``.
-      layer: 1-based hidden layer (default: the last). ``prefix``/``layer`` clip layers
-        ``1..layer``; ``suffix`` clips all layers.
+      net: an unstacked :class:`partax.Net` (an MLP or a general net).
+      plane: a :class:`Plane` in the net's (flattened) input space; for a general net its
+        points are flat or in ``net.input_shape`` (``plane.shape``).
+      scope: ``"prefix"``, ``"layer"`` or ``"suffix"`` (general nets: ``"prefix"`` only).
+      layer: 1-based hidden layer / code group (default: the last). ``prefix``/``layer`` clip
+        layers ``1..layer``; ``suffix`` clips all layers.
       rtol: relative tolerance under which a vertex counts as lying on a line.
-      area_tol: splits leaving a part of area below ``area_tol * plane.area`` are not made.
+      area_tol: splits leaving a part of area below ``area_tol * plane.area`` are not made (a
+        max-pool window splitting a cell into several pieces above it drops the pieces below
+        it: at most ``(k - 2) * area_tol * plane.area`` of area per split).
       with_maps: also return ``maps``, the affine pre-activations of ``layer`` on each cell
-        (``R * 3 * n_layer`` floats: large for wide nets).
+        (``R * 3 * n_layer`` floats: large for wide nets); on a general net the input of code
+        site ``layer`` (flattened, as ``local_maps(net, x).pre[layer - 1]``).
 
     Returns:
       A :class:`SliceRegions`.
@@ -157,14 +173,25 @@ def slice_regions(
       >>> p = Plane([0., 0.], [1., 0.], [0., 1.], ((-50, 50), (-50, 50)))
       >>> slice_regions(net, p).num_regions <= 16  # zaslavsky(5, 2)
       True
+      >>> import numpy as np
+      >>> from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
+      >>> cnn = partax.nets.sequential([Conv(np.ones((2, 2, 1, 1), np.float32), np.zeros(1, np.float32)), ReLU(),
+      ...                               MaxPool((2, 2)), Flatten(), Dense(np.ones((1, 1), np.float32),
+      ...                               np.zeros(1, np.float32))], (3, 3, 1))
+      >>> x = np.random.default_rng(0).normal(size=(3, 3, 3, 1))  # three inputs in the net's input shape
+      >>> res = slice_regions(cnn, Plane.through(*x))
+      >>> res.num_cells == res.num_regions, [b.shape[1] for b in res.bits]  # prefix cells: one per region
+      (True, [4, 2])
     """
     check_net(net, stacked=False, caller="geometry")
-    params = float64_arrays(net)
     layer, first, last = check_scope_layer(scope, layer, net.num_hidden)
     if not isinstance(plane, Plane):
         raise TypeError(f"plane: expected a Plane, got {type(plane).__name__}")
     if plane.dim != net.input_dim:
         raise ValueError(f"plane: expected a plane in R^{net.input_dim} (net.input_dim), got R^{plane.dim}")
+    if not net.is_mlp:
+        return _general_slice(net, plane, scope, layer, first, last, rtol, area_tol, with_maps)
+    params = float64_arrays(net)
     depth = last
     P, cnt, bits, M, anc = clip_plane(params, plane, depth, rtol, area_tol)
     areas, cen = area_centroid(P)
@@ -181,6 +208,11 @@ def slice_regions(
     logits = None
     if depth == net.num_hidden:
         logits = next_maps(M, anc, bits[-1], params.alpha, params.layers[-1])
+    return _result(P, cnt, areas, cen, bits, maps, logits, scope, layer, first, last, depth, plane)
+
+
+def _result(P, cnt, areas, cen, bits, maps, logits, scope, layer, first, last, depth, plane) -> SliceRegions:
+    """Keys, regions and their areas of the cells; the :class:`SliceRegions`."""
     keys = keys_from_bits(bits, first, last, start=1)  # bits: layers 1..depth
     unique_keys, region_index = np.unique(keys, return_inverse=True)
     region_areas = np.bincount(region_index, weights=areas, minlength=len(unique_keys))
@@ -201,3 +233,22 @@ def slice_regions(
         depth=depth,
         extent=plane.extent,
     )
+
+
+def _general_slice(net, plane, scope, layer, first, last, rtol, area_tol, with_maps) -> SliceRegions:
+    """:func:`slice_regions` on a general net (code sites walked in order, ``"prefix"`` scope)."""
+    if scope != "prefix":
+        scope_space(net, plane.origin[None].astype(net.dtype), scope, layer)  # raises local.py's refusal
+        raise ValueError(f"scope: the geometry of general nets takes scope='prefix', got {scope!r}")
+    if plane.shape != (plane.dim,) and plane.shape != tuple(net.input_shape):
+        raise ValueError(f"plane: its points have shape {plane.shape} but the net's inputs have shape "
+                         f"{tuple(net.input_shape)} (give the points flat or in the input shape)")
+    depth = last
+    cells = clip_sites(net, plane, depth, rtol, area_tol)
+    P, cnt = cells.polygons, cells.counts
+    areas, cen = area_centroid(P)
+    maps = None
+    if with_maps:
+        Z = cells.pre.take(cells.anc)
+        maps = np.concatenate([Z.directions, Z.offset[:, None]], axis=1)
+    return _result(P, cnt, areas, cen, cells.bits, maps, cells.logits, scope, layer, first, last, depth, plane)
