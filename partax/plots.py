@@ -675,9 +675,23 @@ def _net_name(net) -> str | None:
     if isinstance(net, str):
         return net
     try:
+        if not net.is_mlp:  # widths are code bits per site there, not layer widths: name the layers
+            return "x".join(map(str, net.input_shape)) + " " + "-".join(_layer_name(layer) for layer in net.layers)
         return "-".join(str(w) for w in (net.input_dim, *net.widths, net.output_dim)) + " net"
     except AttributeError:
         return None
+
+
+def _layer_name(layer) -> str:
+    """``Conv(3x3, 1->8)`` -> ``conv3x3``; ``Dense(64->10)`` -> ``dense10``; ``ReLU()`` -> ``relu``."""
+    kind = type(layer).__name__.lower()
+    if hasattr(layer, "window"):
+        return kind + "x".join(map(str, layer.window))
+    if kind == "dense":
+        return f"dense{layer.W.shape[-1]}"
+    if kind == "residual":
+        return "res(" + "-".join(_layer_name(inner) for inner in layer.body) + ")"
+    return kind
 
 
 def _box_corners(box):
