@@ -57,6 +57,28 @@ the traversal deduplicates by the packed codes themselves): the same 64-bit keys
 float32 evaluation agrees except within float32 rounding of a boundary). Prefix regions are
 convex, so a code names exactly one polyhedron.
 
+**General nets** (:func:`partax.nets.sequential`: convolutions, pooling, batch norm, residual
+blocks; ReLU / leaky ReLU, hard-tanh and max-pool code sites). The same traversal, with the
+sites' own codes and rows (:mod:`partax.geometry.code_regions`): the float64 code of a point
+is each site's rule (``z > 0``; ``(z > lo, z > hi)``; the argmax slot of each window, ties to
+the lowest); the rows of a code are :func:`partax.geometry.hrep.site_rows` of the frozen
+maps (one per ReLU unit, two per hard-tanh unit, ``k`` per max-pool window ``z_j - z_a <= 0``),
+so ``edge_units`` and the facet rows index those rows, not the bits. Step 5 holds for every
+site (:func:`partax.geometry.crossing.site_crossing_codes`): the functions of the rows that
+vanish on the crossed facet take the sign of their derivative with the new codes of the
+earlier sites; a window's argmax moves to the tied slot with the largest derivative (ties to
+the lowest). A crossing then changes many bits in general (``stats["empty_flips"]`` counts the
+crossings that change more than one unit or window). Clamped hard-tanh units under a pool
+make rows that are exact positive combinations of others (weakly redundant: their face is
+lower-dimensional) which qhull may still list as facets; they are recognised by the rank of
+their vertices and dropped (``stats["flat_facets"]``, see
+:func:`partax.geometry.polar.polyhedra_geometry`). Sets of measure zero with a code of their
+own (two max-pool slots of equal weights tie on a hyperplane, and the tie goes to the lowest
+slot there) are not regions and are not listed. In R^d the first code site's input map must
+have rank ``d`` (the row-space reduction below is for MLPs only: a ``ValueError`` naming
+``domain`` otherwise), and every region found must be pointed (checked:
+``stats["unpointed_regions"]``, see :mod:`partax.geometry.unbounded`).
+
 **What ``complete=True`` certifies.**
 
 *In a box* (``d <= 6``): the frontier emptied below ``max_regions``, no candidate region was
@@ -109,6 +131,17 @@ Example:
     (True, True)
     >>> bool(np.all(np.isinf(full.volumes[~full.bounded])))
     True
+
+    A conv net with a max pool (``partax.nets.sequential``), input ``(3, 1)``:
+
+    >>> from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
+    >>> r = np.random.default_rng(0)
+    >>> f32 = lambda *s: r.normal(size=s).astype(np.float32)
+    >>> cnn = partax.nets.sequential([Conv(f32(2, 1, 2), f32(2)), ReLU(), MaxPool((2,)), Flatten(),
+    ...                               Dense(f32(2, 1), f32(1))], (3, 1))
+    >>> res = enumerate_regions(cnn, Box(-1, 1), progress=False)
+    >>> res.complete, res.volume_error < 1e-9, [b.shape[1] for b in res.bits] == list(cnn.widths)
+    (True, True, True)
 """
 
 from __future__ import annotations
@@ -122,9 +155,9 @@ import numpy as np
 
 from partax.coding import HashCollisionError, keys_from_bits
 from partax.validation import check_net, check_scope_layer
-from partax.geometry.code_regions import (CHUNK, SOLVERS, HiddenLayers, chebyshev_centres, codes64, hidden_layers,
-                                          region_unit_rows, split_bits)
-from partax.geometry.crossing import crossing_codes, step_across
+from partax.geometry.code_regions import (CHUNK, SOLVERS, CodeSites, HiddenLayers, chebyshev_centres, codes64,
+                                          hidden_layers, num_rows, region_unit_rows, split_bits)
+from partax.geometry.crossing import changed_units, crossing_codes, site_crossing_codes, step_across
 from partax.geometry.domains import Box
 from partax.geometry.polar import polyhedra_geometry
 from partax.geometry.unbounded import certify_rd, hyperplane_scale, local_box, reduce_rank
@@ -157,7 +190,9 @@ class Enumeration(NamedTuple):
       edges: ``int64[E, 2]`` pairs ``i < j`` of regions sharing a facet (a unit's hyperplane).
       edge_units: ``int64[E]`` the unit whose hyperplane the facet lies on, as a flat index
         over layers ``1..layer`` (layer order). In the generic case the two codes differ in
-        exactly this unit; across a non-generic facet (repeated hyperplanes) in more.
+        exactly this unit; across a non-generic facet (repeated hyperplanes) in more. For a
+        general net: the row of :func:`partax.geometry.hrep.site_rows` (sites in order; two
+        rows per hard-tanh unit, ``k`` per max-pool window).
       box_volume: volume of ``box``.
       volume_error: ``|sum(volumes ∩ box) - box_volume| / box_volume`` (NaN if not computable).
       complete: the certificate holds (see the module docstring for what it certifies).
@@ -168,7 +203,8 @@ class Enumeration(NamedTuple):
         ``numpy_lps`` / ``ipm_lps`` / ``highs_lps`` (Chebyshev LPs per backend),
         ``lp_fallbacks`` (interior-point lanes re-solved by HiGHS), ``lp_failures`` (lanes no
         backend solved), ``empty_flips`` (non-generic crossings: facets whose one-bit flip is
-        not the region across, so the exact crossing code differs from it),
+        not the region across, so the exact crossing code differs from it; for a general net
+        the crossings that change more than one unit or max-pool window),
         ``empty_crossings`` (crossing codes found empty: rounding; each is stepped across),
         ``code_mismatches`` (candidates whose centre had another code), ``step_fallbacks``
         (points stepped across facets), ``hull_failures`` (qhull errors: facets by LPs
@@ -177,7 +213,9 @@ class Enumeration(NamedTuple):
         undecided, and the result is then not ``complete``), ``one_sided_edges`` (edges seen from one side only: 0 when every facet was
         found from both regions), ``num_seeds``; in R^d also ``rank``, ``recession_lps``,
         ``bounded_disagreements`` (hull and recession LP disagree), ``cert_box`` (the
-        certificate box ``(lo, hi)``), ``cert_box_all_vertices_inside``.
+        certificate box ``(lo, hi)``), ``cert_box_all_vertices_inside``. General nets also:
+        ``flat_facets`` (weakly redundant rows qhull listed, dropped) and, in R^d,
+        ``unpointed_regions`` (regions containing a line: the result is then not complete).
       bounded: ``bool[R]`` in R^d, whether each region is bounded; None in a box.
       dropped: candidate regions left out: an inradius in ``(0, min_radius]``, or a centre
         whose float64 code is not the candidate's (possibly real, razor-thin regions; 0 when
@@ -264,8 +302,12 @@ def _check_args(net, domain, scope, layer, max_regions, solver, seeds, volume_to
             raise ValueError(f"{name}: expected a positive finite number or None, got {v!r}")
     if seeds is not None:
         seeds = np.asarray(seeds, np.float64)
+        shape = tuple(net.input_shape)
+        if len(shape) > 1 and seeds.ndim == len(shape) + 1 and tuple(seeds.shape[1:]) == shape:
+            seeds = seeds.reshape(len(seeds), d)  # [S, *input_shape] -> flat, row-major
         if seeds.ndim != 2 or seeds.shape[1] != d or seeds.shape[0] == 0:
-            raise ValueError(f"seeds: expected shape (S, {d}) with S >= 1, got {seeds.shape}")
+            also = f" or (S, {', '.join(map(str, shape))})" if len(shape) > 1 else ""
+            raise ValueError(f"seeds: expected shape (S, {d}){also} with S >= 1, got {seeds.shape}")
         if not np.all(np.isfinite(seeds)):
             raise ValueError("seeds: expected finite points (found NaN or inf)")
         if domain is not None:
@@ -334,7 +376,8 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
 
     Args:
       net: an unstacked :class:`partax.Net` with input dimension ``d >= 2`` (volumes are exact
-        for ``d <= 6``; beyond, they are NaN and ``complete`` rests on the traversal alone).
+        for ``d <= 6``; beyond, they are NaN and ``complete`` rests on the traversal alone):
+        an MLP or a general net (:func:`partax.nets.sequential`; its flattened input space).
       domain: a :class:`partax.geometry.Box` in the input space, or None for all of R^d
         (every region, bounded and unbounded; ``Enumeration.bounded`` flags them, unbounded
         regions have volume ``inf``).
@@ -343,7 +386,7 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         elsewhere their regions live in a latent space and a ``ValueError`` is raised.
       layer: 1-based hidden layer (default: the last).
       max_regions: stop after processing this many regions (``complete`` is then False).
-      seeds: optional points ``[S, d]`` (inside the box, if any) whose regions start the
+      seeds: optional points ``[S, d]`` (or ``[S, *input_shape]``; inside the box, if any) whose regions start the
         traversal; default ``num_seeds`` uniform samples of the box (in R^d: Gaussian samples
         at the distance scale of the first layer's hyperplanes), fixed seed.
       solver: Chebyshev LP backend: ``"numpy"`` (the batched NumPy interior point of
@@ -400,6 +443,7 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
     t_start = time.perf_counter()
     hl = hidden_layers(net, depth)
     rd = domain is None
+    general = isinstance(hl, CodeSites)
     Q = None
     stats = dict(numpy_lps=0, ipm_lps=0, highs_lps=0, lp_fallbacks=0, lp_failures=0, empty_flips=0,
                  empty_crossings=0, code_mismatches=0, hull_failures=0, facet_lp_failures=0, step_fallbacks=0,
@@ -409,7 +453,8 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         hl, Q = reduce_rank(hl)
         stats.update(rank=hl.d, recession_lps=0, bounded_disagreements=0)
     d = hl.d
-    n_tot = int(sum(hl.widths))
+    n_tot = int(sum(hl.widths))  # bits of a code
+    n_rows = num_rows(hl)  # rows of a code (= n_tot for an MLP)
     want_volume = d <= _MAX_EXACT_DIM
     if rd:
         scale = hyperplane_scale(hl)
@@ -441,7 +486,7 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         """H-representations and Chebyshev LPs of a chunk (runs on the worker thread)."""
         bits, hint = chunk[0], chunk[1]
         t0 = time.perf_counter()
-        Au, bu, live, zero = region_unit_rows(hl, bits, box_A, box_b)
+        Au, bu, live, cross = region_unit_rows(hl, bits, box_A, box_b)
         boxed = np.zeros(len(bits), bool)
         if rd:  # a box around a point of the region's closure keeps the LP bounded
             LA, Lb = local_box(hint, reach)
@@ -452,7 +497,7 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         else:
             centers, radii = chebyshev_centres(Au, bu, hint, solver, tol, stats)
         stats["lp_seconds"] += time.perf_counter() - t0
-        return chunk, Au, bu, live, zero, centers, radii, boxed
+        return chunk, Au, bu, live, cross, centers, radii, boxed
 
     out = dict(bits=[], pts=[], rad=[], vol=[], nf=[], marginal=[], excluded=[], vmin=[], vmax=[], boxed=[])
     arcs = dict(src=[], code=[], unit=[], fpt=[])
@@ -478,7 +523,7 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         if len(nw):
             frontier.push(codes[nw], qs[nw], np.full(len(nw), -1, np.int64), np.full(len(nw), -1, np.int64), qs[nw])
 
-    def process(chunk, Au, bu, live, zero, centers, radii, boxed):
+    def process(chunk, Au, bu, live, cross, centers, radii, boxed):
         bits, _, parent, prow, fpt = chunk
         stats["batches"] += 1
         failed = np.isnan(radii)
@@ -502,9 +547,10 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         if len(idx) == 0:
             return 0
         bits, centers, radii = bits[idx], centers[idx], radii[idx]
-        Au, bu, live, zero = Au[idx], bu[idx], live[idx], zero[idx]
+        Au, bu, live = Au[idx], bu[idx], live[idx]
+        cross = cross.take(idx) if general else cross[idx]
         t2 = time.perf_counter()
-        geo = polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, origin=rd)
+        geo = polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, origin=rd, spanning=general)
         stats["hull_seconds"] += time.perf_counter() - t2
         base = count[0]
         count[0] += len(idx)
@@ -520,12 +566,16 @@ def enumerate_regions(net: Net, domain: Optional[Box], *, scope: str = "prefix",
         out["boxed"].append(boxed[idx])
         all_pts.append(centers)
         all_rad.append(radii)
-        # Crossings through the units' facets (the domain's rows are >= n_tot): the exact crossing code.
+        # Crossings through the units' facets (the domain's rows are >= n_rows): the exact crossing code.
         t3 = time.perf_counter()
-        unit = geo.rows < n_tot
+        unit = geo.rows < n_rows
         own, frow, fpts = geo.own[unit], geo.rows[unit], geo.points[unit]
-        nbits = crossing_codes(hl, bits, Au, bu, zero, own, frow)
-        stats["empty_flips"] += int(np.sum(np.sum(nbits != bits[own], axis=1) != 1))
+        if general:
+            nbits = site_crossing_codes(hl, bits, Au, bu, cross, own, frow)
+            stats["empty_flips"] += int(np.sum(changed_units(hl, bits[own], nbits) != 1))
+        else:
+            nbits = crossing_codes(hl, bits, Au, bu, cross, own, frow)
+            stats["empty_flips"] += int(np.sum(np.sum(nbits != bits[own], axis=1) != 1))
         packed = _pack(nbits)
         arcs["src"].append(base + own)
         arcs["code"].extend(packed)

@@ -36,6 +36,7 @@ __all__ = ["PolyhedraGeometry", "polyhedra_geometry", "FLAG_MAX_DIM"]
 
 FLAG_MAX_DIM = 4  # volumes by flag triangulation up to this dimension, qhull beyond
 _POLAR_BALL = 1e-9  # polar hull containing this ball around the origin: the region is bounded
+_FLAT_RTOL = 1e-12  # a face whose scatter's second eigenvalue is below this of its largest is flat
 
 
 def _polar(Au, bu, live, center, radius, d, origin):
@@ -53,7 +54,9 @@ def _polar(Au, bu, live, center, radius, d, origin):
       ``(facets: int64[F] row indices, verts: float64[V, d] scaled centred vertices,
       tight: int64[V, d] row indices of each vertex, unsorted, marginal: bool (the hull does
       not contain the ball of radius _POLAR_BALL around the origin: possibly unbounded),
-      excluded: bool (some hull facet was dropped as a direction))``.
+      excluded: bool (some hull facet was dropped as a direction), dirs: float64[D, d] those
+      directions (unit recession directions), dir_tight: int64[D, d] the rows of each (the
+      origin's slot is -1))``.
     """
     rows = np.flatnonzero(live)
     A = Au[rows]
@@ -66,16 +69,61 @@ def _polar(Au, bu, live, center, radius, d, origin):
     simp = hull.simplices
     marginal = bool(np.max(eq[:, d]) > -_POLAR_BALL)
     excluded = False
+    dirs, dir_tight = np.zeros((0, d)), np.zeros((0, d), np.int64)
     if origin:
         at_inf = np.any(simp == len(rows), axis=1) | (eq[:, d] > -1e-12)
         excluded = bool(at_inf.any())
+        dirs = eq[at_inf, :d]
+        dir_tight = np.where(simp[at_inf] < len(rows), rows[np.minimum(simp[at_inf], len(rows) - 1)], -1)
         eq, simp = eq[~at_inf], simp[~at_inf]
         facet_pts = np.unique(hull.simplices.ravel())
         facet_pts = facet_pts[facet_pts < len(rows)]
     else:
         facet_pts = np.unique(simp.ravel())
     verts = eq[:, :d] / (-eq[:, d:])
-    return rows[facet_pts], verts, rows[simp], marginal, excluded
+    return rows[facet_pts], verts, rows[simp], marginal, excluded, dirs, dir_tight
+
+
+def _flat_facets(target, reg, verts, tight, dreg, dirs, dir_tight, m, d) -> np.ndarray:
+    """``bool[F]``: the facets ``target = region * m + row`` whose face is not ``(d-1)``-dimensional.
+
+    The face of a row is spanned by its vertices (differences) and recession directions; a row
+    that is only weakly redundant (an exact positive combination of other rows with the same
+    bound: a max pool of clamped hard-tanh units repeats them so) touches the polyhedron in a
+    lower-dimensional face, yet its polar point lies on the polar hull's boundary, where qhull
+    may list it as a vertex. The face's scatter matrix is the sum of its vertices' (centred)
+    and its directions' (unit vectors), each scaled to trace 1 (an unbounded face's vertices
+    may lie thousands of radii apart). Its second smallest eigenvalue (the
+    smallest, its normal's, is the vertices' rounding) decides: a face is flat when it is below
+    ``1e3`` times the smallest or :data:`_FLAT_RTOL` times the largest (a face thinner than
+    ``1e-6`` of its extent; the scatter's own rounding is ``~1e-16`` of the largest). A true
+    facet that thin would be dropped, and its edge then seen from one side only (the
+    enumeration is then not complete).
+    """
+    F = len(target)
+    members = []
+    for r, pts, tt in ((reg, verts, tight), (dreg, dirs, dir_tight)):
+        key = (r[:, None] * m + tt).ravel()
+        pos = np.minimum(np.searchsorted(target, key), F - 1)
+        hit = (target[pos] == key) & (tt.ravel() >= 0)
+        members.append((pos[hit], np.repeat(pts, d, axis=0)[hit]))
+    (vo, vp), (do, dp) = members
+    cnt = np.bincount(vo, minlength=F).astype(np.float64)
+    mean = np.stack([np.bincount(vo, weights=vp[:, k], minlength=F) for k in range(d)], axis=1)
+    mean /= np.maximum(cnt, 1.0)[:, None]
+    size = np.bincount(vo, weights=np.sum(vp**2, axis=1), minlength=F)  # sum |v|^2 (uncentred)
+    vp = vp - mean[vo]  # centred first: no cancellation
+    scatter = np.zeros((F, d, d))
+    for owner, p, floor in ((vo, vp, 1e-20 * size), (do, dp, np.zeros(F))):  # each part of trace 1
+        part = np.zeros((F, d, d))
+        np.add.at(part, owner, p[:, :, None] * p[:, None, :])
+        tr = np.trace(part, axis1=1, axis2=2)
+        # one vertex (repeated): its spread is rounding, the part is 0
+        scatter += np.where((tr > floor)[:, None, None], part / np.where(tr > 0, tr, 1.0)[:, None, None], 0.0)
+    ev = np.linalg.eigvalsh(scatter)  # ascending
+    # ev[0] (out of the row's hyperplane) is the rounding of the vertices; the sums carry a
+    # rounding of ~1e-16 of the largest: a second eigenvalue of either order is flat
+    return ev[:, 1] <= np.maximum(_FLAT_RTOL * ev[:, -1], 1e3 * np.abs(ev[:, 0])) if d > 1 else np.zeros(F, bool)
 
 
 def _face_ids(reg, tight, cols, m):
@@ -170,7 +218,7 @@ class PolyhedraGeometry(NamedTuple):
     vmax: np.ndarray  # float64[B, d]
 
 
-def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, origin=False):
+def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, origin=False, spanning=False):
     """Facets, facet points, volumes and vertex extents of a batch of polyhedra (see :func:`_polar`).
 
     Facet ``f`` of region ``owner[f]`` lies on row ``rows[f]``; ``points[f]`` is the centroid
@@ -186,6 +234,10 @@ def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, or
       want_volume: compute volumes (else NaN).
       stats: the enumeration's counters (updated).
       origin: R^d: the polyhedra may be unbounded (see :func:`_polar`).
+      spanning: drop the hull's rows whose face is not ``(d-1)``-dimensional (weakly redundant
+        rows, see :func:`_flat_facets`; counted in ``stats["flat_facets"]``). General nets need
+        it (clamped hard-tanh units under a max pool give such rows); an MLP's rows are only
+        weakly redundant in degenerate cases, and its enumeration skips the check.
 
     Returns:
       :class:`PolyhedraGeometry`.
@@ -196,11 +248,11 @@ def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, or
     excluded = np.zeros(B, bool)
     vmin = np.full((B, d), np.nan)
     vmax = np.full((B, d), np.nan)
-    regs, verts, tights, good, facs = [], [], [], [], []
+    regs, verts, tights, good, facs, dregs, dirs, dtights = [], [], [], [], [], [], [], []
     slow_own, slow_rows, slow_pts = [], [], []
     for j in range(B):
         try:
-            f, v, t, marginal[j], excluded[j] = _polar(Au[j], bu[j], live[j], centers[j], radii[j], d, origin)
+            f, v, t, marginal[j], excluded[j], dr, dt = _polar(Au[j], bu[j], live[j], centers[j], radii[j], d, origin)
             if not len(v):
                 raise ValueError("no vertex")
         except (QhullError, ValueError):
@@ -215,6 +267,9 @@ def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, or
             continue
         g = len(good)
         regs.append(np.full(len(v), g))
+        dregs.append(np.full(len(dr), g))
+        dirs.append(dr)
+        dtights.append(dt)
         facs.append(f)
         verts.append(v)
         tights.append(t)
@@ -231,6 +286,11 @@ def polyhedra_geometry(Au, bu, live, centers, radii, tol, want_volume, stats, or
         nf = np.array([len(f) for f in facs])
         g_own = np.repeat(np.arange(len(good)), nf)
         g_rows = np.concatenate(facs)
+        if spanning:
+            flat = _flat_facets(g_own * m + g_rows, reg, verts, tight, np.concatenate(dregs).astype(np.int64),
+                                np.concatenate(dirs), np.concatenate(dtights), m, d)
+            stats["flat_facets"] = stats.get("flat_facets", 0) + int(flat.sum())
+            g_own, g_rows = g_own[~flat], g_rows[~flat]
         # facet centroids (faces with one tight row), back in input coordinates
         codes, cen, _, _ = _face_centroids(reg, verts, tight, 1, m)
         target = g_own * m + g_rows

@@ -8,6 +8,15 @@ the local box that keeps each Chebyshev LP bounded (:func:`local_box`), the rece
 that decides boundedness (:func:`recession_unbounded`) and the certified big box with the
 regions clipped to it (:func:`certify_rd`).
 
+**General nets** (:class:`~partax.geometry.code_regions.CodeSites`): the "first layer" is the
+map ``z = A_1 x + beta_1`` of the first code site's input (the same for every code). If ``A_1``
+has rank ``< d`` every region is a cylinder; the reduction to the row space is done for MLPs
+only, so a general net is then refused (``ValueError`` naming ``domain``). Otherwise a region
+may still contain a line when the first site is a max pool (its rows are differences
+``z_j - z_a``); the certificate needs every region found to be pointed, so :func:`certify_rd`
+checks the rank of each region's rows (``stats["unpointed_regions"]``; any such region and the
+result is not complete).
+
 Example:
     >>> import numpy as np
     >>> from partax.geometry.unbounded import recession_unbounded
@@ -24,15 +33,37 @@ from __future__ import annotations
 import numpy as np
 
 from partax.geometry import lp
-from partax.geometry.code_regions import CHUNK, HiddenLayers, chebyshev_centres, region_unit_rows
+from partax.geometry.code_regions import CHUNK, CodeSites, chebyshev_centres, region_unit_rows
+from partax.geometry.code_regions import site_maps
 from partax.geometry.domains import Box
 from partax.geometry.linearize import Dense
 from partax.geometry.polar import polyhedra_geometry
+from partax.layers import HardTanh, MaxPool, window_indices
 
 __all__ = ["reduce_rank", "hyperplane_scale", "local_box", "recession_unbounded", "certify_rd"]
 
 
-def reduce_rank(hl: HiddenLayers):
+def _first_functions(cs: CodeSites):
+    """The first site's row functions of a general net, the same for every code: ``(W[m, d], c[m])``.
+
+    ReLU / leaky ReLU: ``z``; hard-tanh: ``z - lo`` and ``z - hi``; max pool: ``z_j - z_i``
+    for the pairs of slots of each window.
+    """
+    maps = site_maps(cs._replace(depth=1), np.zeros((1, cs.all_widths[0]), bool))
+    A, beta = maps.A[0][0], maps.beta[0][0]  # [n, d], [n]
+    layer, shape = cs.sites[0]
+    if isinstance(layer, HardTanh):
+        return np.concatenate([A, A]), np.concatenate([beta - layer.lo, beta - layer.hi])
+    if isinstance(layer, MaxPool):
+        idx = window_indices(shape, layer.window, layer.strides, layer.padding)
+        i, j = np.triu_indices(idx.shape[1], 1)
+        pi, pj = idx[:, i].ravel(), idx[:, j].ravel()
+        real = (pi >= 0) & (pj >= 0)
+        return A[pj[real]] - A[pi[real]], beta[pj[real]] - beta[pi[real]]
+    return A, beta
+
+
+def reduce_rank(hl):
     """Rank reduction of the first layer: ``(hl in the row space of W_1, Q: float64[d, r])``.
 
     If ``W_1`` has rank ``r < d`` the net depends on ``x`` only through ``Q^T x`` (``Q`` an
@@ -40,11 +71,23 @@ def reduce_rank(hl: HiddenLayers):
     ``Q^T W_1``. Returns ``(hl, None)`` when the rank is full.
 
     Args:
-      hl: the hidden layers.
+      hl: the hidden layers (:class:`HiddenLayers`; a :class:`CodeSites` of full rank is
+        returned as it is, one of deficient rank is refused).
 
     Returns:
       ``(hl, Q)``.
     """
+    if isinstance(hl, CodeSites):
+        maps = site_maps(hl._replace(depth=1), np.zeros((1, hl.all_widths[0]), bool))
+        A1 = maps.A[0][0]
+        S = np.linalg.svd(A1, compute_uv=False)
+        top = float(S.max()) if S.size else 0.0
+        r = int(np.sum(S > top * 1e-12 * max(A1.shape))) if top > 0 else 0
+        if r < hl.d:
+            raise ValueError(f"domain: domain=None (all of R^d) needs the input map of the first code site to have "
+                             f"rank {hl.d} for a general net; it has rank {r}, so every region is a cylinder "
+                             "(reduced to the row space for MLPs only): pass a partax.Box")
+        return hl, None
     W1 = hl.layers[0].W
     U, S, _ = np.linalg.svd(W1, full_matrices=False)
     top = float(S.max()) if S.size else 0.0
@@ -59,16 +102,20 @@ def reduce_rank(hl: HiddenLayers):
     return hl._replace(layers=(first,) + tuple(hl.layers[1:])), Q
 
 
-def hyperplane_scale(hl: HiddenLayers) -> float:
+def hyperplane_scale(hl) -> float:
     """Typical distance of the first layer's hyperplanes from the origin (at least 1).
 
     Args:
-      hl: the hidden layers.
+      hl: the hidden layers (a general net's: the first code site's row functions).
 
     Returns:
       ``max(1, max_i |b_i| / ||w_i||)`` over the first layer's live units.
     """
-    W1, b1 = hl.layers[0].W, hl.layers[0].b
+    if isinstance(hl, CodeSites):
+        W, c = _first_functions(hl)
+        W1, b1 = W.T, c
+    else:
+        W1, b1 = hl.layers[0].W, hl.layers[0].b
     nrm = np.linalg.norm(W1, axis=0)
     live = nrm > 0
     return float(max(1.0, np.max(np.abs(b1[live]) / nrm[live], initial=0.0)))
@@ -118,7 +165,16 @@ def recession_unbounded(Au, live, stats) -> np.ndarray:
     return -res.value > 0.5
 
 
-def certify_rd(hl: HiddenLayers, bits, pts, rad, vol, out, cat, solver, tol, min_radius, want_volume, stats):
+def _unpointed(Au, live, d) -> np.ndarray:
+    """``bool[B]``: regions whose live rows have rank ``< d`` (they contain a line)."""
+    A = np.where(live[..., None], Au, 0.0)
+    S = np.linalg.svd(A, compute_uv=False)  # [B, min(m, d)]
+    if S.shape[-1] < d:
+        return np.ones(len(A), bool)
+    return S[:, d - 1] <= 1e-9 * np.maximum(S[:, 0], 1e-300)
+
+
+def certify_rd(hl, bits, pts, rad, vol, out, cat, solver, tol, min_radius, want_volume, stats):
     """R^d: boundedness per region, the certified big box and the clipped volumes in it.
 
     Returns ``(bounded, volumes, points, radii, box, box_volume, ok)``; ``out["_clipped"]``
@@ -144,9 +200,18 @@ def certify_rd(hl: HiddenLayers, bits, pts, rad, vol, out, cat, solver, tol, min
     # 1. boundedness: the recession-cone LP wherever the polar hull is not conclusive
     bounded = np.ones(R, bool)
     cand = np.flatnonzero(marginal | excluded)
+    general = isinstance(hl, CodeSites)
+    if general:  # every region found must be pointed (a vertex on every facet; module docstring)
+        stats["unpointed_regions"] = 0
+        cand = np.arange(R)
     for s in range(0, len(cand), CHUNK):
         c = cand[s:s + CHUNK]
         Au, _, live, _ = region_unit_rows(hl, bits[c], *none)
+        if general:
+            flat = _unpointed(Au, live, d)
+            stats["unpointed_regions"] += int(flat.sum())
+            keep = (marginal | excluded)[c]
+            c, Au, live = c[keep], Au[keep], live[keep]
         bounded[c] = ~recession_unbounded(Au, live, stats)
     disagree = bounded & excluded
     stats["bounded_disagreements"] = int(disagree.sum())
@@ -155,6 +220,7 @@ def certify_rd(hl: HiddenLayers, bits, pts, rad, vol, out, cat, solver, tol, min
     known = np.all(np.isfinite(vmin), axis=1)
     ok = bool(known.all()) and R > 0 and stats["bounded_disagreements"] == 0
     stats["cert_box_all_vertices_inside"] = ok
+    ok = ok and not stats.get("unpointed_regions")
     if R == 0 or not known.any():
         out["_clipped"] = np.full(1, np.nan)
         return bounded, vol, pts, rad, None, float("nan"), False
