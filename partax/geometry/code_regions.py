@@ -42,9 +42,9 @@ import numpy as np
 
 from partax.geometry import lp
 from partax.geometry.hrep import code_rows, site_rows, unit_rows
-from partax.geometry.linearize import AffineFamily, float64_arrays, float64_layers, forward_codes, net_sites, push
-from partax.geometry.linearize import push_sites
-from partax.layers import HardTanh, MaxPool, index_bits, traverse, window_indices
+from partax.geometry.linearize import (AffineFamily, float64_arrays, float64_layers, forward_codes, forward_site_codes,
+                                      net_sites, push, push_sites)
+from partax.layers import HardTanh, MaxPool, index_bits, window_indices
 
 __all__ = ["HiddenLayers", "CodeSites", "SiteMaps", "hidden_layers", "codes64", "split_bits", "num_rows",
            "site_maps", "region_rows", "region_unit_rows", "pick_solver", "bucket", "chebyshev_centres", "SOLVERS",
@@ -145,18 +145,7 @@ def hidden_layers(net, depth: int):
     return HiddenLayers(tuple(params.layers[:depth]), params.alpha)
 
 
-@functools.partial(jax.jit, static_argnames="input_shape")
-def _codes_kernel(layers, x, input_shape):
-    """Every site's float64 code of the points ``x[N, d]`` (each site's own rule)."""
-    bits = []
-
-    def site(layer, z):
-        bits.append(layer.code(z))
-        return layer.apply(z)
-
-    traverse(layers, x.reshape(x.shape[0], *input_shape), affine=lambda layer, h: layer.apply(h), site=site,
-             add=lambda a, b: a + b)
-    return tuple(bits)
+_codes_kernel = jax.jit(forward_site_codes, static_argnames="input_shape")
 
 
 def _blocks(n: int):

@@ -66,7 +66,8 @@ from partax.layers import traverse
 from partax.nets import code_sites
 
 __all__ = ["Dense", "Params64", "AffineFamily", "float64_arrays", "activate", "freeze", "apply_layer",
-           "push_layer", "push", "forward_codes", "float64_layers", "push_sites", "net_sites"]
+           "push_layer", "push", "forward_codes", "float64_layers", "push_sites", "net_sites",
+           "forward_site_codes"]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -347,6 +348,31 @@ def net_sites(net) -> tuple:
     """``(layer, input_shape)`` of every code site of a net, in execution order
     (:func:`partax.nets.code_sites`, named here for the geometry)."""
     return code_sites(net)
+
+
+def forward_site_codes(layers, x, input_shape) -> tuple:
+    """A general net's codes at points: its forward pass, each code site by its own rule (traceable).
+
+    Run it under ``jax.enable_x64`` on :func:`float64_layers` for the float64 codes the geometry
+    compares against (ReLU ``z > 0``, hard-tanh's two thresholds, max-pool ties to the lowest slot).
+
+    Args:
+      layers: the net's layers.
+      x: points ``[N, input_dim]`` (flattened row-major) or ``[N, *input_shape]``.
+      input_shape: the per-example input shape.
+
+    Returns:
+      A tuple of ``bool[N, n_g]``, one per code group.
+    """
+    bits = []
+
+    def site(layer, z):
+        bits.append(layer.code(z))
+        return layer.apply(z)
+
+    traverse(layers, x.reshape(x.shape[0], *input_shape), affine=lambda layer, h: layer.apply(h), site=site,
+             add=lambda a, b: a + b)
+    return tuple(bits)
 
 
 def push_sites(layers, input_shape, family: AffineFamily, bits) -> tuple:

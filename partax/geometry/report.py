@@ -44,20 +44,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import warnings
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from partax.geometry import lp
-from partax.layers import traverse
 from partax.validation import check_positive_int
 from partax.geometry.domains import Box, check_domain
 from partax.geometry.hrep import unit_rows
-from partax.geometry.linearize import float64_arrays, float64_layers, forward_codes
+from partax.geometry.code_regions import codes64, hidden_layers, split_bits
+from partax.geometry.linearize import float64_arrays, forward_codes
 from partax.geometry.local import keys_of_bits, scope_rows
 from partax.geometry.polytope import REACH
 from partax.geometry.region_lps import NO_HITS, RADIUS_CAP, facets_rows, volumes_rows
@@ -200,39 +197,20 @@ def _batches(idx, size):
     return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
-@functools.partial(jax.jit, static_argnames="input_shape")
-def _site_codes64(layers, x, input_shape):
-    """A general net's codes: its forward pass (one :func:`partax.layers.traverse`), each site's
-    own ``code`` rule on its input (run under x64 with float64 layers)."""
-    bits = []
-
-    def site(layer, z):
-        bits.append(layer.code(z))
-        return layer.apply(z)
-
-    traverse(layers, x.reshape(x.shape[0], *input_shape), affine=lambda layer, h: layer.apply(h), site=site,
-             add=lambda a, b: a + b)
-    return tuple(bits)
-
-
 def _float64_bits(space) -> tuple:
     """The codes of a scope's layers at the space's points, computed in float64.
 
     The forward pass of the space's sub-network (``h @ W + b``, bit = pre-activation ``> 0``,
     as :func:`partax.codes` defines it) in float64 (NumPy), for the ``space.depth`` layers that
-    bound the region. A general net (prefix scope: the space is its input space) runs its
-    float64 layers (:func:`~partax.geometry.linearize.float64_layers`) under ``jax.enable_x64``,
-    each code site with its own code rule (hard-tanh's two bits, max-pool ties to the lowest slot).
+    bound the region. A general net (prefix scope: the space is its input space) takes the float64
+    codes of :func:`partax.geometry.code_regions.codes64`, each code site by its own rule
+    (hard-tanh's two bits, max-pool ties to the lowest slot).
     """
     net = space.net
     if net.is_mlp:
         return tuple(forward_codes(float64_arrays(net), space.points, space.depth))
-    pts = np.asarray(space.points, np.float64)
-    if pts.shape[0] == 0:
-        return tuple(np.zeros((0, w), bool) for w in net.widths[: space.depth])
-    with jax.enable_x64(True):
-        bits = _site_codes64(jax.tree.map(jnp.asarray, float64_layers(net)), jnp.asarray(pts), tuple(net.input_shape))
-        return tuple(np.asarray(b, bool) for b in bits[: space.depth])
+    sites = hidden_layers(net, space.depth)
+    return tuple(split_bits(sites, codes64(sites, space.points)))
 
 
 def _mismatch_text(rows, keys, ex_keys, limit: int = 8) -> str:
