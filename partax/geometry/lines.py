@@ -42,7 +42,7 @@ from partax.layers import HardTanh, LeakyReLU, MaxPool, traverse, window_indices
 from partax.records import record_repr
 from partax.validation import check_net, check_scope_layer, check_vector
 from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, float64_layers, freeze
-from partax.geometry.local import scope_space
+from partax.geometry.local import check_general_scope
 
 __all__ = ["LineRegions", "line_regions"]
 
@@ -129,9 +129,7 @@ def line_regions(net, a, b, *, scope: str = "prefix", layer: Optional[int] = Non
     b = _general_point(net, b, "b")
     if np.array_equal(a, b):
         raise ValueError("b: expected an end point different from a")
-    if scope != "prefix":
-        scope_space(net, a[None], scope, layer)  # raises the geometry's reason for general nets
-        raise ValueError(f"scope: general nets take scope='prefix', got {scope!r}")
+    check_general_scope(net, scope)
     return _general_line(net, a, b, layer, tol)
 
 

@@ -76,6 +76,7 @@ __all__ = [
     "halfspaces",
     "halfspaces_batch",
     "scope_space",
+    "check_general_scope",
     "SCOPES",
 ]
 
@@ -288,6 +289,14 @@ def _latent(net: Net, x, first: int):
     return net.act(net.preactivations(x)[first - 2])
 
 
+def check_general_scope(net: Net, scope: str) -> None:
+    """Raises the reason a general net (not an MLP) has no ``"layer"`` / ``"suffix"`` geometry."""
+    if not net.is_mlp and scope != "prefix":
+        raise ValueError(f"scope: the geometry of general nets (not MLPs) takes scope='prefix' (regions in the input "
+                         f"space), got {scope!r}: the input space of a later code group is not one tensor in "
+                         f"general (a residual block carries its input past it)")
+
+
 def scope_space(net: Net, x, scope: str = "prefix", layer=None) -> ScopeSpace:
     """Maps exemplars ``x[N, d_in]`` into the space of a scope's regions (see module doc)."""
     check_net(net, stacked=False, caller="geometry")
@@ -297,10 +306,7 @@ def scope_space(net: Net, x, scope: str = "prefix", layer=None) -> ScopeSpace:
     x = np.asarray(check_finite_inputs(flat_inputs(net, np.asarray(x)), net.input_dim), net.dtype)
     if scope == "prefix":
         return ScopeSpace(net, x, layer, 1, net.input_dim)
-    if not net.is_mlp:
-        raise ValueError(f"scope: the geometry of general nets (not MLPs) takes scope='prefix' (regions in the input "
-                         f"space), got {scope!r}: the input space of a later code group is not one tensor in "
-                         f"general (a residual block carries its input past it)")
+    check_general_scope(net, scope)
     first = layer
     if first > 1:
         pts = np.asarray(_latent(net, jnp.asarray(x), first))

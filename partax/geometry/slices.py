@@ -53,7 +53,7 @@ from partax.coding import keys_from_bits
 from partax.validation import check_net, check_scope_layer
 from partax.geometry.clipping import area_centroid, clip_plane, clip_sites, next_maps
 from partax.geometry.lines import LineRegions, line_regions
-from partax.geometry.local import scope_space
+from partax.geometry.local import check_general_scope
 from partax.geometry.linearize import AffineFamily, float64_arrays, push
 from partax.geometry.plane import Plane
 from partax.plots import plot_slice  # re-export: the figure lives in partax.plots (matplotlib imported lazily)
@@ -237,9 +237,7 @@ def _result(P, cnt, areas, cen, bits, maps, logits, scope, layer, first, last, d
 
 def _general_slice(net, plane, scope, layer, first, last, rtol, area_tol, with_maps) -> SliceRegions:
     """:func:`slice_regions` on a general net (code sites walked in order, ``"prefix"`` scope)."""
-    if scope != "prefix":
-        scope_space(net, plane.origin[None].astype(net.dtype), scope, layer)  # raises local.py's refusal
-        raise ValueError(f"scope: the geometry of general nets takes scope='prefix', got {scope!r}")
+    check_general_scope(net, scope)
     if plane.shape != (plane.dim,) and plane.shape != tuple(net.input_shape):
         raise ValueError(f"plane: its points have shape {plane.shape} but the net's inputs have shape "
                          f"{tuple(net.input_shape)} (give the points flat or in the input shape)")
