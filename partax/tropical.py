@@ -22,6 +22,34 @@ maxima are resolved by the code (``A > B`` iff the unit is active), so the split
 (``num_coef``, ``num_bias``, ``den_coef``, ``den_bias``) are read off the same frozen push.
 Because ``num_k`` is convex, its linear term on any region is a global minorant of ``num_k``.
 
+**General nets** (:func:`partax.nets.sequential`: convolutions, pooling, batch norm, residual
+blocks, leaky-ReLU, hard-tanh and max-pool sites; inputs ``[N, d_in]`` flat or ``[N,
+*input_shape]``). The logits' maps are :func:`partax.geometry.linearize.push_sites` of the
+identity (every site's code frozen). The split carries ``(F, G)`` through the layers, tensors of
+the layers' shapes, every entry a convex function with non-negative coefficients in ``x``
+(``F_0 = x``, ``G_0 = 0``); with ``z = A - B`` a layer's input split, per layer kind:
+
+* Dense / Conv ``z -> L z + c``: ``(L⁺A + L⁻B + c, L⁺B + L⁻A)`` (``L⁺``, ``L⁻`` the layer with
+  the positive / negative parts of its weights), computed as ``(|L|(A + B) ± L(A - B)) / 2``
+  (two products, not four; coefficient entries that rounding puts below 0 are clamped at 0,
+  a change within the sums' rounding error);
+* BatchNorm (a signed per-channel gain ``g`` and shift ``s``): ``(g⁺A + g⁻B + s, g⁺B + g⁻A)``;
+* AvgPool, Flatten, a one-slot MaxPool (non-negative linear maps): ``(L A, L B)``;
+* ReLU / LeakyReLU (``alpha ∈ [0, 1)``): ``max(z, alpha z) = max(A + alpha B, alpha A + B) -
+  (1 + alpha) B``;
+* HardTanh: ``clip(z, lo, hi) = max(A, B + lo) - max(A - hi, B)``;
+* MaxPool over a window's slots ``z_i = A_i - B_i`` (padded slots excluded):
+  ``max_i z_i = max_i (A_i + Σ_{j≠i} B_j) - Σ_j B_j``;
+* Residual ``s(h) + body(h)``: the two branches' pairs added.
+
+Each ``max`` is resolved on a region by its code (the unit's side, the hard-tanh state, the
+window's argmax slot), so the split's linear terms are read off one frozen push (a homogeneous
+family: ``d`` coefficient rows and a constant row per region), and the output's pairs get the
+shared denominator as above. A leaky slope outside ``[0, 1)`` has no such split
+(``split=True`` is refused with the reason; ``split=False`` works). Tangent sensitivity is for
+MLPs only (its exact per-weight factorisation needs dense weight matrices): general nets are
+refused with a ``TypeError``.
+
 **The tropical classifier** (TropEx): for each training input, the linear term of the
 numerator of *its class* (by default the class the net predicts for it) on its region;
 ``label(x) = argmax_k max_{t ∈ T_k} t(x)``. Terms are deduplicated by ``(region key, class)``.
@@ -52,6 +80,21 @@ Example:
     >>> clf = TropicalClassifier.fit(net, x, allow_missing_classes=True)
     >>> clf.agreement(net, x)
     1.0
+
+    A general net (here a 1-D convolution, a max pool and a hard tanh), inputs ``[N, 6, 1]``:
+
+    >>> from partax.layers import Conv, Dense, Flatten, HardTanh, MaxPool
+    >>> r = np.random.default_rng(1)
+    >>> cnn = partax.nets.sequential([Conv(r.normal(size=(3, 1, 2)).astype(np.float32), np.zeros(2, np.float32)),
+    ...                               MaxPool((2,)), HardTanh(-1.0, 1.0), Flatten(),
+    ...                               Dense(r.normal(size=(4, 3)).astype(np.float32), np.zeros(3, np.float32))], (6, 1))
+    >>> xc = r.normal(size=(20, 6, 1)).astype(np.float32)
+    >>> tc = linear_terms(cnn, xc)
+    >>> bool((tc.region_num_coef >= 0).all() and (tc.region_den_coef >= 0).all())
+    True
+    >>> f = np.einsum("nkd,nd->nk", tc.num_coef - tc.den_coef[:, None], xc.reshape(20, 6)) + tc.num_bias - tc.den_bias[:, None]
+    >>> bool(np.allclose(f, np.asarray(cnn(xc)), atol=1e-5))
+    True
 """
 
 from __future__ import annotations
@@ -65,8 +108,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.coding import HashCollisionError, codes, region_ids
-from partax.geometry.linearize import AffineFamily, apply_layer, float64_arrays, freeze, push
-from partax.nets import Net
+from partax.geometry.linearize import (AffineFamily, apply_layer, float64_arrays, float64_layers, freeze, net_sites,
+                                       push, push_sites)
+from partax.layers import (AvgPool, BatchNorm, Conv, Dense, Flatten, HardTanh, LeakyReLU, MaxPool, Residual,
+                           index_bits, traverse, window_indices)
+from partax.nets import Net, as_structured, flat_inputs
 from partax.validation import check_inputs, check_labels, check_net
 from partax.records import record_repr
 
@@ -90,13 +136,48 @@ _CHUNK_BYTES = 1 << 28  # float64 family memory per chunk of regions (about 256 
 # --- inputs and regions -----------------------------------------------------------------------
 def _check_net(net, caller: str) -> Net:
     net = check_net(net, stacked=False, caller=caller)
-    if net.activation not in ("relu", "leaky_relu"):
+    if net.is_mlp and net.activation not in ("relu", "leaky_relu"):
         raise ValueError(f"net: {caller} supports relu and leaky_relu units, got {net.activation!r}")
     return net
 
 
+def _mlp_only(net: Net, caller: str) -> Net:
+    """Refuses a general net where only the MLP path exists (tangent sensitivity)."""
+    net = _check_net(net, caller)
+    if not net.is_mlp:
+        kinds = ", ".join(sorted({type(layer).__name__ for layer in _all_layers(net.layers)}))
+        raise TypeError(f"net: {caller} is defined for MLPs only (its exact per-region formula "
+                        f"||dJ/dW_l||_F = ||P_l||_F ||S_l||_F needs dense weight matrices; convolution kernels share "
+                        f"weights across positions and are not covered); this net has layers {kinds}")
+    return net
+
+
+def _all_layers(layers):
+    """Every layer, residual bodies and shortcuts included (depth first)."""
+    for layer in layers:
+        yield layer
+        if isinstance(layer, Residual):
+            yield from _all_layers(layer.body)
+            if layer.shortcut is not None:
+                yield layer.shortcut
+
+
+def _split_refusal(net: Net) -> str | None:
+    """Why the tropical split does not apply to ``net`` (None: it does)."""
+    if net.is_mlp:
+        alpha = float(net.alpha) if net.activation == "leaky_relu" else 0.0
+        if not 0.0 <= alpha < 1.0:
+            return f"the tropical split needs a leaky slope alpha in [0, 1), got {alpha}"
+        return None
+    bad = [layer for layer in _all_layers(net.layers) if isinstance(layer, LeakyReLU) and not 0.0 <= layer.alpha < 1.0]
+    if bad:
+        return (f"the tropical split needs leaky slopes alpha in [0, 1) (a non-negative combination of the "
+                f"pre-activation's two parts), got {bad[0]!r}")
+    return None
+
+
 def _check_x(x, net: Net, name: str = "x") -> np.ndarray:
-    x = np.asarray(check_inputs(x, net.input_dim, name))
+    x = np.asarray(check_inputs(flat_inputs(net, x, name), net.input_dim, name))
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name}: expected finite inputs (found NaN or inf)")
     return x
@@ -200,6 +281,131 @@ def _terms_kernel(params, masks, split: bool):
     return res
 
 
+# --- the split on general nets ------------------------------------------------------------------
+# A state is the pair (F, G) of homogeneous families: arrays [M * (d + 1), *shape] holding, for
+# each of M regions, the d coefficient rows (row i: the coefficient of x_i) and then the constant
+# row (before the first code site, one shared copy: [d + 1, *shape]). Linear maps act on all rows;
+# a constant goes into the constant rows only (``const``).
+def _split_affine(layer, state, const):
+    """An affine layer on ``(F, G)``: ``(L⁺F + L⁻G + c, L⁺G + L⁻F)`` (``c`` its constant)."""
+    F, G = state
+    if isinstance(layer, (Dense, Conv)):
+        # L⁺F + L⁻G = (|L|(F + G) + L(F - G)) / 2 and L⁺G + L⁻F = (|L|(F + G) - L(F - G)) / 2: two
+        # products, not four; the coefficient rows are >= 0 exactly in real arithmetic and are
+        # clamped at 0 where rounding dips below (a change within the rounding error of the sums)
+        c = layer.apply(jnp.zeros((1, *F.shape[1:]), F.dtype))  # the layer's value at 0: its bias
+        m = jax.tree.map(jnp.abs, layer).linear(F + G)
+        z = layer.linear(F - G)
+        is_const = const(m.ndim) > 0
+        A = jnp.where(is_const, 0.5 * (m + z) + c, jnp.maximum(0.5 * (m + z), 0.0))
+        B = jnp.where(is_const, 0.5 * (m - z), jnp.maximum(0.5 * (m - z), 0.0))
+        return A, B
+    if isinstance(layer, BatchNorm):  # a signed per-channel scale and a shift
+        g = layer.gain()
+        gp, gn = jnp.maximum(g, 0.0), jnp.maximum(-g, 0.0)
+        A = F * gp + G * gn
+        return A + const(A.ndim) * layer.shift(), G * gp + F * gn
+    if isinstance(layer, (AvgPool, Flatten, MaxPool)):  # non-negative linear maps (a one-slot max pool selects)
+        return layer.linear(F), layer.linear(G)
+    raise TypeError(f"net: the tropical split has no rule for layer {layer!r}")  # unreachable for LAYER_TYPES
+
+
+def _split_site(layer, state, bits, const):
+    """A code site with its code ``bits`` (one row per family row) frozen, on ``(F, G)``."""
+    A, B = state  # the site's input z = A - B
+    n = A.shape[0]
+    if isinstance(layer, LeakyReLU):  # max(z, a z) = max(A + a B, a A + B) - (1 + a) B
+        a = layer.alpha
+        on = bits.reshape(A.shape)
+        return jnp.where(on, A + a * B, a * A + B), (1.0 + a) * B
+    if isinstance(layer, HardTanh):  # clip(z, lo, hi) = max(A, B + lo) - max(A - hi, B)
+        b = bits.reshape(n, -1, 2)
+        above_lo, above_hi = b[..., 0].reshape(A.shape), b[..., 1].reshape(A.shape)
+        c = const(A.ndim)
+        return jnp.where(above_lo, A, B + layer.lo * c), jnp.where(above_hi, A - layer.hi * c, B)
+    if isinstance(layer, MaxPool):  # max_i (A_i - B_i) = max_i (A_i + sum_{j != i} B_j) - sum_j B_j
+        in_shape = tuple(A.shape[1:])
+        idx = window_indices(in_shape, layer.window, layer.strides, layer.padding)  # [windows, k], -1 padded
+        valid = idx >= 0
+        safe = np.where(valid, idx, 0)
+        Aw = jnp.where(valid, A.reshape(n, -1)[:, safe], 0.0)
+        Bw = jnp.where(valid, B.reshape(n, -1)[:, safe], 0.0)
+        chosen = jnp.arange(idx.shape[1]) == layer.slots(bits)[..., None]  # [n, windows, k]
+        F = jnp.where(chosen, Aw, 0.0).sum(-1) + jnp.where(chosen, 0.0, Bw).sum(-1)
+        out = (n, *layer.output_shape(in_shape))
+        return F.reshape(out), Bw.sum(-1).reshape(out)
+    raise TypeError(f"net: the tropical split has no rule for code site {layer!r}")  # unreachable
+
+
+@functools.partial(jax.jit, static_argnames=("input_shape", "split"))
+def _layered_terms_kernel(layers, masks, input_shape, split: bool):
+    """A general net's per-region logit maps (:func:`push_sites`) and, with ``split``, the split."""
+    d = int(np.prod(input_shape))
+    M = masks[0].shape[0]
+    _, out = push_sites(layers, input_shape, AffineFamily(jnp.zeros(d), jnp.eye(d)), masks)
+    res = {"coef": out.rows, "bias": out.offset}
+    if split:
+        rows = M * (d + 1)
+
+        def const(ndim, n=rows):
+            return ((jnp.arange(n) % (d + 1)) == d).reshape((n,) + (1,) * (ndim - 1)).astype(jnp.float64)
+
+        def batched(a):  # a state shared by all regions (before the first site) -> one copy per region
+            return a if a.shape[0] == rows else jnp.broadcast_to(a[None], (M, *a.shape)).reshape(rows, *a.shape[1:])
+
+        def site(layer, st):
+            return _split_site(layer, tuple(batched(a) for a in st), next(codes_), const)
+
+        def add(a, b):
+            if a[0].shape[0] != b[0].shape[0]:
+                a, b = tuple(batched(v) for v in a), tuple(batched(v) for v in b)
+            return a[0] + b[0], a[1] + b[1]
+
+        start = jnp.concatenate([jnp.eye(d), jnp.zeros((1, d))]).reshape(d + 1, *input_shape)  # F_0 = x, G_0 = 0
+        codes_ = iter([jnp.repeat(m, d + 1, axis=0) for m in masks])
+        P, Q = traverse(layers, (start, jnp.zeros_like(start)),
+                        affine=lambda layer, st: _split_affine(layer, st, lambda ndim: const(ndim, st[0].shape[0])),
+                        site=site, add=add)
+        P, Q = batched(P), batched(Q)
+        P, Q = P.reshape(M, d + 1, -1), Q.reshape(M, d + 1, -1)
+        den = Q.sum(-1)  # [M, d + 1]
+        num = P + (den[..., None] - Q)  # [M, d + 1, k]; den - Q_k >= 0 (den sums Q_k and more)
+        res.update(num_coef=num[:, :d].swapaxes(-1, -2), num_bias=num[:, d], den_coef=den[:, :d], den_bias=den[:, d])
+    return res
+
+
+def _widest(net: Net) -> int:
+    """The largest per-example tensor anywhere in the net (residual bodies included)."""
+    sizes = [int(np.prod(net.input_shape))]
+
+    def step(layer, shape):
+        out = tuple(layer.output_shape(shape))
+        sizes.append(max(int(np.prod(out)), int(np.prod(shape))))
+        return out
+
+    traverse(net.layers, tuple(net.input_shape), affine=step, site=step, add=lambda a, b: a)
+    return max(sizes)
+
+
+def _layered_terms_of_masks(net: Net, masks, *, split: bool, batch_size=None) -> dict:
+    d, k = net.input_dim, net.output_dim
+    M = masks[0].shape[0]
+    out = {"coef": np.zeros((M, k, d)), "bias": np.zeros((M, k))}
+    if split:
+        out.update(num_coef=np.zeros((M, k, d)), num_bias=np.zeros((M, k)), den_coef=np.zeros((M, d)),
+                   den_bias=np.zeros(M))
+    if M == 0:
+        return out
+    size = _chunk_size(None, batch_size, (12 if split else 3) * (d + 1) * _widest(net))
+    with jax.enable_x64(True):
+        layers = jax.tree.map(jnp.asarray, float64_layers(net))
+        for start, stop, chunk in _chunks(masks, size):
+            res = _layered_terms_kernel(layers, tuple(jnp.asarray(m) for m in chunk), tuple(net.input_shape), split)
+            for name, a in res.items():
+                out[name][start:stop] = np.asarray(a)[: stop - start]
+    return out
+
+
 # --- linear terms ---------------------------------------------------------------------------------
 _PER_INPUT = ("coef", "bias", "num_coef", "num_bias", "den_coef", "den_bias")
 
@@ -289,11 +495,12 @@ def linear_terms(net: Net, x, *, split: bool = True, batch_size: int | None = No
     """The affine map of every logit on each input's region, computed once per region.
 
     Args:
-      net: an unstacked :class:`partax.Net` (ReLU, or leaky ReLU with ``0 <= alpha < 1`` for
-        the split).
-      x: inputs ``[N, d_in]``.
+      net: an unstacked :class:`partax.Net`: an MLP (ReLU, or leaky ReLU with ``0 <= alpha < 1``
+        for the split) or a general net of :func:`partax.nets.sequential` (any layers of
+        :mod:`partax.layers`; leaky slopes in ``[0, 1)`` for the split).
+      x: inputs ``[N, d_in]`` (a general net also takes ``[N, *input_shape]``).
       split: also the tropical split (numerators and the shared denominator; see the module
-        docstring).
+        docstring for each layer kind's rule).
       batch_size: regions per kernel call (default: by memory, about 256 MiB of float64).
 
     Returns:
@@ -309,11 +516,12 @@ def linear_terms(net: Net, x, *, split: bool = True, batch_size: int | None = No
     """
     net = _check_net(net, "linear_terms()")
     x = _check_x(x, net)
-    alpha = float(net.alpha) if net.activation == "leaky_relu" else 0.0
-    if split and not 0.0 <= alpha < 1.0:
-        raise ValueError(f"net: the tropical split needs a leaky slope alpha in [0, 1), got {alpha}; pass split=False")
+    why = _split_refusal(net) if split else None
+    if why:
+        raise ValueError(f"net: {why}; pass split=False for the logits' maps alone")
     reg = _regions(net, x)
-    t = _terms_of_masks(net, reg.masks, split=split, batch_size=batch_size)
+    terms_of_masks = _terms_of_masks if net.is_mlp else _layered_terms_of_masks
+    t = terms_of_masks(net, reg.masks, split=split, batch_size=batch_size)
     return LinearTerms(t["coef"], t["bias"], t.get("num_coef"), t.get("num_bias"), t.get("den_coef"),
                        t.get("den_bias"), reg.keys, reg.index, reg.exemplars, reg.counts, reg.masks)
 
@@ -322,7 +530,16 @@ def linear_terms(net: Net, x, *, split: bool = True, batch_size: int | None = No
 def _net_predictions(net: Net, x: np.ndarray, batch: int = 8192) -> np.ndarray:
     if x.shape[0] == 0:
         return np.zeros(0, np.int64)
-    return np.concatenate([np.asarray(jnp.argmax(net(x[i : i + batch]), axis=-1)) for i in range(0, x.shape[0], batch)]).astype(np.int64)
+    if net.is_mlp:
+        return np.concatenate([np.asarray(jnp.argmax(net(x[i : i + batch]), axis=-1)) for i in range(0, x.shape[0], batch)]).astype(np.int64)
+    return np.concatenate([np.asarray(_layered_argmax(net, as_structured(net, x[i : i + batch])))
+                           for i in range(0, x.shape[0], batch)]).astype(np.int64)
+
+
+@jax.jit
+def _layered_argmax(net: Net, x):
+    """A general net's predicted class (its flattened outputs' argmax, lowest on ties)."""
+    return jnp.argmax(net(x).reshape(x.shape[0], -1), axis=-1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -363,7 +580,7 @@ class TropicalClassifier:
 
         Args:
           net: an unstacked :class:`partax.Net` (see :func:`linear_terms`).
-          x_train: training inputs ``[N, d_in]``, ``N >= 1``.
+          x_train: training inputs ``[N, d_in]`` (or ``[N, *input_shape]``), ``N >= 1``.
           labels: the class of each training input; None (default, as TropEx): the class the
             net predicts for it (``argmax`` of its logits, lowest index on ties).
           allow_missing_classes: a class with no training input has no term. False (default):
@@ -385,18 +602,18 @@ class TropicalClassifier:
         else:
             cls_of = check_labels(labels, x_train.shape[0], C)
             what = "no training label is"
+        missing = tuple(int(k) for k in np.setdiff1d(np.arange(C), cls_of))
+        if missing and not allow_missing_classes:
+            raise ValueError(
+                f"x_train: {what} class {list(missing)} (of {C}), so the tropical classifier has no term for "
+                "it; pass allow_missing_classes=True to fit anyway (those classes are never predicted)"
+            )
         terms = linear_terms(net, x_train, batch_size=batch_size)
         pair = terms.index * C + cls_of
         upair, first = np.unique(pair, return_index=True)
         r, c = upair // C, upair % C  # sorted by region, then class
         order = np.lexsort((r, c))  # by class, then region key
         r, c, first = r[order], c[order], first[order]
-        missing = tuple(int(k) for k in np.setdiff1d(np.arange(C), c))
-        if missing and not allow_missing_classes:
-            raise ValueError(
-                f"x_train: {what} class {list(missing)} (of {C}), so the tropical classifier has no term for "
-                "it; pass allow_missing_classes=True to fit anyway (those classes are never predicted)"
-            )
         return cls(terms.region_num_coef[r, c], terms.region_num_bias[r, c], c.astype(np.int64), terms.keys[r],
                    first.astype(np.int64), tuple(m[r] for m in terms.masks), C, missing, net)
 
@@ -405,7 +622,7 @@ class TropicalClassifier:
         return int(self.classes.shape[0])
 
     def _check(self, x, name: str = "x") -> np.ndarray:
-        x = np.asarray(check_inputs(x, self.coef.shape[1], name))
+        x = np.asarray(check_inputs(flat_inputs(self.net, x, name), self.coef.shape[1], name))
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name}: expected finite inputs (found NaN or inf)")
         return x.astype(np.float64)
@@ -414,7 +631,7 @@ class TropicalClassifier:
         """Scores, predictions and the winning term of each input.
 
         Args:
-          x: inputs ``[N, d_in]`` (evaluated in float64).
+          x: inputs ``[N, d_in]`` or ``[N, *input_shape]`` (evaluated in float64).
           block: inputs per block (default: about 2^24 scores per block).
 
         Returns:
@@ -448,7 +665,7 @@ class TropicalClassifier:
 
         Args:
           net: the net to compare with (usually the one the classifier was fitted on).
-          x: inputs ``[N, d_in]``, ``N >= 1``.
+          x: inputs ``[N, d_in]`` or ``[N, *input_shape]``, ``N >= 1``.
 
         Returns:
           A float in ``[0, 1]``.
@@ -467,7 +684,7 @@ class TropicalClassifier:
         """The fraction of inputs whose label ``y`` the classifier predicts.
 
         Args:
-          x: inputs ``[N, d_in]``, ``N >= 1``.
+          x: inputs ``[N, d_in]`` or ``[N, *input_shape]``, ``N >= 1``.
           y: integer labels ``[N]`` in ``0..C-1``.
 
         Returns:
@@ -489,19 +706,27 @@ def _unpacked(net: Net, x: np.ndarray) -> list:
     return [c.bits(l) for l in range(1, net.num_hidden + 1)]
 
 
+def _bits_per_unit(net: Net) -> tuple:
+    """Per code group, the bits of one unit: 1 per (leaky) ReLU, 2 per hard tanh, a max-pool window's slot bits."""
+    out = []
+    for layer, _ in net_sites(net):
+        out.append(index_bits(layer.size) if isinstance(layer, MaxPool) else 2 if isinstance(layer, HardTanh) else 1)
+    return tuple(out)
+
+
 def shared_code_fractions(net: Net, x_train, x_test) -> np.ndarray:
     """Per prefix layer, the fraction of test inputs whose code equals some training input's.
 
-    Column ``l - 1`` is the fraction of test inputs whose codes of layers ``1..l`` (the
-    ``prefix`` scope) equal those of some training input; the last column is the full code
+    Column ``l - 1`` is the fraction of test inputs whose codes of layers ``1..l`` (code groups
+    ``1..l`` of a general net: the ``prefix`` scope) equal those of some training input; the last column is the full code
     (the same linear region). Keys come from the partition engine's tables of the training
     inputs (:func:`partax.partition`, ``exact=True``) and :func:`partax.region_ids` of the
     test inputs; every key match is then confirmed by comparing the codes themselves.
 
     Args:
       net: an unstacked :class:`partax.Net`.
-      x_train: ``[N, d_in]``, ``N >= 1``.
-      x_test: ``[K, d_in]``, ``K >= 1``.
+      x_train: ``[N, d_in]`` (or ``[N, *input_shape]``), ``N >= 1``.
+      x_test: ``[K, d_in]`` (or ``[K, *input_shape]``), ``K >= 1``.
 
     Returns:
       ``float64[L]``.
@@ -551,9 +776,10 @@ class RegionStatistics(NamedTuple):
       agreement_train, agreement_test: the classifier's agreement with the net.
       accuracy_train, accuracy_test: its accuracy (None without labels).
       net_accuracy_train, net_accuracy_test: the net's own accuracy (None without labels).
-      unit_agreement: ``float64[L]``: per hidden layer, the mean over test inputs of the fraction
-        of units on which the test input's code equals the code of the term (training region)
-        the classifier chose for it.
+      unit_agreement: ``float64[L]``: per hidden layer (code group of a general net), the mean
+        over test inputs of the fraction of units on which the test input's code equals the
+        code of the term (training region) the classifier chose for it; a unit is a (leaky)
+        ReLU unit (1 bit), a hard-tanh unit (its 2 bits) or a max-pool window (its argmax).
     """
 
     shared_prefix: np.ndarray
@@ -576,7 +802,7 @@ def region_statistics(net: Net, x_train, x_test, y_train=None, y_test=None, *, c
 
     Args:
       net: an unstacked :class:`partax.Net`.
-      x_train, x_test: ``[N, d_in]`` and ``[K, d_in]``, both non-empty.
+      x_train, x_test: ``[N, d_in]`` and ``[K, d_in]`` (or ``[N, *input_shape]``), both non-empty.
       y_train, y_test: labels, or None (then the accuracies are None).
       classifier: a fitted :class:`TropicalClassifier`, or None to fit one on ``x_train``
         with the net's predicted classes (TropEx's choice).
@@ -596,7 +822,11 @@ def region_statistics(net: Net, x_train, x_test, y_train=None, y_test=None, *, c
     pred_train = clf.predict(x_train)
     net_train, net_test = _net_predictions(net, x_train), _net_predictions(net, x_test)
     bits_test = _unpacked(net, x_test)
-    units = np.array([float(np.mean(bits_test[l] == clf.masks[l][term])) for l in range(net.num_hidden)])
+    if net.is_mlp:
+        units = np.array([float(np.mean(bits_test[l] == clf.masks[l][term])) for l in range(net.num_hidden)])
+    else:  # a unit: a (leaky) ReLU unit (1 bit), a hard-tanh unit (2 bits), a max-pool window (its slot's bits)
+        units = np.array([float(np.mean(np.all((b == m[term]).reshape(b.shape[0], -1, per), axis=-1)))
+                          for b, m, per in zip(bits_test, clf.masks, _bits_per_unit(net))])
 
     def acc(pred, y, n):
         return None if y is None else float(np.mean(pred == check_labels(y, n, net.output_dim)))
@@ -706,7 +936,7 @@ def tangent_sensitivity(net: Net, x, *, output: int | None = None, batch_size: i
       :class:`TangentSensitivity`; at an input away from every boundary ``norm`` equals the
       Frobenius norm of ``jax.jacfwd(jax.jacrev(f, θ), x)`` of the float64 net.
     """
-    net = _check_net(net, "tangent_sensitivity()")
+    net = _mlp_only(net, "tangent_sensitivity()")
     x = _check_x(x, net)
     if x.shape[0] == 0:
         raise ValueError("x: expected at least one input, got an empty array")
@@ -758,7 +988,7 @@ def tangent_sensitivity_table(net: Net, table, source, *, output: int | None = N
     """
     from partax.tables import RegionTable
 
-    net = _check_net(net, "tangent_sensitivity_table()")
+    net = _mlp_only(net, "tangent_sensitivity_table()")
     if not isinstance(table, RegionTable):
         raise TypeError(f"table: expected a partax.RegionTable, got {type(table).__name__}")
     if len(table) == 0 or table.total <= 0:
