@@ -29,6 +29,12 @@ evenly in the log of the tree's number of leaves (every step when the sequence i
 ``backend="mlpack"`` runs mlpack's own ``det`` instead (mlpack is not a partax dependency: it
 must be installed separately, else an ``ImportError`` saying so).
 
+The point checks of every density (this tree, and :mod:`partax.density`'s partition, grid and
+KDE densities) live here, the lowest of the density modules: :func:`check_points` (a finite
+``[n, d]`` batch), :func:`inside_box` (the closed box, with the ``outside="error"|"-inf"`` flag
+of ``log_prob``, :func:`check_outside`); bounded boxes are checked by
+:func:`partax.geometry.domains.check_bounded_box`.
+
 Example:
     >>> import numpy as np
     >>> from partax.geometry import Box
@@ -47,34 +53,59 @@ from typing import NamedTuple, Optional
 import jax
 import numpy as np
 
-from partax.geometry.domains import Box
+from partax.geometry.domains import Box, check_bounded_box
 from partax.validation import check_inputs
 
-__all__ = ["DensityTree", "MlpackDensityTree", "tree"]
+__all__ = ["DensityTree", "MlpackDensityTree", "tree", "OUTSIDE", "check_outside", "check_points", "inside_box"]
 
-_OUTSIDE = ("error", "-inf")
 _BACKENDS = ("partax", "mlpack")
 
 
-# --- checks -------------------------------------------------------------------------------
-def _box_bounds(domain, d: int):
-    if domain is None:
-        raise ValueError("domain: a density tree needs a bounded partax.Box (got None, i.e. all of R^d)")
-    if not isinstance(domain, Box):
-        raise TypeError(f"domain: expected a partax.Box, got {type(domain).__name__}")
-    if domain.dim is not None and domain.dim != d:
-        raise ValueError(f"domain: a Box of dimension {domain.dim} for data of dimension {d}")
-    lo, hi = domain.bounds(d)
-    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("domain: expected finite bounds (a bounded box)")
-    if not np.all(hi > lo):
-        raise ValueError("domain: expected hi > lo on every axis (a box of positive volume)")
-    return lo, hi
+# --- checks (the one home of the densities' point checks: partax.density uses them too) -------
+#: the ``outside=`` choices of every density's ``log_prob``: raise, or density 0 (``-inf``)
+OUTSIDE = ("error", "-inf")
 
 
-def _points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
-    x = np.asarray(check_inputs(np.asarray(x), d, name)).astype(np.float64, copy=False)
+def check_outside(outside) -> str:
+    """The ``outside=`` flag of a density's ``log_prob``, validated.
+
+    Args:
+      outside: ``"error"`` (points outside the box raise) or ``"-inf"`` (they get ``log_prob = -inf``).
+
+    Returns:
+      ``outside``.
+
+    Example:
+      >>> check_outside("-inf")
+      '-inf'
+    """
+    if outside not in OUTSIDE:
+        raise ValueError(f"outside: expected one of {OUTSIDE}, got {outside!r}")
+    return outside
+
+
+def check_points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
+    """Points of a density: a 2-D numeric NumPy array ``[n, d]`` of finite values.
+
+    Args:
+      x: the points (anything ``np.asarray`` takes).
+      d: the expected number of columns, or None (any).
+      name: the argument's name in the messages.
+      allow_empty: accept ``n = 0``.
+
+    Returns:
+      ``x`` as a NumPy array, its dtype kept if floating, else ``float64``.
+
+    Raises:
+      ValueError: the wrong shape, no point (unless ``allow_empty``), NaN or inf. TypeError: not numeric.
+
+    Example:
+      >>> check_points([[0, 1], [2, 3]], 2).dtype
+      dtype('float64')
+    """
+    x = np.asarray(check_inputs(np.asarray(x), d, name))
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
     if x.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name}: expected at least one point, got an empty array of shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -82,10 +113,32 @@ def _points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) 
     return x
 
 
-def _inside(x, lo, hi, outside: str, name: str = "x") -> np.ndarray:
-    if outside not in _OUTSIDE:
-        raise ValueError(f"outside: expected one of {_OUTSIDE}, got {outside!r}")
-    inside = np.all((x >= lo) & (x <= hi), axis=1)
+def inside_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, outside: str = "error", name: str = "x", *,
+               inside: Optional[np.ndarray] = None) -> np.ndarray:
+    """Which points lie in the closed box ``[lo, hi]``; with ``outside="error"`` a point outside raises.
+
+    Args:
+      x: points ``[n, d]`` (checked, e.g. by :func:`check_points`).
+      lo, hi: ``float64[d]`` the box's corners.
+      outside: ``"error"`` or ``"-inf"`` (:func:`check_outside`).
+      name: the argument's name in the message.
+      inside: ``bool[n]`` the answer, when it was computed elsewhere (a jitted kernel): only
+        the error is raised here, the same one.
+
+    Returns:
+      ``bool[n]``.
+
+    Raises:
+      ValueError: with ``outside="error"``, naming how many points are outside and the first.
+
+    Example:
+      >>> import numpy as np
+      >>> inside_box(np.array([[0.5], [2.0]]), np.zeros(1), np.ones(1), "-inf").tolist()
+      [True, False]
+    """
+    outside = check_outside(outside)
+    if inside is None:
+        inside = np.all((x >= lo) & (x <= hi), axis=1)
     if outside == "error" and not inside.all():
         i = int(np.flatnonzero(~inside)[0])
         raise ValueError(f"{name}: {int((~inside).sum())} point(s) outside the domain box (first: row {i}, "
@@ -329,9 +382,10 @@ class DensityTree(NamedTuple):
           ``int64[n]``.
         """
         d = self.lower.shape[1]
-        x = _points(x, d, allow_empty=True)
+        outside = check_outside(outside)
+        x = check_points(x, d, allow_empty=True).astype(np.float64, copy=False)
         lo, hi = self.domain.bounds(d)
-        inside = _inside(x, lo, hi, outside)
+        inside = inside_box(x, lo, hi, outside)
         node = np.zeros(x.shape[0], np.int64)
         rows = np.arange(x.shape[0])
         while True:
@@ -425,9 +479,10 @@ class MlpackDensityTree(NamedTuple):
         """
         mlpack = _import_mlpack()
         d = self.dim
-        x = _points(x, d, allow_empty=True)
+        outside = check_outside(outside)
+        x = check_points(x, d, allow_empty=True).astype(np.float64, copy=False)
         lo, hi = self.domain.bounds(d)
-        inside = _inside(x, lo, hi, outside)
+        inside = inside_box(x, lo, hi, outside)
         out = np.full(x.shape[0], -np.inf)
         if inside.any():
             est = np.asarray(mlpack.det(input_model=self.model, test=np.ascontiguousarray(x[inside]))
@@ -490,9 +545,9 @@ def tree(x, domain: Box, *, min_leaf_size: int = 5, max_leaf_size: int = 10, fol
     if x.ndim != 2:
         raise ValueError(f"x: expected a 2-D array (N, d), got shape {x.shape}")
     d = x.shape[1]
-    lo, hi = _box_bounds(domain, d)
-    x = _points(x, d)
-    _inside(x, lo, hi, "error")
+    lo, hi = check_bounded_box(domain, d)
+    x = check_points(x, d).astype(np.float64, copy=False)
+    inside_box(x, lo, hi)
     N = x.shape[0]
     min_leaf = _int_at_least(min_leaf_size, 1, "min_leaf_size")
     max_leaf = _int_at_least(max_leaf_size, min_leaf, "max_leaf_size")

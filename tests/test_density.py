@@ -63,8 +63,13 @@ def test_exact_volumes_sum_to_box_and_density_integrates(random_net, checker_dat
     assert abs(w.mean() - 1.0) < 4 * w.std() / math.sqrt(len(w))
 
 
-def test_mc_volumes_sum_to_box_and_integrate(random_net, checker_data):
-    dens = density.estimate(random_net, checker_data[0], Box(-4, 4), volumes="mc", num_reference=1 << 16)
+@pytest.fixture(scope="module")
+def mc_checker(random_net, checker_data):
+    return density.estimate(random_net, checker_data[0], Box(-4, 4), volumes="mc", num_reference=1 << 16)
+
+
+def test_mc_volumes_sum_to_box_and_integrate(mc_checker):
+    dens = mc_checker
     assert dens.volume_method == "mc" and not dens.resolved[-1] and dens.resolved[:-1].all()
     assert np.all(dens.volumes > 0), "no region, the residual included, may get volume 0"
     assert abs(dens.volumes.sum() - 64.0) < 1e-9
@@ -336,3 +341,162 @@ def test_smoothing_default_is_the_documented_jeffreys_half():
     np.testing.assert_allclose(np.sort(np.exp(dens.log_densities)), expect, rtol=1e-12)
     assert density.estimate(net, x, Box(-4, 4), layer=1, backoff=True).smoothing == 0
     assert density.estimate(net, x, Box(-4, 4), layer=1, smoothing=0.5).smoothing == 0.5
+
+
+# --- log_prob's lookup (one jitted kernel: box, code, key, row) against NumPy oracles ---------
+def _oracle_log_prob(dens, x):
+    """The row of each point from a Python dict of the density's keys, looked up by the net's own
+    region keys (``partax.region_ids`` on the points cast to the net's dtype), the box tested in
+    float64 NumPy, unknown keys in the residual row (Monte Carlo)."""
+    x = np.asarray(x)
+    lo, hi = dens.domain.bounds(dens.net.input_dim)
+    x64 = x.astype(np.float64)
+    inside = np.all((x64 >= lo) & (x64 <= hi), axis=1)
+    keys = partax.region_ids(dens.net, x.astype(np.float32), "prefix")[:, dens.layer - 1]
+    row = {int(k): i for i, k in enumerate(dens.keys) if dens.resolved[i]}
+    idx = np.array([row.get(int(k), len(dens.keys) - 1) for k in keys], np.int64)
+    return np.where(inside, dens.log_densities[idx], -np.inf), np.where(inside, idx, -1)
+
+
+@pytest.fixture(scope="module")
+def mc8():
+    net = partax.mlp(jax.random.key(1), [8, 16, 16, 1], bias_std=0.3)
+    x = np.random.default_rng(0).uniform(-1, 1, (3000, 8))
+    return density.estimate(net, x, Box(-1, 1), num_reference=4096, key=3)  # (the sizes of the 8-D test above)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("n", [1, 7, 1000, (1 << 16) + 3])
+def test_log_prob_matches_the_oracle_exactly(mc8, dtype, n):
+    """Bit-identical to the NumPy oracle for every input dtype and batch sizes across the kernel's
+    chunks (``2^16`` inputs each, the last one padded), with points outside the box and on its
+    faces; Monte Carlo volumes, so keys the reference missed land in the residual row."""
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-1.2, 1.2, (n, 8))
+    x[: n // 3] = np.clip(x[: n // 3], -1, 1)  # a third on or inside the faces
+    x = np.round(x * 1.5) if dtype is np.int64 else x  # integers -2..2: some outside
+    x = x.astype(dtype)
+    lp, idx = _oracle_log_prob(mc8, x)
+    np.testing.assert_array_equal(mc8.log_prob(x, outside="-inf"), lp)
+    got = mc8.index(x, outside="-inf")
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, idx)
+    if n > 100 and dtype is not np.int64:
+        assert np.isneginf(lp).any() and np.isfinite(lp).any() and np.any(idx == len(mc8.keys) - 1)
+
+
+def test_log_prob_exact_volumes_matches_the_oracle(random_net, checker_data):
+    dens = density.estimate(random_net, checker_data[0], Box(-4, 4))
+    x = np.random.default_rng(3).uniform(-4.5, 4.5, (5000, 2))
+    for xs in (x, x.astype(np.float32)):
+        lp, _ = _oracle_log_prob(dens, xs)
+        np.testing.assert_array_equal(dens.log_prob(xs, outside="-inf"), lp)
+
+
+@pytest.mark.parametrize("lo, hi", [(-0.7, 0.7), (0.1, 1.3), ([-0.3, -2.2], [np.pi / 10, 1e-3])])
+def test_box_test_is_the_float64_one_at_the_faces(mc_checker, lo, hi):
+    """The kernel tests the box on float32 inputs with its bounds rounded inwards: a float32
+    point is inside iff it is in float64 (0.7 is not a float32: float32(0.7) < 0.7 is inside,
+    the next float32 up is outside); float64 inputs are tested in float64 before any rounding.
+    (One Monte Carlo density with its box replaced: every point of the new box has a row, its
+    region's or the residual, so ``log_prob`` is finite exactly inside.)"""
+    box = Box(lo, hi)
+    blo, bhi = box.bounds(2)
+    dens = mc_checker._replace(domain=box)
+    f = np.float32
+    faces = []
+    for j in range(2):
+        for v in (blo[j], bhi[j]):
+            for w in (np.nextafter(f(v), f(-np.inf)), f(v), np.nextafter(f(v), f(np.inf))):
+                p = ((blo + bhi) / 2).astype(f)
+                p[j] = w
+                faces.append(p)
+    x32 = np.array(faces, f)
+    inside = np.all((x32.astype(np.float64) >= blo) & (x32.astype(np.float64) <= bhi), axis=1)
+    assert 0 < inside.sum() < len(inside)
+    np.testing.assert_array_equal(np.isfinite(dens.log_prob(x32, outside="-inf")), inside)
+    x64 = np.concatenate([blo[None] - 1e-12, bhi[None] + 1e-12, blo[None], bhi[None]])
+    np.testing.assert_array_equal(np.isfinite(dens.log_prob(x64, outside="-inf")), [False, False, True, True])
+    with pytest.raises(ValueError, match=r"x: 2 point\(s\) outside the domain box \(first: row 0"):
+        dens.log_prob(x64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_prob_non_finite_and_outside_errors(mc8, dtype):
+    x = np.zeros((10, 8), dtype)
+    x[4, 2] = 3.0
+    with pytest.raises(ValueError, match=r"x: 1 point\(s\) outside the domain box \(first: row 4"):
+        mc8.log_prob(x)
+    x[7, 0] = np.nan  # finiteness is checked first, whatever outside= says
+    for outside in ("error", "-inf"):
+        with pytest.raises(ValueError, match="x: expected finite points"):
+            mc8.log_prob(x, outside=outside)
+    with pytest.raises(ValueError, match="outside: expected one of"):
+        mc8.log_prob(x[:3], outside="nan")
+    with pytest.raises(ValueError, match=r"x: expected shape \(N, 8\)"):
+        mc8.log_prob(np.zeros((3, 7), dtype))
+    assert mc8.log_prob(np.zeros((0, 8), dtype)).shape == (0,)
+
+
+def test_lookup_in_crowded_buckets_and_unsorted_rows(mc8):
+    """The table is bucketed by the keys' top bits; keys crowding one bucket (decoys that share a
+    real key's top 32 bits) and rows in any order (not sorted by key) give the same rows."""
+    x = np.random.default_rng(5).uniform(-1, 1, (4000, 8)).astype(np.float32)
+    base = mc8.log_prob(x)
+    res = mc8.resolved
+    k = mc8.keys[res]
+    decoys = np.unique(np.concatenate([k[:50] ^ np.uint64(v) for v in range(1, 40)]))
+    decoys = np.setdiff1d(decoys, k)
+    keys = np.concatenate([k, decoys])
+    order = np.argsort(keys)
+    n_dec = len(decoys)
+
+    def grown(a, fill):
+        return np.concatenate([a[res], np.full(n_dec, fill, a.dtype)])[order].tolist() + a[~res].tolist()
+
+    crowded = mc8._replace(keys=np.array(grown(mc8.keys, 0), np.uint64),
+                           counts=np.array(grown(mc8.counts, 0), np.int64),
+                           volumes=np.array(grown(mc8.volumes, 1.0), np.float64),
+                           volume_stderr=np.array(grown(mc8.volume_stderr, 0.0), np.float64),
+                           resolved=np.array(grown(mc8.resolved, True), bool), mass=None, reference_hits=None)
+    lp = crowded.log_prob(x)
+    real = np.isin(crowded.keys, k) | ~crowded.resolved
+    np.testing.assert_array_equal(np.isin(crowded.index(x), np.flatnonzero(real)), True)
+    # the same mass and volume per real row, renormalised by the decoys' pseudo-counts only
+    shift = np.log(mc8.total + mc8.smoothing * mc8.num_regions) - np.log(crowded.total + crowded.smoothing
+                                                                          * crowded.num_regions)
+    np.testing.assert_allclose(lp, base + shift, rtol=0, atol=1e-12)
+    perm = np.random.default_rng(0).permutation(int(res.sum()))
+    shuffled = mc8._replace(**{f: np.concatenate([getattr(mc8, f)[res][perm], getattr(mc8, f)[~res]])
+                               for f in ("keys", "counts", "volumes", "volume_stderr", "resolved")},
+                            reference_hits=None)
+    np.testing.assert_array_equal(shuffled.log_prob(x), base)
+
+
+def test_float64_code_fallback_near_a_boundary():
+    """Exact volumes: a float32 point whose float32 code names a region that has no volume in the
+    box (here: a corner where the float32 pre-activation rounds to 0 but the float64 one is
+    positive) is looked up again by its float64 code, and counted in ``float64_lookups``."""
+    f = np.float32
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        a, c = rng.uniform(0.3, 3, 2).astype(f)
+        x = rng.uniform(0.2, 0.9, (1, 2)).astype(f)
+        t = f(f(a * x[0, 0]) + f(c * x[0, 1]))
+        W = np.array([[a, 1, 0], [c, 0, 1]], f)
+        b = np.array([-t, -x[0, 0] - 0.5, -x[0, 1] - 0.5], f)
+        net = partax.Net.from_arrays([W, b, np.ones((3, 1), f), np.zeros(1, f)])
+        z32 = float(np.asarray(net.preactivations(x)[0])[0, 0])
+        z64 = float(x[0].astype(np.float64) @ W[:, 0].astype(np.float64) + float(b[0]))
+        if z32 <= 0 < z64:
+            break
+    else:
+        pytest.skip("no float32/float64 disagreement found on this platform")
+    box = Box(x[0].astype(np.float64), x[0].astype(np.float64) + 1)  # the unit is active on the whole box
+    train = x[0].astype(np.float64) + rng.uniform(0, 1, (50, 2))
+    dens = density.estimate(net, np.concatenate([train, x.astype(np.float64)]), box)
+    assert dens.float64_lookups == 1 and dens.counts.sum() == 51
+    assert partax.region_ids(net, x)[0, 0] not in dens.keys  # the float32 code's region is not in the box
+    inner = (x + f(1e-3)).astype(f)  # the same region by both codes
+    assert dens.index(x)[0] == dens.index(inner)[0] >= 0
+    assert dens.log_prob(x)[0] == dens.log_prob(inner)[0]

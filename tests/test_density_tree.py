@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from partax.density_tree import DensityTree, tree
+from partax.density_tree import DensityTree, check_outside, check_points, inside_box, tree
 from partax.geometry import Box
 
 try:
@@ -164,7 +164,7 @@ def test_outside_points_error_or_minus_inf():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(domain=None), "domain: a density tree needs a bounded"),
+    (dict(domain=None), "domain: a density needs a bounded"),
     (dict(domain=(0, 1)), "domain: expected a partax.Box"),
     (dict(domain=Box([0, 0, 0], [1, 1, 1])), "domain: a Box of dimension 3"),
     (dict(x=np.zeros((0, 2))), "x: expected at least one point"),
@@ -217,3 +217,45 @@ def test_cross_validated_tree_is_no_worse_than_mlpacks():
     assert np.all(np.isfinite(diff))
     # paired: our held-out log-likelihood is not below mlpack's by more than 3 standard errors
     assert diff.mean() > -3 * diff.std(ddof=1) / math.sqrt(len(diff))
+
+
+# --- the densities' shared point checks (partax.density_tree.check_points / inside_box) -------
+@pytest.mark.parametrize("x, match", [
+    (np.zeros((0, 2)), "x: expected at least one point"),
+    (np.zeros((3, 3)), r"x: expected shape \(N, 2\)"),
+    (np.array([[0.5, np.inf]]), "x: expected finite points"),
+    (np.array([["a", "b"]]), "x: expected a numeric array"),
+    (np.array([[0.5, 0.5], [0.5, 1.0 + 1e-12], [-1e-9, 0.2]]), r"x: 2 point\(s\) outside the domain box \(first: row 1"),
+])
+def test_point_checks_are_shared(x, match):
+    """The tree, the grid and the checks themselves refuse the same points with the same words."""
+    from partax import density
+
+    t = tree(bump(100, 0), Box(0, 1), folds=None)
+    g = density.grid(bump(100, 0), Box(0, 1), 4)
+    fits = [lambda z: inside_box(check_points(z, 2), np.zeros(2), np.ones(2))]
+    if x.shape[1:] == (2,):  # (fitting takes the dimension from the data)
+        fits += [lambda z: tree(z, Box(0, 1), folds=None), lambda z: density.grid(z, Box(0, 1), 4)]
+    for fn in fits:
+        with pytest.raises((ValueError, TypeError), match=match):
+            fn(x)
+    if x.shape[0]:  # (an empty batch of points to score is fine)
+        for fn in (t.log_prob, g.log_prob):
+            with pytest.raises((ValueError, TypeError), match=match):
+                fn(x)
+
+
+def test_inside_box_is_the_closed_box():
+    rng = np.random.default_rng(0)
+    lo, hi = np.array([0.0, -1.0, 2.0]), np.array([1.0, 0.5, 2.25])
+    x = rng.uniform(lo - 0.2, hi + 0.2, (500, 3))
+    x[:20] = np.where(rng.uniform(size=(20, 3)) < 0.5, lo, hi)  # corners: in the closed box
+    expect = np.array([all(lo[j] <= v[j] <= hi[j] for j in range(3)) for v in x])
+    np.testing.assert_array_equal(inside_box(x, lo, hi, "-inf"), expect)
+    assert expect[:20].all() and not expect.all()
+    np.testing.assert_array_equal(inside_box(x, lo, hi, "-inf", inside=~expect), ~expect)  # a given answer is kept
+    with pytest.raises(ValueError, match="outside: expected one of"):
+        inside_box(x, lo, hi, "ignore")
+    assert check_points(np.ones((2, 3), np.float32), 3).dtype == np.float32
+    assert check_points(np.ones((2, 3), np.int32), None).dtype == np.float64
+    assert check_outside("error") == "error"

@@ -213,8 +213,17 @@ def test_bad_input(kwargs, match):
 
 def test_region_volumes_needs_a_bounded_box():
     net = partax.mlp(jax.random.key(0), [3, 4, 1])
-    with pytest.raises(TypeError, match="domain"):
-        region_volumes(net, np.zeros((1, 3), np.float32), None, 0)
+    x = np.zeros((1, 3), np.float32)
+    with pytest.raises(ValueError, match="domain: a density needs a bounded"):
+        region_volumes(net, x, None, 0)
+    with pytest.raises(TypeError, match="domain: expected a partax.Box"):
+        region_volumes(net, x, (-1, 1), 0)
+    with pytest.raises(ValueError, match="domain: a Box of dimension 2"):
+        region_volumes(net, x, Box([-1, -1], [1, 1]), 0)
+    # the box lives in the scope's space: 4 latent dimensions for the suffix at layer 2
+    net2 = partax.mlp(jax.random.key(0), [3, 4, 4, 1], bias_std=0.3)
+    with pytest.raises(ValueError, match="domain: a Box of dimension 3 for data of dimension 4"):
+        region_volumes(net2, x, Box([0, 0, 0], [1, 1, 1]), 0, scope="suffix", layer=2)
 
 
 # --- slow: dimensions 2..12 and the honesty of the errors --------------------------------------
@@ -252,3 +261,24 @@ def test_net_regions_against_qhull(d):
     assert np.all(res.status == OK)
     z = (res.volume - vol) / res.stderr
     assert np.all(np.abs(z) < 3.5), z
+
+
+@pytest.mark.slow
+def test_high_dimension_cube_is_rounded_and_simplex_flagged():
+    """48-D cube: the default rounding (``2 d^2`` steps a round) keeps it round, and its estimates
+    are within 3 standard errors of ``2^48``; a 64-D simplex, far from round, stays flagged
+    NOT_ROUND (its estimate would be 4 standard errors low: see "High dimension")."""
+    from partax.geometry.hit_and_run import default_rounding_steps
+
+    assert default_rounding_steps(48) == 4608 and default_rounding_steps(16) == 512
+    d = 48
+    A = np.concatenate([np.eye(d), -np.eye(d)])[None].repeat(2, 0)
+    res = polytope_volumes(A, np.ones((2, 2 * d)), jax.random.key(0))
+    assert np.all(res.status == OK) and np.all(res.anisotropy < 2.5), res
+    z = (res.log_volume - d * math.log(2)) / res.log_stderr
+    assert np.all(np.abs(z) < 3), z
+    d = 64
+    A = np.concatenate([-np.eye(d), np.ones((1, d))])[None].repeat(2, 0)
+    b = np.concatenate([np.zeros(d), [1.0]])[None].repeat(2, 0)
+    res = polytope_volumes(A, b, jax.random.key(0))
+    assert np.all(res.status == NOT_ROUND) and np.all(np.isnan(res.volume))

@@ -34,6 +34,32 @@ ball (a quadratic in ``t``); a uniform point of the chord. All regions of a batc
 (``vmap`` over regions; padded rows ``0·x <= 1`` are inert), in float64, with a key per region
 folded from ``key`` and the region's index (a result does not depend on the batching).
 
+**High dimension** (the closed-form checks behind the defaults; 64 chains, 2 or 4 repeats; ``log
+error`` is ``log(estimate / truth)``, ``z`` in standard errors). The bias of 48–64-D estimates is
+the rounding's: its covariance comes from ``chains x rounding_steps`` correlated positions, and
+with too few of them its sampling noise *distorts* even a round body (a cube, already isotropic,
+reads ``anisotropy`` 3.6 after three rounds of ``30 d`` steps in 64-D); in the distorted body
+the phases' walk does not mix and the chains' fractions inside the next ball come out high, so
+the volume comes out low. Longer phases help less than better rounding:
+
+=======================  ==================  ==================  ==========  =============
+body                     rounding_steps      log error           z           anisotropy
+=======================  ==================  ==================  ==========  =============
+cube [-1, 1]^48          ``30 d`` = 1440     -0.62, -0.77        -2.6, -3.2  2.9 (passes!)
+cube [-1, 1]^48          ``2 d^2`` = 4608    -0.40, -0.23        -1.7, -1.0  1.8
+cube [-1, 1]^64          ``30 d`` = 1920     -1.78, -0.99        -6.6, -3.8  3.6
+same, ``steps`` = 1024   1920                -0.87, -0.22        -5.3, -1.1  3.6
+cube [-1, 1]^64          ``2 d^2`` = 8192    -0.61 .. -0.26 (4)  -2.5 .. -1  2.0
+simplex, 64-D            1920                -4.6, -5.0          -14, -15    5.0
+simplex, 64-D            8192                -1.5, -1.5          -4.3, -4.6  3.5 (flagged)
+=======================  ==================  ==================  ==========  =============
+
+So the default ``rounding_steps`` grows as ``2 d^2`` above 15 dimensions (2.2 times the time of
+``30 d`` in 64-D), which keeps cubes round up to 64-D; what remains is a bias of about one to two
+standard errors there, and bodies far from round (the simplex, ``sqrt(cond) = sqrt(d + 1)``) still
+need more (``rounding_rounds``, ``rounding_steps``) and are flagged :data:`NOT_ROUND` until
+they get it.
+
 Nothing is silently given a number: ``status`` is :data:`OK` (0), :data:`NOT_CONVERGED` (1:
 ``max_phases`` reached before ``B(r_0)``), :data:`FAILED` (2: the Chebyshev LP failed, the
 rounding broke down, or a phase counted no position inside the next ball), :data:`EMPTY` (3:
@@ -63,14 +89,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.geometry import lp
-from partax.geometry.domains import Box
+from partax.geometry.domains import Box, check_bounded_box
 from partax.geometry.hrep import unit_rows
-from partax.geometry.local import halfspaces_batch
+from partax.geometry.local import halfspaces_batch, scope_space
 from partax.records import record_repr
 from partax.validation import check_net, check_positive_int
 
 __all__ = ["OK", "NOT_CONVERGED", "FAILED", "EMPTY", "NOT_ROUND", "PolytopeVolumes", "polytope_volumes",
-           "region_volumes"]
+           "region_volumes", "default_rounding_steps"]
 
 OK = 0
 NOT_CONVERGED = 1
@@ -238,6 +264,22 @@ def _kernel(keys, A, b, burn_in, ratio, max_phases, *, chains, steps, rounds, ro
 
 
 # --- the public edge --------------------------------------------------------------------------
+def default_rounding_steps(d: int) -> int:
+    """Steps per rounding round by default: ``max(100, 30 d, 2 d^2)`` (see "High dimension" in the module doc).
+
+    Args:
+      d: the dimension.
+
+    Returns:
+      an int.
+
+    Example:
+      >>> default_rounding_steps(8), default_rounding_steps(64)
+      (240, 8192)
+    """
+    return max(100, 30 * int(d), 2 * int(d) ** 2)
+
+
 def _pow2(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
@@ -263,14 +305,14 @@ def polytope_volumes(A, b, key, *, center=None, chains: int = 64, steps: Optiona
       burn_in: steps of each phase not counted (default ``steps // 5``).
       ratio: the target fraction ``p_i`` of each phase, in ``(0, 1)``.
       rounding_rounds: rounding rounds (``>= 1``).
-      rounding_steps: steps per rounding round (default ``max(100, 30 d)``).
+      rounding_steps: steps per rounding round (default :func:`default_rounding_steps`:
+        ``max(100, 30 d, 2 d^2)``).
       max_phases: phase limit (default ``50 + 8 d``); reached: :data:`NOT_CONVERGED`.
       max_anisotropy: above this ``sqrt(cond(Sigma))`` after rounding: :data:`NOT_ROUND`. The
-        default 3 reflects the closed-form checks: round bodies (d <= 16 at the default sizes) read
-        1.1–2; a 32-D cube and simplex 2.1–2.8 with the estimate about one standard error low;
-        a 64-D cube 3.6–4.3 with the estimate 55–75 % low (several standard errors): the walk has
-        not mixed, and neither the volume nor its error can be trusted (more ``steps`` and
-        ``rounding_steps`` shrink the bias).
+        default 3 reflects the closed-form checks (see "High dimension" in the module doc): round
+        bodies (d <= 16 at the default sizes) read 1.1–2; a 32-D cube and simplex 2.1–2.8 (at ``30 d``
+        rounding steps) with the estimate about one standard error low; 48-D and 64-D cubes about 2 with the estimate 1–2.5
+        standard errors low; a 64-D simplex 3.5 (``NOT_ROUND``), its estimate 4 standard errors low.
       radius_tol: a Chebyshev radius at or below it is a polytope without interior (:data:`EMPTY`).
       solver: the Chebyshev LP's solver (:func:`partax.geometry.lp.solve`; ``"auto"`` is
         :func:`partax.geometry.lp.default_solver`).
@@ -301,7 +343,7 @@ def polytope_volumes(A, b, key, *, center=None, chains: int = 64, steps: Optiona
     if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
         raise ValueError(f"ratio: expected a number in (0, 1), got {ratio!r}")
     rounding_rounds = check_positive_int(rounding_rounds, "rounding_rounds")
-    rounding_steps = check_positive_int(max(100, 30 * d) if rounding_steps is None else rounding_steps,
+    rounding_steps = check_positive_int(default_rounding_steps(d) if rounding_steps is None else rounding_steps,
                                         "rounding_steps")
     max_phases = check_positive_int(50 + 8 * d if max_phases is None else max_phases, "max_phases")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -376,7 +418,8 @@ def region_volumes(net, x, domain: Box, key, *, scope: str = "prefix", layer=Non
     Args:
       net: an unstacked :class:`partax.Net`.
       x: exemplars ``[N, d_in]``, one per region (in the net's input space).
-      domain: a bounded :class:`partax.Box` in the scope's space.
+      domain: a bounded :class:`partax.Box` in the scope's space
+        (:func:`partax.geometry.domains.check_bounded_box`: None is a ``ValueError``).
       key: ``jax.random`` key or int seed.
       scope, layer: the regions (see :func:`partax.geometry.halfspaces_batch`).
       **kwargs: passed to :func:`polytope_volumes`.
@@ -394,9 +437,6 @@ def region_volumes(net, x, domain: Box, key, *, scope: str = "prefix", layer=Non
       ([0], True)
     """
     net = check_net(net, stacked=False, caller="region_volumes()")
-    if not isinstance(domain, Box):
-        raise TypeError(f"domain: expected a bounded partax.Box, got {type(domain).__name__}")
-    if not (np.all(np.isfinite(domain.lo)) and np.all(np.isfinite(domain.hi))):
-        raise ValueError("domain: expected a bounded Box (finite lo and hi)")
+    check_bounded_box(domain, scope_space(net, x, scope, layer).dim)  # the volumes need a bounded box
     A, b = halfspaces_batch(net, x, scope=scope, layer=layer, domain=domain)
     return polytope_volumes(A, b, key, **kwargs)
