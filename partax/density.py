@@ -34,7 +34,7 @@ to 1 over the box by construction (``sum_R (n_R + a) / (N + a K) = 1``).
 
 Points outside the box raise a ``ValueError`` by default; ``outside="-inf"`` gives them
 ``log_prob = -inf`` instead (the checks of points and of the flag are
-:func:`partax.density_tree.check_points` and :func:`partax.density_tree.inside_box`, shared by
+:func:`partax.geometry.domains.check_points` and :func:`partax.geometry.domains.inside_box`, shared by
 every density here).
 
 **Lookup.** :meth:`PartitionDensity.log_prob` (and ``index``) is one jitted kernel per chunk of
@@ -88,11 +88,11 @@ from scipy import special
 
 from partax.coding import codes_and_keys, keys_from_bits, region_ids
 from partax.density_fit import FitHistory, fit
-from partax.density_tree import DensityTree, MlpackDensityTree, check_outside, check_points, inside_box, tree
+from partax.density_tree import DensityTree, MlpackDensityTree, tree
 from partax.engine import partition
 from partax.geometry import lp
 from partax.geometry.code_regions import codes64, hidden_layers, split_bits
-from partax.geometry.domains import Box, check_bounded_box
+from partax.geometry.domains import Box, check_bounded_box, check_outside, check_points, inside_box
 from partax.geometry.enumerate import enumerate_regions
 from partax.geometry.local import halfspaces_batch
 from partax.nets import Net

@@ -33,7 +33,7 @@ import numpy as np
 
 from partax import density
 from partax.density_tree import tree
-from partax.geometry.domains import Box
+from partax.geometry.domains import Box, check_points
 
 __all__ = ["BaselineRow", "Comparison", "compare", "ESTIMATORS"]
 
@@ -150,12 +150,9 @@ def compare(x_train, x_test, domain: Box, *, nets=None, bins=None, estimators=ES
     Raises:
       ValueError / TypeError: naming the bad argument.
     """
-    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
-    if x_train.ndim != 2:
-        raise ValueError(f"x_train: expected a 2-D array (N, d), got shape {x_train.shape}")
+    x_train = check_points(x_train, None, "x_train")
     d = x_train.shape[1]
-    if x_test.ndim != 2 or x_test.shape[1] != d:
-        raise ValueError(f"x_test: expected shape (n, {d}), got {x_test.shape}")
+    x_test = check_points(x_test, d, "x_test")
     if x_test.shape[0] < 2:
         raise ValueError(f"x_test: expected at least 2 held-out points, got {x_test.shape[0]}")
     if isinstance(estimators, str):

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 
 from partax.coding import region_ids
-from partax.geometry.domains import Box, check_bounded_box
+from partax.geometry.domains import Box, check_bounded_box, check_points, inside_box
 from partax.nets import Net, mlp
 
 __all__ = ["FitHistory", "fit", "data_init"]
@@ -171,15 +171,11 @@ def _hard_loglik(net: Net, xa, xb, ref, vol: float, a: float) -> tuple[float, in
 
 
 def _check_x_box(x, domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] < 4:
+    x = check_points(x, None)
+    if x.shape[0] < 4:
         raise ValueError(f"x: expected training points [N >= 4, d], got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
-        raise ValueError("x: expected finite floating-point points")
-    d = x.shape[1]
-    lo, hi = check_bounded_box(domain, d)
-    if not np.all((x >= lo) & (x <= hi)):
-        raise ValueError(f"x: {int(np.sum(~np.all((x >= lo) & (x <= hi), axis=1)))} point(s) outside the domain box")
+    lo, hi = check_bounded_box(domain, x.shape[1])
+    inside_box(x, lo, hi)
     return x.astype(np.float64), lo, hi
 
 

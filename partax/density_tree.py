@@ -53,97 +53,11 @@ from typing import NamedTuple, Optional
 import jax
 import numpy as np
 
-from partax.geometry.domains import Box, check_bounded_box
-from partax.validation import check_inputs
+from partax.geometry.domains import Box, check_bounded_box, check_outside, check_points, inside_box
 
-__all__ = ["DensityTree", "MlpackDensityTree", "tree", "OUTSIDE", "check_outside", "check_points", "inside_box"]
+__all__ = ["DensityTree", "MlpackDensityTree", "tree"]
 
 _BACKENDS = ("partax", "mlpack")
-
-
-# --- checks (the one home of the densities' point checks: partax.density uses them too) -------
-#: the ``outside=`` choices of every density's ``log_prob``: raise, or density 0 (``-inf``)
-OUTSIDE = ("error", "-inf")
-
-
-def check_outside(outside) -> str:
-    """The ``outside=`` flag of a density's ``log_prob``, validated.
-
-    Args:
-      outside: ``"error"`` (points outside the box raise) or ``"-inf"`` (they get ``log_prob = -inf``).
-
-    Returns:
-      ``outside``.
-
-    Example:
-      >>> check_outside("-inf")
-      '-inf'
-    """
-    if outside not in OUTSIDE:
-        raise ValueError(f"outside: expected one of {OUTSIDE}, got {outside!r}")
-    return outside
-
-
-def check_points(x, d: Optional[int], name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
-    """Points of a density: a 2-D numeric NumPy array ``[n, d]`` of finite values.
-
-    Args:
-      x: the points (anything ``np.asarray`` takes).
-      d: the expected number of columns, or None (any).
-      name: the argument's name in the messages.
-      allow_empty: accept ``n = 0``.
-
-    Returns:
-      ``x`` as a NumPy array, its dtype kept if floating, else ``float64``.
-
-    Raises:
-      ValueError: the wrong shape, no point (unless ``allow_empty``), NaN or inf. TypeError: not numeric.
-
-    Example:
-      >>> check_points([[0, 1], [2, 3]], 2).dtype
-      dtype('float64')
-    """
-    x = np.asarray(check_inputs(np.asarray(x), d, name))
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    if x.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name}: expected at least one point, got an empty array of shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name}: expected finite points (found NaN or inf)")
-    return x
-
-
-def inside_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, outside: str = "error", name: str = "x", *,
-               inside: Optional[np.ndarray] = None) -> np.ndarray:
-    """Which points lie in the closed box ``[lo, hi]``; with ``outside="error"`` a point outside raises.
-
-    Args:
-      x: points ``[n, d]`` (checked, e.g. by :func:`check_points`).
-      lo, hi: ``float64[d]`` the box's corners.
-      outside: ``"error"`` or ``"-inf"`` (:func:`check_outside`).
-      name: the argument's name in the message.
-      inside: ``bool[n]`` the answer, when it was computed elsewhere (a jitted kernel): only
-        the error is raised here, the same one.
-
-    Returns:
-      ``bool[n]``.
-
-    Raises:
-      ValueError: with ``outside="error"``, naming how many points are outside and the first.
-
-    Example:
-      >>> import numpy as np
-      >>> inside_box(np.array([[0.5], [2.0]]), np.zeros(1), np.ones(1), "-inf").tolist()
-      [True, False]
-    """
-    outside = check_outside(outside)
-    if inside is None:
-        inside = np.all((x >= lo) & (x <= hi), axis=1)
-    if outside == "error" and not inside.all():
-        i = int(np.flatnonzero(~inside)[0])
-        raise ValueError(f"{name}: {int((~inside).sum())} point(s) outside the domain box (first: row {i}, "
-                         f"{x[i].tolist()}); pass outside='-inf' to give them log_prob -inf")
-    return inside
 
 
 def _int_at_least(v, lo: int, name: str) -> int:

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from partax.density_tree import DensityTree, check_outside, check_points, inside_box, tree
+from partax.density_tree import DensityTree, tree
+from partax.geometry.domains import check_outside, check_points, inside_box
 from partax.geometry import Box
 
 try:
@@ -219,7 +220,7 @@ def test_cross_validated_tree_is_no_worse_than_mlpacks():
     assert diff.mean() > -3 * diff.std(ddof=1) / math.sqrt(len(diff))
 
 
-# --- the densities' shared point checks (partax.density_tree.check_points / inside_box) -------
+# --- the densities' shared point checks (partax.geometry.domains.check_points / inside_box) -------
 @pytest.mark.parametrize("x, match", [
     (np.zeros((0, 2)), "x: expected at least one point"),
     (np.zeros((3, 3)), r"x: expected shape \(N, 2\)"),
@@ -259,3 +260,17 @@ def test_inside_box_is_the_closed_box():
     assert check_points(np.ones((2, 3), np.float32), 3).dtype == np.float32
     assert check_points(np.ones((2, 3), np.int32), None).dtype == np.float64
     assert check_outside("error") == "error"
+
+
+def test_baselines_compare_checks_its_points():
+    """``density_baselines.compare`` takes its points through the shared checks (names, NaN)."""
+    from partax.density_baselines import compare
+    from partax.geometry import Box
+
+    good = np.random.default_rng(0).random((20, 2))
+    bad = good.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="x_train: expected finite points"):
+        compare(bad, good, Box(0.0, 1.0))
+    with pytest.raises(ValueError, match="x_test"):
+        compare(good, good[:, :1], Box(0.0, 1.0))
