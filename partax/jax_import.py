@@ -1213,7 +1213,8 @@ def from_jax(apply_fn, example_input, *, batched: bool = True, check: bool = Tru
       batched: False if ``apply_fn`` takes one example ``shape`` (it is vmapped, and
         ``example_input`` is one example).
       check: compare the net with ``apply_fn`` on random inputs and raise on a mismatch.
-      rtol: the tolerance of that check, relative to the largest output.
+      rtol: the tolerance of that check, relative to each output's rounding scale (the size of
+        the terms summed to make it, layer by layer: strict for tiny outputs too).
 
     Returns:
       An unstacked :class:`~partax.Net` of ``partax.layers`` in the dtype of the function's
@@ -1280,8 +1281,12 @@ def _output_scale(net, x):
         return layer.apply(v), layer.magnitude(s)
 
     def site(layer, state):
-        z, s = state  # s >= 0: a ReLU / max pool passes (the window maxima of) it; hard-tanh keeps it
-        return layer.apply(z), (s if isinstance(layer, L.HardTanh) else layer.apply(s))
+        z, s = state  # s >= 0: a (leaky) ReLU / max pool passes (the window maxima of) it; hard-tanh keeps it
+        if isinstance(layer, L.HardTanh):
+            return layer.apply(z), s
+        if isinstance(layer, L.LeakyReLU):
+            return layer.apply(z), s * max(1.0, abs(float(layer.alpha)))
+        return layer.apply(z), layer.apply(s)
 
     def add(a, b):
         return a[0] + b[0], a[1] + b[1]

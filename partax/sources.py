@@ -475,6 +475,15 @@ def as_source(source, labels=None, *, dim: int | None = None, input_shape=None) 
     """
     if input_shape is not None and len(input_shape) > 1 and not isinstance(source, Source):
         shape = tuple(int(v) for v in input_shape)
+        if isinstance(source, (list, tuple)) and source:
+            try:
+                arr = np.asarray(source)
+            except ValueError:  # ragged: a list of batches
+                arr = None
+            if arr is not None and arr.ndim == len(shape) + 1 and tuple(arr.shape[1:]) == shape:
+                source = arr  # a nested list of inputs
+            elif arr is None or arr.ndim != 2:
+                source = list(_flat_batches(source, shape))  # a list of batches
         if hasattr(source, "shape") and hasattr(source, "dtype"):
             source = _flat_array(source, shape, "source")
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, list, tuple)):

@@ -69,7 +69,8 @@ def check_net(net, *, stacked: bool = True, caller: str = "this function") -> Ne
     if not isinstance(net, Net):
         raise TypeError(f"net: expected a partax.Net, got {type(net).__name__}")
     if net.num_hidden < 1:
-        raise ValueError("net: expected at least one hidden layer")
+        raise ValueError("net: expected at least one hidden layer" if net.is_mlp else
+                         "net: expected at least one code site (a ReLU, leaky ReLU, hard-tanh or max-pool layer)")
     if net.stack_shape and not stacked:
         raise ValueError(f"net: {caller} takes an unstacked Net; index it first (net[i])")
     if len(net.stack_shape) > 1:

@@ -236,6 +236,9 @@ def test_partition_takes_structured_and_flat_inputs_alike():
     for l in range(1, net.num_hidden + 1):
         np.testing.assert_array_equal(a.table("prefix", l).keys, c.table("prefix", l).keys)
         np.testing.assert_array_equal(d.table("prefix", l).label_counts, c.table("prefix", l).label_counts)
+    for listed in ([x[:100], x[100:]], x.tolist()):  # a list of batches, a nested list of images
+        e = partax.partition(net, listed, progress=False)
+        np.testing.assert_array_equal(a.table("prefix", 1).keys, e.table("prefix", 1).keys)
     with pytest.raises(ValueError, match="source"):
         partax.partition(net, x.reshape(200, 1, 8, 8), progress=False)
     with pytest.raises(ValueError, match=r"source \(batch 0\): expected inputs \(N, 8, 8, 1\)"):

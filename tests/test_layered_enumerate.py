@@ -276,3 +276,13 @@ def test_conv2d_on_3x3_input():
     np.testing.assert_array_equal(keys, res.keys)
     keys, _, _ = _oracle_keys(net, _uniform(box, 9, 20_000, seed=9), net.num_hidden)
     assert np.all(res.index_of(keys) >= 0)
+
+
+def test_rd_regions_containing_a_line_are_not_complete():
+    """Max pools straight on the input: adding a constant to every input keeps every argmax, so
+    every region of R^d contains the line along (1, 1, 1): the enumeration must not claim R^d."""
+    net = sequential([MaxPool((3,), (1,), ((1, 1),)), Flatten(), Dense(np.ones((3, 1), np.float32),
+                                                                      np.zeros(1, np.float32))], (3, 1))
+    res = enumerate_regions(net, None, progress=False)
+    assert not res.complete
+    assert res.stats["unpointed_regions"] == res.num_regions > 0
