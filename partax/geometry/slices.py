@@ -156,7 +156,10 @@ def slice_regions(
       scope: ``"prefix"``, ``"layer"`` or ``"suffix"`` (general nets: ``"prefix"`` only).
       layer: 1-based hidden layer / code group (default: the last). ``prefix``/``layer`` clip
         layers ``1..layer``; ``suffix`` clips all layers.
-      rtol: relative tolerance under which a vertex counts as lying on a line.
+      rtol: relative tolerance under which a vertex counts as lying on a line (relative to the
+        size of the terms summed): a unit, or a max-pool gap, within it of its threshold over a
+        whole cell is taken as on it (an exact tie: the inactive bit, the lowest slot), so a
+        gap of ~1e-11 of its terms' size reads as a tie here though float64 codes may not.
       area_tol: splits leaving a part of area below ``area_tol * plane.area`` are not made (a
         max-pool window splitting a cell into several pieces above it drops the pieces below
         it: at most ``(k - 2) * area_tol * plane.area`` of area per split).
