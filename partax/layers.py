@@ -681,12 +681,13 @@ class MaxPool:
         return ((wtop - wsec <= tol * both) & (both > 0)).any(axis=-1)
 
     def slots(self, bits):
-        """``int32[N, windows]``: the slots a code selects (the inverse of :meth:`code`)."""
+        """``int32[N, windows]``: the slots a code selects (the inverse of :meth:`code`; NumPy in, NumPy out)."""
+        xp = np if isinstance(bits, np.ndarray) else jnp
         nb = index_bits(self.size)
         if nb == 0:
-            return jnp.zeros((bits.shape[0], bits.shape[-1]), jnp.int32)  # never used: no bits
-        b = bits.reshape(bits.shape[0], -1, nb).astype(jnp.int32)
-        return (b << jnp.arange(nb, dtype=jnp.int32)).sum(-1)
+            return xp.zeros((bits.shape[0], bits.shape[-1]), xp.int32)  # never used: no bits
+        b = bits.reshape(bits.shape[0], -1, nb).astype(xp.int32)
+        return (b << xp.arange(nb, dtype=xp.int32)).sum(-1, dtype=xp.int32)
 
     def linear(self, v):
         """A window of one slot selects it (``k = 1`` only: then the pooling is affine, no site)."""

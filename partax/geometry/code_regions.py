@@ -44,7 +44,7 @@ from partax.geometry import lp
 from partax.geometry.hrep import code_rows, site_rows, unit_rows
 from partax.geometry.linearize import (AffineFamily, float64_arrays, float64_layers, forward_codes, forward_site_codes,
                                       net_sites, push, push_sites)
-from partax.layers import HardTanh, MaxPool, index_bits, window_indices
+from partax.layers import HardTanh, MaxPool, window_indices
 
 __all__ = ["HiddenLayers", "CodeSites", "SiteMaps", "hidden_layers", "codes64", "split_bits", "num_rows",
            "site_maps", "region_rows", "region_unit_rows", "pick_solver", "bucket", "chebyshev_centres", "SOLVERS",
@@ -276,9 +276,8 @@ def _strict(cs: CodeSites, bits: np.ndarray) -> np.ndarray:
     out = []
     for (layer, shape), g in zip(cs.prefix_sites, split_bits(cs, bits)):
         if isinstance(layer, MaxPool):
-            nb = index_bits(layer.size)
             W, k = window_indices(shape, layer.window, layer.strides, layer.padding).shape
-            a = (g.reshape(len(g), W, nb).astype(np.int64) << np.arange(nb)).sum(-1)  # [R, W]
+            a = layer.slots(g)  # [R, W]
             out.append((np.arange(k)[None, None, :] < a[..., None]).reshape(len(g), W * k))
         else:
             out.append(g)

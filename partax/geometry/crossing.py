@@ -148,8 +148,7 @@ def _site_ties(cs: CodeSites, maps: SiteMaps, groups, normal, offset, frow):
         if isinstance(layer, MaxPool):
             idx = window_indices(shape, layer.window, layer.strides, layer.padding)  # [W, k]
             W_, k = idx.shape
-            nb = index_bits(layer.size)
-            sel = idx[np.arange(W_)[None], (g.reshape(F, W_, nb).astype(np.int64) << np.arange(nb)).sum(-1)]  # [F, W]
+            sel = idx[np.arange(W_)[None], layer.slots(g)]  # [F, W]
             j = np.where(idx < 0, 0, idx)
             rows = np.arange(F)[:, None]
             dA = A[rows[:, :, None], j[None]] - A[rows, sel][:, :, None]  # [F, W, k, d]

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from partax.layers import HardTanh, MaxPool, index_bits, window_indices
+from partax.layers import HardTanh, MaxPool, window_indices
 
 __all__ = ["DEAD_RTOL", "UnitRows", "code_rows", "site_rows", "inert_duplicates", "unit_rows", "append_rows"]
 
@@ -145,9 +145,8 @@ def site_rows(maps, masks, sites):
             a, c = code_rows([(A2, beta2)], [mask])
         elif isinstance(layer, MaxPool):
             idx = window_indices(shape, layer.window, layer.strides, layer.padding)  # [W, k], -1 padded
-            nb = index_bits(layer.size)
             N, n, k = A.shape[0], A.shape[-2], A.shape[-1]
-            slots = (mask.reshape(N, -1, nb).astype(np.int64) << np.arange(nb)).sum(-1)  # [N, W]
+            slots = layer.slots(mask)  # [N, W]
             sel = idx[np.arange(idx.shape[0])[None], slots]  # [N, W]: the selected input unit
             Az = np.concatenate([A, np.zeros((N, 1, k))], axis=1)  # row n: a padded slot's zero
             bz = np.concatenate([beta, np.zeros((N, 1))], axis=1)
