@@ -22,7 +22,8 @@ hard-tanh layer: two bits per unit; a max pool: the argmax slot of each window i
 and partitions are unchanged. Inputs are flat ``[N, input_dim]`` (row-major) or
 ``[N, *input_shape]``. Their near-boundary test (:func:`site_codes`) uses the scale of the
 summed terms ``|A| |h| + |c|`` of the affine layers before each site instead of the MLPs'
-``||h|| ||W[:, i]|| + |b_i|``.
+``||h|| ||W[:, i]|| + |b_i|``; the partition engine screens it (:func:`screens_near`: a cheap
+bound of each Dense / Conv scale, the exact test on the few rows it flags).
 
 (:mod:`partax.scopes` defines them; ``SCOPES``, :func:`scope_range` and :func:`tables_for`
 are re-exported here.)
@@ -75,7 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from partax.grouping import HashCollisionError, group_keys
-from partax.layers import traverse
+from partax.layers import Conv, Dense, HardTanh, LeakyReLU, MaxPool, ReLU, index_bits, traverse
 from partax.nets import Net, as_structured, flat_inputs
 from partax.scopes import SCOPES, scope_range, tables_for
 from partax.validation import check_finite, check_inputs, check_layer, check_net, check_scope
@@ -222,6 +223,23 @@ def _pack(bits):
     return (b << jnp.arange(32, dtype=jnp.uint32)).sum(-1, dtype=jnp.uint32)
 
 
+def _pack_bytes(bits):
+    """:func:`_pack`'s words by way of bytes: eight bits summed into each ``uint8``, four bytes
+    bitcast to a little-endian ``uint32``: the general nets' codes. XLA:CPU sums 32 shifted bits
+    per word slowly (measured on the bench's cnn workload: 512 bits per input packed that way
+    cost about a sixth of its forward pass, by bytes next to nothing)."""
+    n = bits.shape[-1]
+    nw = -(-n // 32)
+    if nw == 1:
+        return _pack(bits)
+    b = bits.astype(jnp.uint8)
+    if nw * 32 > n:
+        b = jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, nw * 32 - n)])
+    b = b.reshape(*b.shape[:-1], nw * 4, 8)
+    octets = (b << jnp.arange(8, dtype=jnp.uint8)).sum(-1, dtype=jnp.uint8)
+    return jax.lax.bitcast_convert_type(octets.reshape(*octets.shape[:-1], nw, 4), jnp.uint32)
+
+
 def _near(z, h, W, b, boundary_tol: float):
     """``bool[N]``: some unit has ``|z_i| <= tol * (||h|| ||W[:, i]|| + |b_i|)`` (relative)."""
     if boundary_tol == 0:
@@ -239,9 +257,13 @@ _SCREEN_SLACK = 1.001  # the screen's bounds are inflated by this factor (float3
 def screens_near(net: Net, boundary_tol: float) -> bool:
     """Whether :func:`codes_hashes_and_checks` (``screen=None``) screens ``net``'s near-boundary
     test: narrow MLPs (input and every hidden layer at most ``SCREEN_MAX_WIDTH`` wide), where
-    the per-row norms ``||h||`` of the exact test cost more than the layers' matmuls (general
-    nets are never screened)."""
-    return boundary_tol > 0 and net.is_mlp and max((net.input_dim,) + tuple(net.widths)) <= SCREEN_MAX_WIDTH
+    the per-row norms ``||h||`` of the exact test cost more than the layers' matmuls, and
+    unstacked general nets, whose exact scales ``|A| s + |c|`` cost a second pass through every
+    Dense and Conv layer (:func:`_screened_site_codes`; a stacked net, vmapped, would run both
+    branches of the screen's ``switch``)."""
+    if not net.is_mlp:  # at tol 0 too: the screen then flags exact ties only (and pools' bounded ones)
+        return not net.stack_shape
+    return boundary_tol > 0 and max((net.input_dim,) + tuple(net.widths)) <= SCREEN_MAX_WIDTH
 
 
 def _exact_near(net: Net, x, boundary_tol: float):
@@ -306,28 +328,205 @@ def site_codes(net: Net, x, boundary_tol: float = 0.0):
 
     Returns:
       ``(bits, near)``: a list of ``bool[N, n_g]`` per code group, ``near`` ``bool[N]``.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
+      >>> from partax.nets import sequential
+      >>> net = sequential([Conv(np.ones((2, 1, 1), np.float32), -np.ones(1, np.float32)), ReLU(),
+      ...                   MaxPool((2,)), Flatten(), Dense(np.ones((1, 1), np.float32), np.zeros(1, np.float32))], (3, 1))
+      >>> bits, near = site_codes(net, np.array([[1.0, 0.5, 2.0], [0.5, 0.5, 0.25]], np.float32), 1e-5)
+      >>> [b.astype(int).tolist() for b in bits], near.tolist()  # row 1: z = 0 at unit 0
+      ([[[1, 1], [0, 0]], [[1], [0]]], [False, True])
+    """
+    bits, near, _ = _site_pass(net, x, float(boundary_tol), screened=False)
+    return bits, near
+
+
+_HIT = np.float32(1.0)
+
+
+def _any_rows(mask):
+    """``bool[N]``: some entry of the row is set, as a float sum of 0/1 (like the engine's finite
+    flags: XLA:CPU's boolean row reductions can be slow)."""
+    hits = jnp.where(mask, _HIT, np.float32(0.0)).reshape(mask.shape[0], -1)
+    return jnp.sum(hits, axis=-1) > 0  # a sum of 0/1 with one 1 is >= 1 in any rounding
+
+
+def _site_near(layer, z, s, tol: float):
+    """``bool[N]``: the site's near test (``layer.near``'s flags, through :func:`_any_rows`)."""
+    if isinstance(layer, LeakyReLU):  # ReLU too
+        return _any_rows(jnp.abs(z) <= tol * s)
+    if isinstance(layer, HardTanh):
+        return _any_rows((jnp.abs(z - layer.lo) <= tol * s) | (jnp.abs(z - layer.hi) <= tol * s))
+    return layer.near(z, s, tol)
+
+
+def _window_slots(pool, v, fill):
+    """The slots of ``pool``'s windows over ``v[N, *spatial, C]``: a list of ``k`` arrays
+    ``[N, *out_spatial, C]`` in row-major slot order (padded positions hold ``fill``), each a
+    strided slice (``pool.windows`` stacks them: slicing that stack again costs a copy)."""
+    vpad = jnp.pad(v, [(0, 0)] + list(pool.padding) + [(0, 0)], constant_values=fill)
+    out = pool.output_shape(v.shape[1:])[:-1]
+    slots = []
+    for offs in np.ndindex(*pool.window):
+        sl = [slice(o, o + (out[a] - 1) * pool.strides[a] + 1, pool.strides[a]) for a, o in enumerate(offs)]
+        slots.append(vpad[tuple([slice(None)] + sl + [slice(None)])])
+    return slots
+
+
+def _pool_site(layer, z, s, tol: float):
+    """A max pool's code, output and near flags in one pass over the window slots.
+
+    The same values as ``layer.code(z)``, ``layer.apply(z)`` and ``layer.near(z, s, tol)``: the
+    slots are scanned in order keeping the top value (the first maximum, NaN above all, as
+    ``argmax``) and the runner-up (the first maximum of the other slots), with their scales:
+    one elementwise pass, where ``layer.near`` takes two ``argmax`` and gathers per window.
+    ``s=None``: the scales are the values themselves (the pool reads a ReLU's outputs, whose
+    scale ``|out|`` is ``out``; a padded slot, -inf, is never the top and makes no gap small).
+    """
+    w = _window_slots(layer, z, -jnp.inf)
+    sw = None if s is None else _window_slots(layer, s, 0)
+    best, idx = w[0], jnp.zeros(w[0].shape, jnp.int32)
+    sec = jnp.full(best.shape, -jnp.inf, best.dtype)
+    if sw is not None:
+        sbest, ssec = sw[0], jnp.zeros(best.shape, sw[0].dtype)
+    for j in range(1, len(w)):
+        v = w[j]
+        # ~(v <= t) & (t == t): v > t, or v NaN and t not (argmax: NaN is the largest, first wins)
+        top = ~(v <= best) & (best == best)
+        runner = ~top & ~(v <= sec) & (sec == sec)
+        if sw is not None:
+            sv = sw[j]
+            ssec = jnp.where(top, sbest, jnp.where(runner, sv, ssec))
+            sbest = jnp.where(top, sv, sbest)
+        sec = jnp.where(top, best, jnp.where(runner, v, sec))
+        best = jnp.where(top, v, best)
+        idx = jnp.where(top, np.int32(j), idx)
+    nb = index_bits(layer.size)
+    flat = idx.reshape(idx.shape[0], -1)
+    code = ((flat[..., None] >> jnp.arange(nb, dtype=jnp.int32)) & 1).reshape(idx.shape[0], -1).astype(bool)
+    both = best + sec if sw is None else sbest + ssec
+    return code, layer.apply(z), _any_rows((best - sec <= tol * both) & (both > 0))
+
+
+def _patch_sums(conv, q):
+    """``q[N, *spatial, G]`` summed over each output position's (zero-padded, strided,
+    dilated) window of ``conv``: ``[N, *out_spatial, G]``, by shifted slices (no convolution)."""
+    qpad = jnp.pad(q, [(0, 0)] + list(conv.padding) + [(0, 0)])
+    out = conv.output_shape(q.shape[1:-1] + (conv.kernel.shape[-2] * conv.groups,))[:-1]
+    total = None
+    for offs in np.ndindex(*conv.window):
+        sl = [slice(None)]
+        for a, o in enumerate(offs):
+            start = o * conv.dilation[a]
+            sl.append(slice(start, start + (out[a] - 1) * conv.strides[a] + 1, conv.strides[a]))
+        part = qpad[tuple(sl + [slice(None)])]
+        total = part if total is None else total + part
+    return total
+
+
+def _scale_bound(layer, s):
+    """An upper bound of ``layer.magnitude(s)`` (``|A| s + |c|``, ``s >= 0``) for a Dense or Conv
+    layer without its matmul or convolution: Cauchy-Schwarz per output unit,
+    ``||A_i||_2 ||s_window(i)||_2 + |c_i|``, inflated by ``_SCREEN_SLACK``."""
+    if isinstance(layer, Dense):
+        norm = jnp.sqrt(jnp.sum(s * s, axis=-1, keepdims=True))
+        col = jnp.sqrt(jnp.sum(layer.W * layer.W, axis=0))
+        return (norm * col + jnp.abs(layer.b)) * _SCREEN_SLACK
+    g = layer.groups
+    cin = s.shape[-1]
+    q = jnp.sum((s * s).reshape(*s.shape[:-1], g, cin // g), axis=-1)  # [N, *spatial, G]
+    patch = jnp.sqrt(_patch_sums(layer, q))  # [N, *out_spatial, G]
+    k = layer.kernel
+    kn = jnp.sqrt(jnp.sum((k * k).reshape(-1, k.shape[-1]), axis=0))  # [C_out], group-major channels
+    patch = jnp.repeat(patch, k.shape[-1] // g, axis=-1)
+    return (patch * kn + jnp.abs(layer.bias)) * _SCREEN_SLACK
+
+
+def _site_pass(net: Net, x, tol: float, screened: bool):
+    """``(bits, near, flagged)`` of every code site in one traversal.
+
+    Exact (``screened=False``): ``near`` is :func:`site_codes`'s flags and ``flagged`` is all
+    False. Screened: every Dense / Conv layer's scale is the bound of :func:`_scale_bound`
+    instead of its ``|A| s + |c|`` (which costs as much as the layer itself); a site whose scale
+    is exact (after another site, or only non-Dense/Conv affine layers from the inputs, e.g. a
+    max pool after a ReLU) sets ``near``, one whose scale is a bound sets ``flagged``: a superset
+    of its near rows (``|z| <= tol s <= tol U``), for the exact test to decide.
     """
     h = as_structured(net, x)
     bits = []
     near = [jnp.zeros(h.shape[0], bool)]
-    tol = float(boundary_tol)
+    flagged = [jnp.zeros(h.shape[0], bool)]
 
     def affine(layer, state):
-        v, s = state
-        return layer.apply(v), (None if s is None else layer.magnitude(s))
+        v, _, exact = state
+        s = _scales(state)
+        if screened and isinstance(layer, (Dense, Conv)):
+            return layer.apply(v), _scale_bound(layer, s), False
+        return layer.apply(v), layer.magnitude(s), exact
 
     def site(layer, state):
-        z, s = state
-        bits.append(layer.code(z))
-        near[0] = near[0] | layer.near(z, jnp.zeros_like(z) if s is None else s, tol)
-        out = layer.apply(z)
-        return out, (None if s is None else layer.output_scale(z, out))
+        z, s, exact = state
+        if isinstance(layer, MaxPool) and layer.size > 1:
+            code, out, hit = _pool_site(layer, z, None if s is _VALUES else _scales(state), tol)
+        else:
+            code, out, hit = layer.code(z), layer.apply(z), _site_near(layer, z, _scales(state), tol)
+        bits.append(code)
+        target = near if exact else flagged
+        target[0] = target[0] | hit
+        if type(layer) is ReLU:  # its output scale |out| is out itself
+            return out, _VALUES, True
+        return out, layer.output_scale(z, out), True
 
     def add(a, b):
-        return a[0] + b[0], (None if a[1] is None else a[1] + b[1])
+        return a[0] + b[0], _scales(a) + _scales(b), a[2] and b[2]
 
-    traverse(net.layers, (h, jnp.abs(h)), affine=affine, site=site, add=add)  # scales at tol 0 too (exact ties)
-    return bits, near[0]
+    traverse(net.layers, (h, jnp.abs(h), True), affine=affine, site=site, add=add)  # scales at tol 0 too (exact ties)
+    return bits, near[0], flagged[0]
+
+
+_VALUES = "values"  # a scale that is the values themselves (a ReLU's outputs), in _site_pass
+
+
+def _scales(state):
+    """The scales of a ``(values, scales, exact)`` state of :func:`_site_pass`, as an array."""
+    v, s, _ = state
+    return v if s is _VALUES else s
+
+
+# the compacted batches of the screened general-net test, as fractions of the chunk: the first
+# that holds every flagged row runs (a conv net at tol 1e-5 flags 2-4% of its rows); all rows else
+_SCREEN_TIERS = (32, 8)
+
+
+def _screened_site_codes(net: Net, x, boundary_tol: float):
+    """:func:`site_codes` with the near-boundary test screened (general nets).
+
+    One pass computes the codes, the exact flags of the sites whose scale is exact, and flags the
+    rows where a Dense / Conv scale bound (:func:`_scale_bound`) may hide a near unit; those rows
+    alone get :func:`site_codes`'s exact test, on the smallest compacted batch of
+    ``N // _SCREEN_TIERS[i]`` rows that holds them (all rows at once if none does; none at all
+    when no row is flagged, as at ``boundary_tol=0`` without exact ties). The flags
+    equal :func:`site_codes`'s up to the rounding of those rows' own float32 pre-activations.
+    """
+    h = jnp.asarray(x, net.dtype)
+    h = h.reshape(h.shape[0], -1)
+    N = h.shape[0]
+    bits, near, flagged = _site_pass(net, h, boundary_tol, screened=True)
+    num = flagged.sum()
+    caps = sorted({max(1, N // t) for t in _SCREEN_TIERS if N // t < N})
+
+    def compacted(cap):
+        def run():
+            (rows,) = jnp.nonzero(flagged, size=cap, fill_value=0)
+            hit = site_codes(net, h[rows], boundary_tol)[1] & (jnp.arange(cap) < num)
+            return jnp.zeros(N, bool).at[rows].max(hit)
+        return run
+
+    branches = [lambda: jnp.zeros(N, bool)] + [compacted(c) for c in caps] + [lambda: site_codes(net, h, boundary_tol)[1]]
+    tier = sum(((num > c).astype(jnp.int32) for c in caps), (num > 0).astype(jnp.int32))
+    return bits, near | jax.lax.switch(tier, branches)
 
 
 def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False, screen: bool = False):
@@ -337,13 +536,17 @@ def _layer_codes(net: Net, x, boundary_tol: float, check: bool = False, screen: 
     lanes ``(c, d)``; for a one-word layer the key lanes are bijections of its word and serve
     as its fingerprint (None there). ``screen``: the near-boundary flags of
     :func:`_screened_near` (the same flags, cheaper on narrow nets). A general net (not an
-    MLP) codes its sites through :func:`site_codes`; ``x`` is flat ``[N, input_dim]``.
+    MLP) codes its sites through :func:`site_codes` (``screen``: :func:`_screened_site_codes`);
+    ``x`` is flat ``[N, input_dim]``.
     """
     h = jnp.asarray(x, net.dtype)
     finite = jnp.isfinite(h).all(axis=-1)
     if not net.is_mlp:
-        bits, near = site_codes(net, h, boundary_tol)
-        codes_words = [_pack(b) for b in bits]
+        if screen:
+            bits, near = _screened_site_codes(net, h, boundary_tol)
+        else:
+            bits, near = site_codes(net, h, boundary_tol)
+        codes_words = [_pack_bytes(b) for b in bits]
         return (tuple(codes_words),) + _hash_layers(codes_words, check) + (near, finite)
     near = jnp.zeros(h.shape[:-1], bool)
     screen = screen and boundary_tol > 0

@@ -3,15 +3,18 @@
 # against its preinstalled JAX (CUDA), in one command that fits a 10-minute slot. Each workload
 # is measured on both reduction paths (reduce="host" and reduce="device", side by side, with the
 # bytes fetched from the device per input, the kernel alone, and with inputs drawn on the device
-# by a sampler); then the IB net's throughput with on-device uniform sampling at 2^28 (and 2^30
-# if fast) inputs on the device path; then the codes of the GPU are compared with the CPU's on
-# the same inputs. Wheels that machine lacks can be put in .whl/ beside the checkout; they are
+# by a sampler); then the conv net of `partax bench`'s cnn workload (conv, max pool, conv, dense on
+# 8x8 inputs, issue 14) the same way, beside its forward pass, in its own run (OUT_DIR/cnn); then
+# the IB net's throughput with on-device uniform sampling at 2^28 (and 2^30 if fast) inputs on the
+# device path; then the codes of the GPU are compared with the CPU's on the same inputs (the
+# MLPs and the conv net). Wheels that machine lacks can be put in .whl/ beside the checkout; they are
 # installed from there without any index.
 #
 #   bash scripts/bench_gpu.sh [OUT_DIR] [--quick]   # default: benchmarks/<date>-<gpu>, e.g. -h200
 #
-# Limits (all within a 10-minute slot): PARTAX_BENCH_TIMEOUT seconds for the bench (default 330),
-# 90 for the sampled IB run, 60 for the codes check; each step writes its file as it ends.
+# Limits (all within a 10-minute slot): PARTAX_BENCH_TIMEOUT seconds for the MLP bench (default
+# 300), PARTAX_CNN_TIMEOUT for the cnn one (default 100), 90 for the sampled IB run, 60 for the
+# codes check; each step writes its file as it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=""
@@ -35,7 +38,10 @@ mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 python3 -c "import jax; print('devices:', jax.devices())"
 status=0
-timeout "${PARTAX_BENCH_TIMEOUT:-330}" python3 -m partax.cli bench "${quick[@]}" --only ib mlp256 mlp1024 --out "$out" \
+timeout "${PARTAX_BENCH_TIMEOUT:-300}" python3 -m partax.cli bench "${quick[@]}" --only ib mlp256 mlp1024 --out "$out" \
+  || status=$?
+# the conv net (issue 14, item 7: partition >= 0.85x its forward pass), its own run and files
+timeout "${PARTAX_CNN_TIMEOUT:-100}" python3 -m partax.cli bench "${quick[@]}" --only cnn --out "$out/cnn" \
   || status=$?
 # the IB net with inputs drawn on the device (issue 19's target: >= 1e9 inputs/s), device path
 timeout 90 python3 - "$out" <<'EOF' || status=$?
@@ -66,10 +72,12 @@ EOF
 timeout 60 python3 - "$out" <<'EOF' || status=$?
 import json, sys
 import jax, numpy as np, partax
+from partax.bench.partition import digits_cnn
 out = {}
-for name, widths in (("ib", [12, 10, 7, 5, 4, 3, 2]), ("mlp256", [784, 256, 256, 256, 10])):
-    net = partax.mlp(jax.random.key(0), widths, bias_std=0.1)
-    x = np.random.default_rng(0).random((2**16, widths[0]), dtype=np.float32)
+nets = {"ib": partax.mlp(jax.random.key(0), [12, 10, 7, 5, 4, 3, 2], bias_std=0.1),
+        "mlp256": partax.mlp(jax.random.key(0), [784, 256, 256, 256, 10], bias_std=0.1), "cnn": digits_cnn()}
+for name, net in nets.items():
+    x = np.random.default_rng(0).random((2**16, net.input_dim), dtype=np.float32)
     gpu = partax.codes(net, x)
     with jax.default_device(jax.devices("cpu")[0]):
         cpu = partax.codes(jax.device_put(net, jax.devices("cpu")[0]), x)
@@ -79,5 +87,5 @@ for name, widths in (("ib", [12, 10, 7, 5, 4, 3, 2]), ("mlp256", [784, 256, 256,
 with open(f"{sys.argv[1]}/codes_vs_cpu.json", "w") as f:
     json.dump(out, f, indent=1)
 EOF
-echo "wrote $out (bench.md, bench.json, ib_sampled.json, codes_vs_cpu.json); status $status"
+echo "wrote $out (bench.md, bench.json, cnn/bench.*, ib_sampled.json, codes_vs_cpu.json); status $status"
 exit $status

@@ -7,7 +7,9 @@ noisy neighbour hurts both sides alike). Absolute rates are labelled with the de
 One module per workload family, each with its measuring functions and an ``entry(quick)``:
 
 * :mod:`partax.bench.partition`: the partition workloads of :data:`WORKLOADS` (``ib``,
-  ``mlp256``, ``mlp1024``) beside the bare forward pass and the NumPy practice;
+  ``mlp256``, ``mlp1024``) beside the bare forward pass and the NumPy practice, and the conv net
+  of :data:`CNN_WORKLOADS` (``cnn``: conv, max pool, conv, dense on 8x8 inputs) beside its
+  forward pass (run last, so the older workloads keep their places);
 * :mod:`partax.bench.lp` (``lp``): batched Chebyshev LPs, interior point against HiGHS;
 * :mod:`partax.bench.slices` (``slices``): exact 2D slices, regions per second;
 * :mod:`partax.bench.enumerate` (``enumerate``): exact n-D enumeration;
@@ -26,7 +28,7 @@ progress through its ``log`` callback (``partax bench`` passes ``print``).
 Example:
     >>> from partax import bench
     >>> bench.workload_names()
-    ['ib', 'mlp256', 'mlp1024', 'lp', 'slices', 'enumerate', 'sharded', 'stability', 'tropical', 'counting', 'density']
+    ['ib', 'mlp256', 'mlp1024', 'lp', 'slices', 'enumerate', 'sharded', 'stability', 'tropical', 'counting', 'density', 'cnn']
     >>> bench.run(only=["nope"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -51,12 +53,12 @@ import jax
 # package's namespace, so this file never calls the builtin ``enumerate``.
 from partax.bench import enumerate as enumeration
 from partax.bench import counting, density, lp, sharded, slices, stability, tropical
-from partax.bench.partition import WORKLOADS, partition_workload, run_named
+from partax.bench.partition import CNN_WORKLOADS, WORKLOADS, cnn_workload, partition_workload, run_named
 from partax.bench.report import readme_section, to_markdown
 from partax.files import atomic_write_bytes
 
-__all__ = ["WORKLOADS", "EXTRA_WORKLOADS", "run", "run_workload", "workload_names", "device_info",
-           "partition_workload", "to_markdown", "readme_section"]
+__all__ = ["WORKLOADS", "CNN_WORKLOADS", "EXTRA_WORKLOADS", "run", "run_workload", "workload_names", "device_info",
+           "partition_workload", "cnn_workload", "to_markdown", "readme_section"]
 
 # the other workloads: name (for ``only`` / ``--only``) -> entry(quick) -> dict
 EXTRA_WORKLOADS = {"lp": lp.entry, "slices": slices.entry, "enumerate": enumeration.entry, "sharded": sharded.entry,
@@ -70,9 +72,10 @@ def workload_names() -> list:
     """The names ``run(only=...)`` accepts, in the order the suite runs them.
 
     Returns:
-      The partition workloads of :data:`WORKLOADS`, then those of :data:`EXTRA_WORKLOADS`.
+      The partition workloads of :data:`WORKLOADS`, then those of :data:`EXTRA_WORKLOADS`, then
+      the conv net's of :data:`CNN_WORKLOADS`.
     """
-    return list(WORKLOADS) + list(EXTRA_WORKLOADS)
+    return list(WORKLOADS) + list(EXTRA_WORKLOADS) + list(CNN_WORKLOADS)
 
 
 def device_info() -> dict:
@@ -91,7 +94,7 @@ def run_workload(name: str, quick: bool = False, reps: int = 3) -> dict:
     Args:
       name: one of :func:`workload_names`.
       quick: the quick sizes.
-      reps: repetitions of each timed measurement (partition workloads; the best is kept).
+      reps: repetitions of each timed measurement (partition and cnn workloads; the best is kept).
 
     Returns:
       The workload's entry (its ``"name"`` set).
@@ -99,7 +102,7 @@ def run_workload(name: str, quick: bool = False, reps: int = 3) -> dict:
     Raises:
       ValueError: an unknown ``name``.
     """
-    if name in WORKLOADS:
+    if name in WORKLOADS or name in CNN_WORKLOADS:
         return run_named(name, quick, reps)
     if name not in EXTRA_WORKLOADS:
         raise ValueError(f"name: unknown workload {name!r}; expected one of {workload_names()}")

@@ -28,6 +28,17 @@ def _no_device() -> dict:
     return {"platform": "?", "device_kind": "?", "count": 0}
 
 
+def _field(w: dict, key: str, fmt: str) -> str:
+    """``w[key]`` formatted, or a dash where the entry lacks it (the conv net's NumPy fields,
+    runs written before a field existed)."""
+    return format(w[key], fmt) if key in w else "–"
+
+
+def _label(w: dict) -> str:
+    """A partition entry's net: its architecture (the conv net) or its widths joined by dashes."""
+    return w["net"] if "net" in w else "-".join(map(str, w["widths"]))
+
+
 def to_markdown(result: dict) -> str:
     """The bench result as a Markdown report.
 
@@ -54,10 +65,11 @@ def to_markdown(result: dict) -> str:
         if "partition_inputs_per_s" not in w:
             continue
         lines.append(
-            f"| {w['name']} {'-'.join(map(str, w['widths']))} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
-            f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {w['numpy_inputs_per_s']:,.0f} | "
-            f"{w['ratio_vs_numpy']:.1f} | {w['ratio_vs_numpy_bound']:.1f} | {w['forward_gflops']:,.1f} | "
-            f"{w['numpy_matmul_gflops']:,.1f} | {w['collision_check_cost']:+.0%} | {w['peak_rss_mb']:,.0f} |"
+            f"| {w['name']} {_label(w)} | {w['inputs']:,} | {w['partition_inputs_per_s']:,.0f} | "
+            f"{w['forward_inputs_per_s']:,.0f} | {w['ratio_vs_forward']:.2f} | {_field(w, 'numpy_inputs_per_s', ',.0f')} | "
+            f"{_field(w, 'ratio_vs_numpy', '.1f')} | {_field(w, 'ratio_vs_numpy_bound', '.1f')} | "
+            f"{w['forward_gflops']:,.1f} | {_field(w, 'numpy_matmul_gflops', ',.1f')} | "
+            f"{w['collision_check_cost']:+.0%} | {w['peak_rss_mb']:,.0f} |"
         )
     lines += [
         "",
@@ -68,6 +80,10 @@ def to_markdown(result: dict) -> str:
         "Collision check cost: the partition's time with its check keys (the default) over its time",
         "with `collision_check=False`, minus one, measured in the same run.",
     ]
+    skipped = [w for w in result["workloads"] if "numpy_skipped" in w]
+    if skipped:
+        lines += [f"No NumPy columns for {', '.join(w['name'] for w in skipped)}: {skipped[0]['numpy_skipped']}; "
+                  "its FLOP rate counts the Dense and Conv layers' multiply-adds."]
     if paths:
         lines += [
             "",
@@ -84,17 +100,14 @@ def to_markdown(result: dict) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
 
-        def share(w, k, fmt):  # runs written before these fields existed show a dash
-            return format(w[k], fmt) if k in w else "–"
-
         for w in paths:
             lines.append(
                 f"| {w['name']} | {w['reduce_auto']} | {w['host_inputs_per_s']:,.0f} | {w['host_ratio_vs_forward']:.2f} | "
                 f"{w['host_bytes_per_input']:.1f} | {w['device_inputs_per_s']:,.0f} | "
                 f"{w['device_ratio_vs_forward']:.2f} | {w['device_bytes_per_input']:.1f} | "
                 f"{w['host_sampled_inputs_per_s']:,.0f} | {w['device_sampled_inputs_per_s']:,.0f} | "
-                f"{share(w, 'kernel_ratio_vs_forward', '.2f')} | {share(w, 'near_test_cost', '+.0%')} | "
-                f"{share(w, 'host_cost_over_kernel', '+.0%')} | {share(w, 'device_cost_over_kernel', '+.0%')} |"
+                f"{_field(w, 'kernel_ratio_vs_forward', '.2f')} | {_field(w, 'near_test_cost', '+.0%')} | "
+                f"{_field(w, 'host_cost_over_kernel', '+.0%')} | {_field(w, 'device_cost_over_kernel', '+.0%')} |"
             )
         lines += [
             "",
@@ -158,12 +171,12 @@ def readme_section(result: dict, path: str) -> str:
     for w in result["workloads"]:
         if "partition_inputs_per_s" not in w:
             continue
-        net = "-".join(map(str, WORKLOADS[w["name"]][0] if w["name"] in WORKLOADS else w["widths"]))
+        net = "-".join(map(str, WORKLOADS[w["name"]][0])) if w["name"] in WORKLOADS else _label(w)
         label = f"{_README_NAMES[w['name']]} {net}" if w["name"] in _README_NAMES else net
         lines.append(
             f"| {label} | {_pow2(w['inputs'])} | {_si(w['partition_inputs_per_s'])} | {_si(w['forward_inputs_per_s'])} "
-            f"| {w['ratio_vs_forward']:.2f} | {_si(w['numpy_inputs_per_s'])} | {w['ratio_vs_numpy']:.3g} "
-            f"| {w['ratio_vs_numpy_bound']:.3g} | "
+            f"| {w['ratio_vs_forward']:.2f} | {_si(w['numpy_inputs_per_s']) if 'numpy_inputs_per_s' in w else '–'} "
+            f"| {_field(w, 'ratio_vs_numpy', '.3g')} | {_field(w, 'ratio_vs_numpy_bound', '.3g')} | "
             f"{format(w['collision_check_cost'], '+.0%') if 'collision_check_cost' in w else '–'} |"
         )
     other = [m.readme_text(by_name[name]) for name, m in _SECTIONS.items()

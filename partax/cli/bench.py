@@ -30,7 +30,7 @@ def add_parser(subparsers):
         help="run the benchmark suite",
         description="Run the benchmark workloads on the default JAX device, each in a fresh process, and "
         "write bench.json and bench.md into --out: partition throughput beside the bare forward pass and "
-        "the NumPy practice, Chebyshev LPs (interior point against HiGHS), exact 2D slices and n-D "
+        "the NumPy practice (MLPs: ib, mlp256, mlp1024; a conv net: cnn, beside its forward pass), Chebyshev LPs (interior point against HiGHS), exact 2D slices and n-D "
         "enumeration, the sharded engine. A failed workload is named on stderr and the command exits 1 "
         "after writing the others.",
     )
