@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import shutil
 import time
 
@@ -40,21 +41,18 @@ import numpy as np
 import optax
 
 import partax
-from partax.datasets import digits, load_idx
 from partax.files import atomic_write_bytes
 from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
 from partax.nets import as_structured
 from partax.trace import Tracer, load_trace, log_spaced
 from partax.train import fit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from digits_data import load_data, split  # noqa: E402  (the experiments' shared data)
+
+
 SCOPES = ("layer", "prefix")
 
-
-def split(x, y, n_train, seed=0):
-    """A fixed random train/test split: ``(x_train, y_train, x_test, y_test)``."""
-    perm = np.random.default_rng(seed).permutation(len(x))
-    tr, te = perm[:n_train], perm[n_train:]
-    return x[tr], y[tr], x[te], y[te]
 
 
 def fcn(key, d_in, hidden=(64, 64, 64), classes=10):
@@ -273,23 +271,6 @@ def plot(study, meta, path):
         N=None), fontsize=11)
     plots.save(fig, path, dpi=100)
 
-
-def load_data(mnist=None):
-    """``(x, y, input_shape, name, n_train)`` of the digits, or of MNIST's first 12000 training images."""
-    if mnist:
-        def find(stem):
-            for name in (stem, stem + ".gz"):
-                p = os.path.join(mnist, name)
-                if os.path.exists(p):
-                    return p
-            raise SystemExit(f"--mnist: {stem}[.gz] not found in {mnist}")
-
-        x, y = load_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte"))
-        side = int(round(np.sqrt(x.shape[1])))
-        x, y = x[:12000], y[:12000]
-        return x, y, (side, side, 1), f"MNIST (first {len(x)} training images)", len(x) * 5 // 6
-    x, y = digits()
-    return x, y, (8, 8, 1), "scikit-learn digits 8x8", 1200
 
 
 def main(argv=None):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -38,20 +39,17 @@ import numpy as np
 import optax
 
 import partax
-from partax.datasets import digits, load_idx
 from partax.files import atomic_write_bytes
 from partax.geometry import Plane, slice_regions
 from partax.trace import log_spaced
 from partax.train import fit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from digits_data import load_data, split  # noqa: E402  (the experiments' shared data)
+
+
 SIDE = 2.5  # the square's side in units of the circumradius (Hanin & Rolnick)
 
-
-def split(x, y, n_train, seed=0):
-    """A fixed random train/test split: ``(x_train, y_train, x_test, y_test)``."""
-    perm = np.random.default_rng(seed).permutation(len(x))
-    tr, te = perm[:n_train], perm[n_train:]
-    return x[tr], y[tr], x[te], y[te]
 
 
 def hidden_widths(units: int, depth: int) -> list:
@@ -198,22 +196,6 @@ def plot(summary, meta, path):
     plots.save(fig, path, dpi=110)
 
 
-def load_data(mnist=None):
-    """``(x, y, name, n_train)``: the digits, or MNIST's first 12000 training images."""
-    if mnist:
-        def find(stem):
-            for name in (stem, stem + ".gz"):
-                p = os.path.join(mnist, name)
-                if os.path.exists(p):
-                    return p
-            raise SystemExit(f"--mnist: {stem}[.gz] not found in {mnist}")
-
-        x, y = load_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte"))
-        x, y = x[:12000], y[:12000]
-        return x, y, f"MNIST (first {len(x)} training images)", len(x) * 5 // 6
-    x, y = digits()
-    return x, y, "scikit-learn digits 8x8", 1200
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -245,7 +227,7 @@ def main(argv=None):
             hidden_widths(a.units, d)
         except ValueError as e:
             ap.error(f"--depths/--units: {e}")
-    x, y, data, n_train = load_data(a.mnist)
+    x, y, _, data, n_train = load_data(a.mnist)
     xtr, ytr, xte, yte = split(x, y, n_train)
     tri = triples(len(xtr), a.triples)
     schedule = np.union1d([0], log_spaced(a.epochs, min(a.checkpoints, a.epochs))) if a.epochs else np.array([0])

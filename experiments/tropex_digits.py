@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -34,18 +35,16 @@ import numpy as np
 import optax
 
 import partax
-from partax.datasets import digits, load_idx
 from partax.files import atomic_write_bytes
 from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
 from partax.nets import sequential
 from partax.train import fit
 from partax.tropical import region_statistics
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from digits_data import load_data, split  # noqa: E402  (the experiments' shared data)
 
-def split(x, y, n_train, seed=0):
-    perm = np.random.default_rng(seed).permutation(len(x))
-    tr, te = perm[:n_train], perm[n_train:]
-    return x[tr], y[tr], x[te], y[te]
+
 
 
 def checkpoints(epochs):
@@ -164,20 +163,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.epochs = 1, 30
-    if a.mnist:
-        def find(stem):
-            for name in (stem, stem + ".gz"):
-                p = os.path.join(a.mnist, name)
-                if os.path.exists(p):
-                    return p
-            raise SystemExit(f"--mnist: {stem}[.gz] not found in {a.mnist}")
-
-        x, y = load_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte"))
-        x, y = x[:12000], y[:12000]
-        data, n_train = "MNIST (first 12000 training images)", 10000
-    else:
-        x, y = digits()
-        data, n_train = "scikit-learn digits 8x8", 1200
+    x, y, _, data, n_train = load_data(a.mnist)
     xtr, ytr, xte, yte = split(x, y, n_train)
     archs = ["fcn", "cnn"] if a.arch == "both" else [a.arch]
     t0 = time.perf_counter()

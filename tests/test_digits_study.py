@@ -226,7 +226,7 @@ def test_mnist_path_reads_idx_and_builds_the_cnn(tmp_path, n):
     assert shape == (28, 28, 1) and x.shape == (n, 784) and n_train == n * 5 // 6 and "MNIST" in name
     np.testing.assert_array_equal(x, images.reshape(n, -1).astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(y, labels)
-    x2, y2, _, n_train2 = hr.load_data(str(tmp_path))
+    x2, y2, _, _, n_train2 = hr.load_data(str(tmp_path))
     np.testing.assert_array_equal(x2, x)
     assert n_train2 == n_train
     net = dfc.cnn(jax.random.key(0), shape, (2, 3))
