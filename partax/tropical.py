@@ -387,13 +387,19 @@ def _widest(net: Net) -> int:
     return max(sizes)
 
 
-def _layered_terms_of_masks(net: Net, masks, *, split: bool, batch_size=None) -> dict:
-    d, k = net.input_dim, net.output_dim
-    M = masks[0].shape[0]
+def _zero_terms(M: int, k: int, d: int, split: bool) -> dict:
+    """The per-region term arrays, zero: coefficients ``[M, k, d]``, biases ``[M, k]`` (and the split's)."""
     out = {"coef": np.zeros((M, k, d)), "bias": np.zeros((M, k))}
     if split:
         out.update(num_coef=np.zeros((M, k, d)), num_bias=np.zeros((M, k)), den_coef=np.zeros((M, d)),
                    den_bias=np.zeros(M))
+    return out
+
+
+def _layered_terms_of_masks(net: Net, masks, *, split: bool, batch_size=None) -> dict:
+    d, k = net.input_dim, net.output_dim
+    M = masks[0].shape[0]
+    out = _zero_terms(M, k, d, split)
     if M == 0:
         return out
     size = _chunk_size(None, batch_size, (12 if split else 3) * (d + 1) * _widest(net))
@@ -474,10 +480,7 @@ def _terms_of_masks(net: Net, masks, *, split: bool, batch_size=None) -> dict:
     params = float64_arrays(net)
     d, k = net.input_dim, net.output_dim
     M = masks[0].shape[0]
-    out = {"coef": np.zeros((M, k, d)), "bias": np.zeros((M, k))}
-    if split:
-        out.update(num_coef=np.zeros((M, k, d)), num_bias=np.zeros((M, k)), den_coef=np.zeros((M, d)),
-                   den_bias=np.zeros(M))
+    out = _zero_terms(M, k, d, split)
     if M == 0:
         return out
     widest = max(tuple(net.widths) + (k,))  # batched families are [chunk, d, n_l] (the identity is shared)
