@@ -9,53 +9,22 @@ import pytest
 
 import layers_oracle as oracle
 import partax
+from layered_nets import conv1d, conv_pool, f32_of, padded_pool, residual
 from partax.geometry.lines import LineRegions, line_regions
-from partax.layers import AvgPool, BatchNorm, Conv, Dense, Flatten, HardTanh, LeakyReLU, MaxPool, ReLU, Residual
+from partax.layers import Conv, Dense, Flatten, HardTanh, LeakyReLU, MaxPool, ReLU, Residual
 from partax.nets import sequential
-
-
-def _f32(rng):
-    return lambda *shape, scale=1.0: (rng.normal(size=shape) * scale).astype(np.float32)
-
-
-# the example nets of tests/test_layered_geometry.py (own seeds: each net is the same whatever runs first)
-def conv_pool():
-    f = _f32(np.random.default_rng(10))
-    return sequential([Conv(f(3, 3, 1, 2, scale=0.6), f(2, scale=0.2)), ReLU(), MaxPool((2, 2)),
-                       Flatten(), Dense(f(8, 2), f(2))], (6, 6, 1))
-
-
-def residual():
-    f = _f32(np.random.default_rng(11))
-    return sequential([Conv(f(2, 2, 2, 2, scale=0.6), f(2, scale=0.1), strides=2), LeakyReLU(0.1),
-                       Residual((Conv(f(3, 3, 2, 2, scale=0.5), f(2, scale=0.1), padding=1), HardTanh(-0.5, 0.5),
-                                 Conv(f(1, 1, 2, 2), f(2)))),
-                       BatchNorm(f(2), np.abs(f(2)) + 0.5, f(2), f(2)),
-                       MaxPool((2, 2), (1, 1), ((1, 0), (0, 1))), Flatten(), Dense(f(8, 2), f(2))], (5, 5, 2))
-
-
-def conv1d():
-    f = _f32(np.random.default_rng(12))
-    return sequential([Conv(f(3, 1, 3, scale=0.7), f(3, scale=0.2), dilation=(2,)), HardTanh(0.0, 1.0),
-                       AvgPool((2,)), MaxPool((2,), (1,)), Flatten(), Dense(f(6, 2), f(2))], (11, 1))
-
-
-def padded_pool():
-    f = _f32(np.random.default_rng(13))
-    return sequential([Conv(f(2, 1, 2, scale=1.5), f(2)), MaxPool((3,), (2,), ((1, 1),)), LeakyReLU(0.1),
-                       Flatten(), Dense(f(6, 1), f(1))], (6, 1))
 
 
 def hardtanh_dense():
     """Flat input, dense layers, a hard-tanh then a ReLU site (not an MLP: two activations)."""
-    f = _f32(np.random.default_rng(14))
+    f = f32_of(np.random.default_rng(14))
     return sequential([Dense(f(3, 6), f(6, scale=0.3)), HardTanh(-0.5, 0.5), Dense(f(6, 5), f(5, scale=0.3)),
                        ReLU(), Dense(f(5, 1), f(1))], (3,))
 
 
 def residual_pool():
     """A residual block with a linear (1x1 conv) shortcut and a ReLU inside, then a max pool."""
-    f = _f32(np.random.default_rng(15))
+    f = f32_of(np.random.default_rng(15))
     return sequential([Conv(f(3, 1, 2, scale=0.8), f(2, scale=0.2)), ReLU(),
                        Residual((Conv(f(3, 2, 2, scale=0.6), f(2, scale=0.2), padding=1), ReLU(),
                                  Conv(f(1, 2, 2), f(2, scale=0.2))), shortcut=Conv(f(1, 2, 2), f(2, scale=0.1))),
@@ -163,7 +132,7 @@ def test_errors(case):
 def test_general_path_agrees_with_the_mlp_path():
     """An MLP written as a general net (a leading Flatten makes it one) takes the general path;
     its pieces are those of the MLP path (an independent walk over the same layers)."""
-    f = _f32(np.random.default_rng(3))
+    f = f32_of(np.random.default_rng(3))
     layers = [Dense(f(3, 12), f(12, scale=0.5)), LeakyReLU(0.1), Dense(f(12, 12, scale=0.4), f(12, scale=0.5)),
               LeakyReLU(0.1), Dense(f(12, 1), f(1))]
     mlp = sequential(layers, (3,))

@@ -13,34 +13,15 @@ from scipy.optimize import linprog
 
 import layers_oracle as oracle
 import partax
+from layered_nets import conv_pool, f32_of, residual
 from partax.geometry import Box, region_report
-from partax.layers import BatchNorm, Conv, Dense, Flatten, HardTanh, LeakyReLU, MaxPool, ReLU, Residual
+from partax.layers import Conv, Dense, Flatten, HardTanh, MaxPool
 from partax.nets import sequential
-
-
-def _f32(rng):
-    return lambda *shape, scale=1.0: (rng.normal(size=shape) * scale).astype(np.float32)
-
-
-# the conv_pool and residual nets of tests/test_layered_geometry.py (own seeds)
-def conv_pool():
-    f = _f32(np.random.default_rng(10))
-    return sequential([Conv(f(3, 3, 1, 2, scale=0.6), f(2, scale=0.2)), ReLU(), MaxPool((2, 2)),
-                       Flatten(), Dense(f(8, 2), f(2))], (6, 6, 1))
-
-
-def residual():
-    f = _f32(np.random.default_rng(11))
-    return sequential([Conv(f(2, 2, 2, 2, scale=0.6), f(2, scale=0.1), strides=2), LeakyReLU(0.1),
-                       Residual((Conv(f(3, 3, 2, 2, scale=0.5), f(2, scale=0.1), padding=1), HardTanh(-0.5, 0.5),
-                                 Conv(f(1, 1, 2, 2), f(2)))),
-                       BatchNorm(f(2), np.abs(f(2)) + 0.5, f(2), f(2)),
-                       MaxPool((2, 2), (1, 1), ((1, 0), (0, 1))), Flatten(), Dense(f(8, 2), f(2))], (5, 5, 2))
 
 
 def small_pool():
     """Input (4, 1): dimension 4, so volumes are exact and facets are cheap to check."""
-    f = _f32(np.random.default_rng(16))
+    f = f32_of(np.random.default_rng(16))
     return sequential([Conv(f(2, 1, 2), f(2, scale=0.3)), HardTanh(-0.5, 0.5), MaxPool((2,), (1,)), Flatten(),
                        Dense(f(4, 1), f(1))], (4, 1))
 

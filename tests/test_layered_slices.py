@@ -22,7 +22,8 @@ def f32(*shape, scale=1.0):
     return (RNG.normal(size=shape) * scale).astype(np.float32)
 
 
-# the nets of tests/test_layered_geometry.py (copied: their weights come from this file's generator)
+# the architectures of tests/layered_nets.py with weights from this file's generator (the tie test below
+# needs this conv_pool's positive biases)
 def conv_pool():
     return sequential([Conv(f32(3, 3, 1, 2, scale=0.6), f32(2, scale=0.2)), ReLU(), MaxPool((2, 2)),
                        Flatten(), Dense(f32(8, 2), f32(2))], (6, 6, 1))
