@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["KeyTable", "Absorbed", "build_key_table", "absorb_chunk", "table_buckets"]
+__all__ = ["KeyTable", "Absorbed", "build_key_table", "absorb_chunk", "slot_first_ranks", "table_buckets"]
 
 
 class KeyTable(NamedTuple):
@@ -197,3 +197,43 @@ def absorb_chunk(lanes, values, full_keys, row_values, labels, num_valid, num_cl
     misses = jnp.zeros(capacity, jnp.int32).at[target].set(jnp.arange(N, dtype=jnp.int32), mode="drop")
     overflow = overflow | (num_misses > capacity)
     return Absorbed(counts, label_counts, collided, collided_slot, num_misses, misses, overflow)
+
+
+def slot_first_ranks(lanes, full_keys, ranks, num_valid):
+    """Per slot of a key table, the smallest rank of the valid inputs that hit it (traceable).
+
+    What :func:`absorb_chunk` leaves out: a hit can be a region's first input when the
+    table's keys come from inputs that are earlier in a step but later in the stream (the
+    sharded engine's processes: process 0's later steps precede process 1's earlier ones in
+    the global stream), so there the hits carry their exemplar too.
+
+    Args:
+      lanes: ``uint32[buckets, ways, 2]`` (:attr:`KeyTable.lanes`).
+      full_keys: ``uint32[N, 2]``, each input's full-code key lanes ``(lo, hi)``.
+      ranks: ``uint32[N]``, each input's rank (e.g. its position in the stream of a step).
+      num_valid: the valid rows (the first ``num_valid``).
+
+    Returns:
+      ``uint32[S]``: the smallest rank per slot, ``2^32 - 1`` where no valid input hit it.
+
+    Example:
+      >>> import numpy as np
+      >>> from partax.device_grouping import build_key_table, slot_first_ranks
+      >>> t = build_key_table(np.array([5], np.uint64), np.zeros((1, 0), np.uint32), np.ones(1), buckets=2, ways=1)
+      >>> x = np.array([[9, 0], [5, 0], [5, 0]], np.uint32)
+      >>> slot_first_ranks(t.lanes, x, np.array([7, 3, 1], np.uint32), 2).tolist()
+      [4294967295, 3]
+    """
+    buckets, ways = lanes.shape[0], lanes.shape[1]
+    S = buckets * ways
+    N = full_keys.shape[0]
+    lo, hi = full_keys[:, 0], full_keys[:, 1]
+    b = (lo & jnp.uint32(buckets - 1)).astype(jnp.int32)
+    cand = lanes[b]
+    match = (cand[..., 0] == lo[:, None]) & (cand[..., 1] == hi[:, None])
+    hit = match.any(axis=-1) & (jnp.arange(N) < num_valid)
+    slot = b * ways + jnp.argmax(match, axis=-1).astype(jnp.int32)
+    seg = jnp.where(hit, slot, S)
+    first = jax.ops.segment_min(jnp.asarray(ranks, jnp.uint32), seg, num_segments=S + 1)[:S]
+    return jnp.where(jax.ops.segment_sum(hit.astype(jnp.int32), seg, num_segments=S + 1)[:S] > 0, first,
+                     jnp.uint32(0xFFFFFFFF))

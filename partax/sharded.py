@@ -15,10 +15,14 @@ How a run goes
 2. *Steps*. In each step every device of the mesh takes ``batch_size`` inputs (the
    process's next chunk, split over its devices; a process that ran out feeds an empty,
    masked chunk) and runs one jitted step (:mod:`partax.sharded_step`): codes, the key of
-   every input's full code and its per-layer hashes, a local reduction by ``(key, label)``,
-   an all-to-all that sends every distinct row to its *owner* device, and the owner's
-   reduction. The host of each owner device turns the owner's rows into a table keyed by
-   full code (:mod:`partax.sharded_tables`) and folds it into a running table with the
+   every input's full code and its per-layer hashes; then the device's *table of known
+   keys* (:mod:`partax.device_grouping`, the single-device engine's device reduction)
+   counts the inputs whose region it holds per slot (and per slot and label); only the
+   others, the *misses* (at most a static capacity of them), go through a local reduction
+   by ``(key, label)``, an all-to-all that sends every distinct row to its *owner* device,
+   and the owner's reduction. The host of each owner device turns the owner's rows into a
+   table keyed by full code (:mod:`partax.sharded_tables`), the per-slot counts of its
+   devices into another (:func:`hits_table`), and folds both into a running table with the
    single-device engine's accumulator (:mod:`partax.accumulate`). Owners hold disjoint key
    sets, so a process only ever holds the keys its devices own: about
    ``M_global * D_local / D`` rows, not the ``D`` overlapping per-device tables.
@@ -30,37 +34,66 @@ How a run goes
 
 The collision check. With ``collision_check`` (the default) or ``exact``, every reduction
 compares the payloads of the rows it joins (per-layer hashes, check lanes of wide layers:
-fingerprints of the code; in exact mode the code words too): on the devices (a flag in the
+fingerprints of the code; in exact mode the code words too), and the key tables compare
+every hit's check key (code words) with its slot's: on the devices (a flag in the
 step's replicated statistics: :class:`~partax.coding.HashCollisionError` on every process),
 in the host merges, and in the range tables at the end (every process derives them from
 the same global table: raised on every process). A collision found by one host's merge is
 reported like any host failure (below): that process raises the
 :class:`~partax.coding.HashCollisionError`, the others a :class:`RemoteInputError` naming it.
 
-Why this merge, and what it costs
----------------------------------
-* An all-gather of per-device tables costs every host ``sum_d M_d`` rows (up to ``D`` times
-  the ``M`` distinct regions when devices see the same regions) and leaves all the reducing
-  to every host. Owner buckets cost each device ``O(batch_size)`` rows per step whatever the
-  number of regions, keep the per-step network traffic at about the number of *locally
-  distinct* rows (``<= batch_size`` per device), and spread the reduction over devices and
-  hosts; tens of millions of distinct regions per device only grow the host-side owned
-  table (``M_global / D`` rows per device), never the device buffers.
-* Device memory per step, with ``W = 5 + 2L (+ 2 L_w with the check) (+ code words in exact
-  mode)`` ``uint32`` lanes per row (``L`` hidden layers, ``L_w`` of them wider than 32
-  units): the local sort of ``B`` rows, the send and receive buffers of ``D * cap`` rows
-  each and the owner sort of ``D * cap`` rows: about ``4 * (2 B + 3 D cap) * W`` bytes.
-  ``cap`` starts at ``~2 B / D`` (power of two, at most ``B``): hashing spreads rows evenly,
-  so buckets overflow only when a device has far more distinct rows for one owner than
-  average; every device learns the largest bucket from the step's statistics, and an
-  overflowing step is re-run with a larger ``cap`` (all processes agree, since they read
-  the same replicated value). ``cap = B`` never overflows.
-* Cost of the merge per step: two three-key sorts (``B`` and ``D * cap`` rows), one
-  all-to-all of ``D * cap * W * 4`` bytes per device. It grows with the number of *distinct
-  rows per step*, not with inputs.
-* Host cost: the owned rows per step (at most ``2 B`` per device) cross to the host and
-  are merged into the owned table; the final all-gather ships ``M_global`` rows to each
-  process.
+The table of known keys
+-----------------------
+Each process keeps one table of the keys *it owns* (built from its owned table by
+:func:`known_keys`; the same on each of its devices), so an input is absorbed on its own
+device when its region is one the process owns and has seen in an earlier step; its hits
+are counted by the host that owns the key, and no count ever needs a cross-device sum.
+With one process (every mesh of one host) that is every region met so far. Why not one
+table replicated over all processes: each process would need every other process's new
+keys, i.e. an extra host exchange per rebuild; per-owner tables need none, at the price
+that with ``P`` processes an input whose key another process owns stays a miss (it is
+still counted exactly, by its owner, through the all-to-all).
+
+* The table's size fixes the step's shapes, so it is agreed: every process derives it from
+  the steps' replicated statistics (the rows each owner device added), like the miss
+  capacity (a few powers of four, :func:`miss_capacities`, following the last step's
+  largest miss count) and the label columns of the hits' counts. A step whose misses
+  exceed the capacity, or whose labels exceed the columns, is flagged in those statistics
+  and re-run by every process with room for all (capacity ``B``): no row is dropped. The
+  *contents* are each process's own: it rebuilds its table when enough new rows came in.
+* The first step runs on an empty table (every input a miss) and is reduced before the
+  second is dispatched, so that its regions seed the table.
+* Exemplars: with one process a hit is never a region's first input (the table holds keys
+  of earlier steps only); with several it can be (process 0's later steps precede process
+  1's earlier ones in the global stream), so the hits then also carry the smallest step
+  rank per slot (:func:`partax.device_grouping.slot_first_ranks`).
+* Collisions: a hit whose value (the check key of its full code; its code words in exact
+  mode) differs from its slot's is a hash collision, flagged in the statistics.
+
+What travels
+------------
+* Through the all-to-all and to the host, per distinct miss row of a step:
+  ``W = 5 + 2L (+ 2 L_w with the check) (+ code words in exact mode)`` ``uint32`` lanes:
+  ``(key_hi, key_lo, label, rank, count)``, the per-layer hash lanes, the check lanes of
+  the ``L_w`` layers wider than 32 units, the code words; the host finishes every range
+  key from the hashes, as the single-device engine does.
+* To the host, per device and step: the counts of the table's ``S`` slots (``int32``),
+  their label counts (``S x C``) with labels, their smallest step ranks with several
+  processes, and ``14`` ``int32`` statistics per device (replicated).
+* Device memory per step: the chunk, the table (``S (2 + values)`` lanes and its counts),
+  the local sort of ``capacity`` rows, the send and receive buffers of ``D * cap`` rows each
+  and the owner sort of ``D * cap`` rows: about ``4 * (2 capacity + 3 D cap) * W`` bytes
+  besides the chunk and the table. ``cap`` starts at ``~2 capacity / D`` (power of two, at
+  most the capacity): hashing spreads rows evenly, so buckets overflow only when a device
+  has far more distinct rows for one owner than average; every device learns the largest
+  bucket from the step's statistics, and an overflowing step is re-run with a larger
+  ``cap`` (all processes agree, since they read the same replicated value).
+* Why owner buckets and not an all-gather of per-device tables: that would cost every host
+  ``sum_d M_d`` rows (up to ``D`` times the ``M`` distinct regions) and leave all the
+  reducing to every host; owner buckets keep the traffic at about the number of locally
+  distinct misses per step and spread the reduction over devices and hosts.
+* Host cost: the owned miss rows and the slot counts per step, merged into the owned
+  table; the final all-gather ships ``M_global`` rows to each process.
 
 Failing together
 ----------------
@@ -125,6 +158,7 @@ Example:
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -133,24 +167,130 @@ from jax.sharding import PartitionSpec as P
 
 import partax.accumulate as accumulate  # looked up per run (the failure tests inject merges)
 from partax.coarsening import PayloadLayout, finish_tables, range_tables
+from partax.coding import full_check_keys
+from partax.device_grouping import build_key_table, table_buckets
 from partax.grouping import collision_error
 from partax.multihost import (allgather_rows, data_mesh, digest, host_exchange, is_collective, net_fingerprint,
                               raise_together, sampler_fingerprint)
 from partax.engine import Partition, default_batch_size
 from partax.scopes import SCOPES, tables_for
 from partax import sharded_step  # looked up per run (the tests force tiny buckets)
-from partax.sharded_step import (META, S_BAD, S_BUCKET, S_COLLIDE, S_DEV, S_FIRST_BAD, S_NEAR, S_PROC, S_STATUS,
-                                 S_VALID)
-from partax.sharded_tables import decode_exemplars, from_words, step_table, to_words
+from partax.sharded_step import (META, S_BAD, S_BUCKET, S_COLLIDE, S_DEV, S_DISTINCT, S_FIRST_BAD, S_MAX_LABEL,
+                                 S_MISSES, S_NEAR, S_OVERFLOW, S_OWNED, S_PROC, S_STATUS, S_VALID)
+from partax.sharded_tables import IDX_BITS, decode_exemplars, from_words, step_table, to_words
 from partax.sources import Chunk, Sampler, as_source
 from partax.tables import RegionTable, merge_tables
 from partax.validation import (check_batch_size, check_flag, check_labels_below, check_scopes, check_tolerance,
                                nonfinite_error)
 
-__all__ = ["LABEL_BITS", "MAX_ROWS_PER_STEP", "partition_one"]
+__all__ = ["LABEL_BITS", "MAX_ROWS_PER_STEP", "KnownKeys", "hits_table", "known_keys", "miss_capacities",
+           "partition_one"]
 
 LABEL_BITS = 31  # labels travel as uint32 words (all ones marks padding rows)
 MAX_ROWS_PER_STEP = 2**31  # keeps every per-step device counter (int32 / uint32) exact
+# the table of known keys on the devices (as in partax.engine's device path)
+WAYS = 4  # slots per bucket
+MAX_BUCKETS_CPU, MAX_BUCKETS = 2**14, 2**18  # the table stops growing past this many buckets
+REBUILD_MIN = 64  # new owned rows seen before a process rebuilds its table
+MISS_FRACTION, MIN_MISSES = 64, 256  # the smallest miss capacity: B / MISS_FRACTION, at least MIN_MISSES
+ADAPT = True  # the miss capacity follows the last step's misses (False: always the smallest, as in the tests)
+FIRST_CLASSES = 8  # label columns of the hits' counts until a larger label comes (a re-run)
+NO_EXEMPLAR = np.iinfo(np.int64).max  # a hit that is never a region's first input: min() drops it
+_NO_RANK = np.uint32(0xFFFFFFFF)
+
+
+class KnownKeys(NamedTuple):
+    """One version of a process's table of known keys, on each of its devices (immutable).
+
+    Attributes:
+      version: increases with every rebuild.
+      buckets: the table's buckets (the same on every process: it fixes the step's shapes).
+      lanes: ``uint32[D, buckets, ways, 2]``, a global array: this process's table on each
+        of its devices (other processes' devices hold theirs).
+      values: ``uint32[D, S, W]``, likewise (``W``: code words in exact mode, 2 check-key
+        lanes with the collision check, else 0).
+      slot_keys: ``uint64[S]``, each slot's key.
+      slot_payload: ``uint32[S, width]``, each occupied slot's base payload.
+      occupied: ``bool[S]``.
+      rows: keys the table holds.
+    """
+
+    version: int
+    buckets: int
+    lanes: object
+    values: object
+    slot_keys: np.ndarray
+    slot_payload: np.ndarray
+    occupied: np.ndarray
+    rows: int
+
+
+def known_keys(table: RegionTable, layout: PayloadLayout, buckets: int, sharding, devices, version: int = 0
+               ) -> KnownKeys:
+    """A process's :class:`KnownKeys` from its owned base table (the same table on each of its devices).
+
+    Args:
+      table: a base table keyed by full code, its payload (``exemplar_codes``) in
+        ``layout``'s columns.
+      layout: the payload's columns.
+      buckets: the table's buckets (a power of two).
+      sharding: the step's input sharding (one leading axis over the mesh's devices).
+      devices: this process's devices of the mesh, in the order of their rows.
+      version: the version number.
+
+    Returns:
+      The :class:`KnownKeys`.
+    """
+    payload = table.exemplar_codes
+    if layout.exact:
+        values = payload[:, : layout.num_words]
+    elif layout.check:
+        values = full_check_keys(payload[:, : layout.num_hash_rows].T, layout.widths)
+    else:
+        values = np.zeros((len(table), 0), np.uint32)
+    kt = build_key_table(table.keys, values, table.counts, buckets=buckets, ways=WAYS)
+    S = buckets * WAYS
+    occ = kt.slot_rows >= 0
+    slot_payload = np.zeros((S, layout.width), np.uint32)
+    slot_payload[occ] = payload[kt.slot_rows[occ]]
+    D = sharding.mesh.devices.size
+    lanes = _put(sharding, devices, [kt.lanes[None]] * len(devices), (D,) + kt.lanes.shape)
+    vals = _put(sharding, devices, [kt.values[None]] * len(devices), (D,) + kt.values.shape)
+    return KnownKeys(version, buckets, lanes, vals, kt.slot_keys, slot_payload, occ, int(occ.sum()))
+
+
+def hits_table(known: KnownKeys, counts, label_counts, exemplars) -> RegionTable:
+    """The base table of the inputs a version of the key table counted (this process's devices).
+
+    Args:
+      known: the table the step ran with.
+      counts: ``int64[S]``, hits per slot (summed over this process's devices).
+      label_counts: ``int64[S, C]`` or None.
+      exemplars: ``int64[S]``, each slot's smallest encoded exemplar, or None: the hits are
+        never first inputs (one process: the table holds keys of earlier steps only), so
+        their exemplar is :data:`NO_EXEMPLAR`, which the miss row of the region's first
+        input replaces in the merge.
+
+    Returns:
+      A table keyed by full code, sorted, with the slots' payloads.
+    """
+    sel = np.flatnonzero(known.occupied & (counts > 0))
+    sel = sel[np.argsort(known.slot_keys[sel])]
+    c = counts[sel]
+    lc = None
+    if label_counts is not None:
+        lc = label_counts[sel]
+        used = np.flatnonzero(lc.any(axis=0))
+        lc = lc[:, : (int(used[-1]) + 1 if used.size else 1)]  # the classes met (hits pad to the static columns)
+    ex = np.full(sel.size, NO_EXEMPLAR, np.int64) if exemplars is None else exemplars[sel]
+    return RegionTable(known.slot_keys[sel], c, lc, ex, int(c.sum()), known.slot_payload[sel])
+
+
+def miss_capacities(B: int) -> list:
+    """The miss capacities a step can run with (each one compiles): a few powers of four
+    from ``B / MISS_FRACTION`` (at least ``MIN_MISSES``) up, and ``B`` (never overflows)."""
+    small = min(B, max(MIN_MISSES, B // MISS_FRACTION))
+    return sorted({min(B, small * 4**i) for i in range(4)} | {B})
 
 
 def _device_order(sharding, global_rows: int):
@@ -268,7 +408,6 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
 
     ranges, index = tables_for(scopes, net.num_hidden)
     layout = PayloadLayout(net.widths, bool(exact), check)
-    cap = sharded_step.initial_cap(B, D)
     devices = _device_order(sharding, D * B)
     # step ranks: the rows of a step in global stream order (process, then local index)
     rank_off = np.concatenate([[0], np.cumsum(D_loc)]).astype(np.int64)
@@ -321,17 +460,37 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
     timings = _timings if _timings is not None else {}
     timings.setdefault("device_s", 0.0)
     timings.setdefault("host_s", 0.0)
+    for name in ("hits", "misses", "reruns", "rebuilds", "device_to_host_bytes"):
+        timings[name] = 0
     acc = accumulate.table_accumulator(check_codes=layout.checked)  # merges compare the payload
-    held = [acc.init(RegionTable.empty(1 if has_labels else None, layout.width))]  # the owned table's state
+    empty_table = RegionTable.empty(1 if has_labels else None, layout.width)
+    held = [acc.init(empty_table)]  # the owned table's state
     near_total = [0]  # Python ints: exact at any size; int64 in the Partition
     n_mine = [0]
-    caps = [cap]
     failure = [None]  # this process's exception, reported with the next step (or exchange)
     sampler_arg = src if is_sampler else None
+    # the table of known keys and the step's static sizes: every process derives them from the
+    # steps' replicated statistics, so every process runs the same program
+    max_buckets = MAX_BUCKETS_CPU if jax.default_backend() == "cpu" else MAX_BUCKETS
+    levels = miss_capacities(B)
+    first_ranks = nproc > 1  # hits can be first inputs: process order is not step order
+    owned_rows = np.zeros(nproc, np.int64)  # per process, an upper bound on the rows it owns
+    run = {"capacity": B, "classes": FIRST_CLASSES if has_labels else 1, "cap": 0, "cap_used": 0, "new": 0,
+           "tracking": True}
+    run["known"] = known_keys(empty_table, layout, table_buckets(0, WAYS), sharding, devices)
 
-    def step_fn():
-        return sharded_step.step_function(mesh, axes, tol, bool(exact), check, caps[0], is_sampler,
-                                         has_labels and not is_sampler)
+    def settings(capacity, classes):
+        """The step's static sizes: miss capacity, label columns, rows per owner bucket."""
+        cap = min(capacity, max(sharded_step.initial_cap(capacity, D), run["cap"]))
+        return capacity, classes, cap
+
+    def step_fn(setting):
+        capacity, classes, cap = setting
+        return sharded_step.step_function(mesh, axes, tol, bool(exact), check, cap, capacity, classes, first_ranks,
+                                          is_sampler, has_labels and not is_sampler)
+
+    def launch(args, setting, known):
+        return step_fn(setting)(net, sampler_arg, *args, known.lanes, known.values)
 
     def dispatch(chunk, step):
         """Dispatches one step; an exception of this process turns it into an empty step
@@ -344,7 +503,9 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
             failure[0] = e
             chunk = empty_chunk(chunk.start)
             args = step_inputs(chunk, 1)
-        return step_fn()(net, sampler_arg, *args), chunk, args, caps[0], step
+        setting = settings(run["capacity"], run["classes"])
+        known = run["known"]
+        return launch(args, setting, known), chunk, args, setting, known, step
 
     def check_step(stats, chunk, step):
         """Raises on every process if any process flagged this step (status or NaN)."""
@@ -363,29 +524,107 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
             err = nonfinite_error("source", f"{idx}{whose}", f" ({nbad} in step {step})")
         raise_together(err, failed, collective, f"in step {step}")
 
+    def local(a):
+        """This process's shards of a per-device output, in device order."""
+        return [np.asarray(sh.data) for sh in a.addressable_shards]
+
+    def encode_ranks(ranks, step):
+        """Step ranks (``uint32``, all ones: none) -> encoded exemplars (``process << 48 | local``)."""
+        r = ranks.astype(np.int64)
+        none = ranks == _NO_RANK
+        r[none] = 0
+        j, i = r // B, r % B
+        ex = (rank_pid[j].astype(np.int64) << IDX_BITS) | (proc_base[rank_proc[j]] + step * B * D_loc[rank_proc[j]]
+                                                           + rank_k[j] * B + i)
+        return np.where(none, NO_EXEMPLAR, ex)
+
+    def rebuild(buckets):
+        """A new version of this process's table of known keys (from its owned table)."""
+        table = empty_table
+        st = held[0]
+        if failure[0] is None and st.num_rows:
+            try:  # the running table's merge (not acc.finalize: that is the run's last merge)
+                table = merge_tables(([] if st.table is None else [st.table]) + list(st.pending),
+                                     check_codes=layout.checked)
+                held[0] = acc.init(table)
+            except Exception as e:  # e.g. a collision: reported with the next step
+                failure[0] = e
+                table = empty_table
+        run["known"] = known_keys(table, layout, buckets, sharding, devices, run["known"].version + 1)
+        run["new"] = 0
+        timings["rebuilds"] += 1
+        if len(table) >= 2 * max_buckets * WAYS:  # the table is full: keep it
+            run["tracking"] = False
+
     def reduce(item):
-        (out, nown, stats), chunk, args, cap_used, step = item
+        (out, nown, stats, hits), chunk, args, setting, known, step = item
         t0 = time.perf_counter()
         stats = np.asarray(stats).astype(np.int64)  # [D, NSTATS], the same on every process
         timings["device_s"] += time.perf_counter() - t0
+        timings["device_to_host_bytes"] += stats.size * 4
         check_step(stats, chunk, step)
         if stats[:, S_COLLIDE].any():  # replicated: every process raises here
             raise collision_error()
+        capacity, classes, cap_used = setting
         bucket = int(stats[:, S_BUCKET].max())
-        if bucket > cap_used:  # a bucket overflowed: every process re-runs the step
-            caps[0] = max(caps[0], min(B, int(2 ** np.ceil(np.log2(bucket)))))
-            return reduce((step_fn()(net, sampler_arg, *args), chunk, args, caps[0], step))
+        overflow = bool(stats[:, S_OVERFLOW].any())
+        if overflow or bucket > cap_used:  # misses, labels or a bucket overflowed: every process re-runs the step
+            if overflow:
+                capacity = B
+                if has_labels:
+                    run["classes"] = max(run["classes"], _pow2(int(stats[:, S_MAX_LABEL].max()) + 1))
+            elif bucket > cap_used:
+                run["cap"] = max(run["cap"], min(B, _pow2(bucket)))
+            timings["reruns"] += 1
+            rerun = settings(capacity, run["classes"])
+            return reduce((launch(args, rerun, known), chunk, args, rerun, known, step))
+        run["cap_used"] = max(run["cap_used"], cap_used)
         t0 = time.perf_counter()
+        procs = stats[:, S_PROC]
+        np.add.at(owned_rows, procs, stats[:, S_OWNED])
         if failure[0] is None:
             try:
                 counts = {s.device: int(np.asarray(s.data)[0]) for s in nown.addressable_shards}
                 rank_base = proc_base[rank_proc] + step * B * D_loc[rank_proc] + rank_k * B
                 shards = [np.asarray(s.data[: counts[s.device]]) for s in out.addressable_shards if counts[s.device]]
+                timings["device_to_host_bytes"] += sum(a.nbytes for a in shards) + 4 * len(counts)
                 table = step_table(shards, B, rank_pid, rank_base, layout, has_labels)
                 if table is not None:
                     held[0] = acc.update(held[0], table)
+                    run["new"] += len(table)
+                if known.rows:
+                    hit_counts, hit_labels, hit_first = hits
+                    c = local(hit_counts)
+                    timings["device_to_host_bytes"] += sum(a.nbytes for a in c)
+                    c = np.sum([a[0].astype(np.int64) for a in c], axis=0)
+                    lc = ex = None
+                    if hit_labels is not None:
+                        lcs = local(hit_labels)
+                        timings["device_to_host_bytes"] += sum(a.nbytes for a in lcs)
+                        lc = np.sum([a[0].astype(np.int64) for a in lcs], axis=0)
+                    if hit_first is not None:
+                        fs = local(hit_first)
+                        timings["device_to_host_bytes"] += sum(a.nbytes for a in fs)
+                        ex = np.min([encode_ranks(a[0], step) for a in fs], axis=0)
+                    t = hits_table(known, c, lc, ex)
+                    if len(t):
+                        held[0] = acc.update(held[0], t)
+                        timings["hits"] += t.total
             except Exception as e:  # e.g. a collision in this host's merge: reported with the next step
                 failure[0] = e
+        # the next steps' sizes, from replicated values only (every process decides alike)
+        timings["misses"] += int(stats[procs == me, S_MISSES].sum())
+        if known.version == 0:  # an empty table: its misses say nothing; a quarter of its regions may be new
+            need = int(stats[:, S_DISTINCT].max()) // 4
+        else:
+            need = int(stats[:, S_MISSES].max())
+        run["capacity"] = next((c for c in levels if c >= 2 * need), B) if ADAPT else levels[0]
+        buckets = min(max_buckets, table_buckets(int(owned_rows.max()), WAYS))
+        # a new size: every process rebuilds (the same owned_rows); new contents: this process alone
+        if buckets != run["known"].buckets or known.version == 0 or (
+            run["tracking"] and run["new"] >= max(REBUILD_MIN, run["known"].rows // 8)
+        ):
+            rebuild(buckets)
         near_total[0] += int(stats[:, S_NEAR].sum())
         n_mine[0] += chunk.num_valid
         timings["host_s"] += time.perf_counter() - t0
@@ -414,6 +653,13 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
                 chunk = empty_chunk(b1 * block if split else next_start)
             else:
                 next_start = chunk.start + chunk.num_valid
+            if pending is not None and pending[-1] == 0:  # the first step's regions seed the table first
+                g = reduce(pending)
+                pending = None
+                if bar is not None:
+                    bar.update(g)
+                if g == 0 and not known:
+                    break
             item = dispatch(chunk, step)
             step += 1
             if pending is not None:
@@ -432,7 +678,8 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
         if bar is not None:
             bar.close()
     timings["steps_s"] = time.perf_counter() - t_start
-    timings["cap"] = caps[0]
+    timings["cap"] = run["cap_used"]
+    timings["capacity"] = run["capacity"]
     timings["batch_size"] = B
 
     # -- 3. gather and finish -------------------------------------------------------------
@@ -455,12 +702,19 @@ def partition_one(net, source, labels, *, mesh=None, scopes=SCOPES, batch_size=N
     total = int(counts_all.sum())
     if total == 0:
         raise ValueError("source: holds no inputs")
+    if len(mine) and mine.exemplars.max() == NO_EXEMPLAR:  # every region's first input is a miss or ranked
+        raise RuntimeError("partax.sharded: a region counted on the device has no first input (a bug)")
     base = decode_exemplars(mine, offsets)
     if base.total != total:  # every valid input is counted once, by its owner: a bug otherwise
         raise RuntimeError(f"partax.sharded: the tables hold {base.total} inputs, the shards {total}")
     tables = finish_tables(range_tables(base, ranges, layout), index, C, keep_codes=bool(exact))
     timings["finish_s"] = time.perf_counter() - t0
-    return Partition(tables, net.widths, net.input_dim, total, int(near_total[0]), tol)
+    return Partition(tables, net.widths, net.input_dim, total, int(near_total[0]), tol,
+                     int(timings["device_to_host_bytes"]))
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
 
 
 def _agree(every: np.ndarray) -> None:

@@ -41,7 +41,8 @@ CASES = {
     "process_0_fails": ((0,), "OSError", r"shard file vanished", "in step 0"),
     "both_fail": ((0, 1), "ValueError", r"source: expected inputs of dimension 5", "before the first step"),
     # a host-side failure after a step (here: a merge that raises) is reported with the next step
-    "host_merge_fails": ((1,), "HashCollisionError", r"injected collision", "in step 2"),
+    # (step 0 is reduced before step 1 is dispatched: its regions seed the devices' key tables)
+    "host_merge_fails": ((1,), "HashCollisionError", r"injected collision", "in step 1"),
     "final_merge_fails": ((1,), "HashCollisionError", r"injected final collision", "after the last step"),
 }
 # cases that fail identically on every process (an agreement check)
@@ -109,7 +110,7 @@ def run_case(name, pid, net, x, y, dist):
 
             def update(state, table):
                 calls[0] += 1
-                if calls[0] == 1:  # in the host merge of step 0, once step 1 is in flight: step 2 reports it
+                if calls[0] == 1:  # in the host merge of step 0, before step 1 is dispatched: step 1 reports it
                     raise HashCollisionError("injected collision")
                 return acc.update(state, table)
 

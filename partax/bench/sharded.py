@@ -27,7 +27,12 @@ from partax import distributed
 from partax.coding import codes_and_keys
 from partax.multihost import data_mesh
 from partax.scopes import SCOPES, tables_for
-from partax.sharded_step import META, step_function
+from partax.coarsening import PayloadLayout
+from partax.device_grouping import table_buckets
+from partax.sharded import MAX_BUCKETS, MAX_BUCKETS_CPU, WAYS, known_keys, miss_capacities
+from partax.sharded_step import META, S_DISTINCT, initial_cap, step_function
+from partax.sharded_tables import step_table
+from partax.tables import RegionTable
 from partax.sources import Sampler
 from partax.validation import check_scopes
 
@@ -38,14 +43,36 @@ NAME = "sharded"
 ENVIRONMENT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 
-def step_fn(mesh, axes, ranges, base, tol, exact, cap, with_sampler, with_labels):
-    """The sharded step as :func:`bench_sharded` times it (with the default collision check).
+def step_fn(mesh, axes, tol, exact, cap, capacity, with_sampler, with_labels):
+    """The sharded step as :func:`bench_sharded` times it (with the default collision check,
+    one process, no labels)."""
+    return step_function(mesh, axes, tol, exact, not exact, cap, capacity, 1, False, with_sampler, with_labels)
 
-    ``ranges`` and ``base`` are no longer needed: the step ships per-layer hashes, from
-    which the host finishes every range key.
+
+def seeded_table(m, net, sarg, xin, meta, B: int, exact: bool, with_sampler: bool):
+    """The key table a step runs with once the first step's regions seed it (as the engine does).
+
+    Runs the step on an empty table (every input a miss), builds the owned table from its
+    owner rows and returns ``(known, capacity)``: the seeded :class:`~partax.sharded.KnownKeys`
+    and the miss capacity the engine picks after that step.
     """
-    del ranges, base
-    return step_function(mesh, axes, tol, exact, not exact, cap, with_sampler, with_labels)
+    axes = tuple(m.axis_names)
+    D = int(m.devices.size)
+    shard = NamedSharding(m, P(axes))
+    devs = sorted(shard.addressable_devices_indices_map((D * B,)).items(), key=lambda kv: kv[1][0].start or 0)
+    devs = [d for d, _ in devs]
+    layout = PayloadLayout(net.widths, exact, not exact)
+    empty = known_keys(RegionTable.empty(None, layout.width), layout, table_buckets(0, WAYS), shard, devs)
+    f = step_fn(m, axes, 1e-5, exact, B, B, with_sampler, False)
+    out, nown, stats, _ = f(net, sarg, xin, None, meta, empty.lanes, empty.values)
+    counts = {s.device: int(np.asarray(s.data)[0]) for s in nown.addressable_shards}
+    shards = [np.asarray(s.data[: counts[s.device]]) for s in out.addressable_shards if counts[s.device]]
+    table = step_table(shards, B, np.zeros(D, np.int64), np.arange(D) * B, layout, False)
+    buckets = min(MAX_BUCKETS_CPU if jax.default_backend() == "cpu" else MAX_BUCKETS,
+                  table_buckets(len(table), WAYS))
+    known = known_keys(table, layout, buckets, shard, devs, 1)
+    need = int(np.asarray(stats)[:, S_DISTINCT].max()) // 4
+    return known, next((c for c in miss_capacities(B) if c >= 2 * need), B)
 
 
 @functools.lru_cache(maxsize=16)
@@ -79,8 +106,11 @@ def bench_sharded(
     the single-device :func:`partax.partition`, and :func:`partition` on a one-device mesh
     and on a ``num_devices`` mesh (end to end, best of ``repeats``). For each mesh it also
     times one step of the sharded kernel against the bare sharded codes-and-keys kernel on
-    the same batch (best of 5): ``merge_share_of_step`` is the part of a device step spent
-    in the local reduction, the all-to-all and the owner reduction. Checks that all
+    the same batch (best of 5), in the steady state (the key table seeded by a first step of
+    the same inputs, the engine's miss capacity): ``merge_share_of_step`` is the part of a
+    device step spent in the key table's lookup and counts and in the misses' local
+    reduction, all-to-all and owner reduction. Also reports the share of inputs the key
+    tables absorbed (``hit_fraction``) and the bytes fetched per input. Checks that all
     partitions agree.
 
     Args:
@@ -155,9 +185,11 @@ def bench_sharded(
         meta = np.zeros((D, META), np.uint32)
         meta[:, 0], meta[:, 1], meta[:, 3] = np.arange(D) * B, B, np.arange(D)
         meta = jax.device_put(meta, shard)
-        full = step_fn(m, axes, kr, kr.index((1, L)), 1e-5, False, cap, is_s, False)
         codes_only = codes_only_fn(m, axes, kr, is_s)
         sarg = src if is_s else None
+        # the steady state: the table seeded by a step of the same inputs, the engine's miss capacity
+        known, capacity = seeded_table(m, net, sarg, xin, meta, B, False, is_s)
+        full = step_fn(m, axes, 1e-5, False, min(capacity, max(cap, initial_cap(capacity, D))), capacity, is_s, False)
 
         def step_time(call, k=5):
             jax.block_until_ready(call())
@@ -168,12 +200,15 @@ def bench_sharded(
                 ts.append(time.perf_counter() - t0)
             return min(ts)
 
-        t_full = step_time(lambda: full(net, sarg, xin, None, meta))
+        t_full = step_time(lambda: full(net, sarg, xin, None, meta, known.lanes, known.values))
         t_codes = step_time(lambda: codes_only(net, sarg, xin))
         res[f"{name}_step_s"] = t_full
         res[f"{name}_step_codes_only_s"] = t_codes
         res[f"{name}_merge_share_of_step"] = max(0.0, 1.0 - t_codes / t_full)
         res[f"{name}_steps"] = -(-n // (B * D))
+        res[f"{name}_capacity"] = capacity
+        res[f"{name}_hit_fraction"] = tim["hits"] / n
+        res[f"{name}_device_to_host_bytes_per_input"] = tim["device_to_host_bytes"] / n
     res["single_partition_s"] = t_single
     res["single_inputs_per_s"] = n / t_single
     res["speedup_sharded_vs_one_device"] = res["one_device_s"] / res["sharded_s"]
