@@ -145,9 +145,12 @@ def group_keys(keys: np.ndarray, codes: np.ndarray | None = None, *, sorted_runs
     groups = Groups(order, k, starts)
     if codes is not None and starts.size < k.shape[0]:  # no repeated key, nothing to compare
         # a group holds two codes iff two neighbours in it differ (rows of a group are adjacent)
-        c = np.ascontiguousarray(np.asarray(codes)[order])
+        c = np.asarray(codes)
         if c.dtype == np.uint32 and c.ndim == 2 and c.shape[1] % 2 == 0:
-            c = c.view(np.uint64)  # half the comparisons
+            c = np.ascontiguousarray(c).view(np.uint64)  # half the comparisons
+        if c.ndim == 2 and c.shape[1] == 1:
+            c = c[:, 0]  # one column (a check key): a 1-D gather, about 10x faster than a 2-D one
+        c = c[order]
         neq = c[1:] != c[:-1]
         if neq.ndim == 2:
             neq = neq.any(axis=1)
