@@ -1,8 +1,8 @@
 # Length: over 500 lines because both reduction paths (host: every input's keys to a NumPy
 # sort; device: a table of known keys on the device, partax.device_grouping) share one
 # pipelined loop in partition() (dispatch, reduce, fold, collect) and its argument checks.
-# The next step (issue 19's sharded part) should split partition()'s per-path closures into
-# their own module when the sharded engine starts using the device path too.
+# The sharded engine (partax.sharded) uses the same device_grouping table inside its own
+# shard_map step, so the per-path closures here stay with this loop.
 """The streaming partition engine: inputs in, one region table per scope and layer out.
 
 :func:`partition` reads a source in fixed-size chunks. For each chunk one jitted kernel
