@@ -69,9 +69,16 @@ layer and checkpoint, the held-out log-likelihood and the entropy.
 **Trained partitions.** :func:`fit` (in :mod:`partax.density_fit`) trains a net whose
 partition is a good histogram of the data.
 
-Not yet here (issue 15): per-region randomized (hit-and-run) volumes in high dimension, where
-uniform reference samples miss almost every region (64-D digits): the hook is ``volumes=``,
-whose Monte Carlo path pools the missed regions into the residual bin.
+**High dimension** (``volumes="hit_and_run"``): where uniform reference samples miss almost
+every region (64-D digits), each *occupied* region (one training point names it) gets its own
+randomized volume, :func:`partax.geometry.hit_and_run.region_volumes` (multiphase hit-and-run
+from its Chebyshev centre, with a standard error), and the rest of the box — every unoccupied
+region, and every occupied one whose estimate came back flagged (not converged, not round,
+failed: ``volume_status``, shown in the repr as ``pooled_flagged``) — is the explicit residual
+bin, of volume ``V - sum of the estimates`` (its error the root sum of squares of theirs). If
+the estimates leave no positive residual the result is a ``RuntimeError``, not a clipped
+volume. ``"auto"`` does not pick it: in 32–64 D the walk's estimates read low and many come back
+``NOT_ROUND`` (see :mod:`partax.geometry.hit_and_run`), so it is asked for by name.
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ from partax.geometry import lp
 from partax.geometry.code_regions import codes64, hidden_layers, split_bits
 from partax.geometry.domains import Box, check_bounded_box, check_outside, check_points, inside_box
 from partax.geometry.enumerate import enumerate_regions
+from partax.geometry.hit_and_run import OK as _HR_OK
+from partax.geometry.hit_and_run import region_volumes
 from partax.geometry.local import halfspaces_batch
 from partax.nets import Net
 from partax.scopes import scope_range
@@ -117,7 +126,7 @@ class _DefaultSmoothing(float):
 
 
 _DEFAULT_SMOOTHING = _DefaultSmoothing(0.5)
-_VOLUME_METHODS = ("auto", "exact", "mc")
+_VOLUME_METHODS = ("auto", "exact", "mc", "hit_and_run")
 
 
 # --- validation (points and the outside flag: partax.density_tree's checks, shared) ------
@@ -250,7 +259,7 @@ class PartitionDensity(NamedTuple):
       resolved: ``bool[K]``: the row is one region with its own key (False: the residual).
       smoothing: the pseudo-count ``a``.
       total: ``N``, the number of training points.
-      volume_method: ``"exact"`` or ``"mc"``.
+      volume_method: ``"exact"``, ``"mc"`` or ``"hit_and_run"``.
       reference_hits: ``int64[K]`` reference samples per row (``"mc"``), else None.
       num_reference: ``M`` (``"mc"``), else 0.
       float64_lookups: training points looked up again by their float64 code (``"exact"``).
@@ -268,6 +277,10 @@ class PartitionDensity(NamedTuple):
         sign pattern may have no volume in the box; the move puts such a point in the
         full-dimensional region on the centre's side of the boundary (a tie-break, like a
         histogram's half-open bins) and changes no point farther than that from a boundary.
+      volume_status: ``int32[K]`` (``"hit_and_run"``): each occupied region's status from
+        :func:`partax.geometry.hit_and_run.polytope_volumes` (0 = OK) in the order of
+        :func:`partax.partition`'s table, *before* the flagged ones were pooled into the residual
+        bin; None for the other methods.
     """
 
     net: Net
@@ -291,12 +304,14 @@ class PartitionDensity(NamedTuple):
     space: int = 0
     source: Optional[tuple] = None
     tie_break: float = 0.0
+    volume_status: Optional[np.ndarray] = None
 
     def __repr__(self) -> str:
         return (f"PartitionDensity(regions={len(self.keys)}, occupied={int((self.counts > 0).sum())}, N={self.total}, "
                 f"{f'space=h^{self.space}, ' if self.space else ''}"
                 f"scope={self.scope!r}, layer={self.layer}, volumes={self.volume_method!r}, smoothing={self.smoothing}"
-                f"{', backoff=True' if self.backoff else ''})")
+                f"{', backoff=True' if self.backoff else ''}"
+                f"{f', pooled_flagged={int((self.volume_status != 0).sum())}' if self.volume_status is not None else ''})")
 
     @property
     def num_regions(self) -> int:
@@ -634,7 +649,7 @@ def _rows(dens: PartitionDensity, x, outside: str, name: str = "x") -> tuple:
 def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional[int] = None,
              smoothing: float = _DEFAULT_SMOOTHING, volumes: str = "auto", num_reference: int = 1 << 18, key=0,
              max_regions: int = 100_000, backoff: bool = False, latent_box: Optional[Box] = None,
-             latent_margin: float = 0.05) -> PartitionDensity:
+             latent_margin: float = 0.05, hit_and_run_options: Optional[dict] = None) -> PartitionDensity:
     """The regions-as-bins density of training points ``x`` over a box (see the module docstring).
 
     Args:
@@ -664,7 +679,11 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
         default becomes 0 and a positive value is refused: both treat empty regions. ``None``
         means the default.
       volumes: ``"exact"`` (enumeration, ``2 <= d <= 6``), ``"mc"`` (uniform reference
-        samples) or ``"auto"`` (exact where the dimension allows, else Monte Carlo).
+        samples), ``"hit_and_run"`` (a randomized volume per occupied region, see the module
+        docstring) or ``"auto"`` (exact where the dimension allows, else Monte Carlo).
+      hit_and_run_options: keyword arguments of
+        :func:`partax.geometry.hit_and_run.polytope_volumes` (``chains``, ``steps``, ...) for
+        ``volumes="hit_and_run"``; refused with the other methods.
       num_reference: ``M``, the number of reference samples for ``"mc"``.
       key: ``jax.random`` key or int seed of the reference stream.
       max_regions: enumeration limit for ``"exact"`` (reached: ``RuntimeError``).
@@ -739,6 +758,9 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
                          "regions; pass smoothing=0 (or leave it out) with backoff")
     if volumes not in _VOLUME_METHODS:
         raise ValueError(f"volumes: expected one of {_VOLUME_METHODS}, got {volumes!r}")
+    if hit_and_run_options is not None and (volumes != "hit_and_run" or not isinstance(hit_and_run_options, dict)):
+        raise ValueError(f"hit_and_run_options: a dict, with volumes='hit_and_run' only (got {type(hit_and_run_options).__name__} "
+                         f"with volumes={volumes!r})")
     x = check_points(x, d)
     inside_box(x, lo, hi)
     if volumes == "auto":
@@ -747,6 +769,8 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
         if not 2 <= d <= 6:
             raise ValueError(f"volumes: 'exact' needs an input dimension in 2..6, got {d}; use 'mc'")
         dens, anc = _exact(net, x, domain, layer, a, max_regions)
+    elif volumes == "hit_and_run":
+        dens, anc = _hit_and_run(net, x, domain, lo, hi, layer, a, _as_key(key), dict(hit_and_run_options or {}))
     else:
         if isinstance(num_reference, bool) or not isinstance(num_reference, (int, np.integer)) or num_reference < 1:
             raise ValueError(f"num_reference: expected an int >= 1, got {num_reference!r}")
@@ -1032,6 +1056,41 @@ def _monte_carlo(net, x, domain, lo, hi, layer, a, M, key) -> PartitionDensity:
     anc = np.zeros((K, layer - 1), np.uint64)
     if layer > 1:
         anc[:-1] = _all_keys(net, np.asarray(src.inputs_at(np.asarray(table.exemplars)), np.float64), layer)[:, :-1]
+    return dens._replace(counts=counts, total=int(x.shape[0])), anc
+
+
+def _hit_and_run(net, x, domain, lo, hi, layer, a, key, options) -> PartitionDensity:
+    """Volumes of the occupied regions by multiphase hit-and-run; the rest of the box (every
+    unoccupied region, and every occupied one whose estimate is flagged) is the residual bin."""
+    part = partition(net, np.asarray(x, net.dtype), scopes=("prefix",), progress=False)
+    table = part.table("prefix", layer)
+    rkeys = np.asarray(table.keys, np.uint64)
+    exemplars = np.asarray(x, np.float64)[np.asarray(table.exemplars)]
+    res = region_volumes(net, exemplars, domain, key, scope="prefix", layer=layer, **options)
+    status = np.asarray(res.status, np.int32)
+    ok = status == _HR_OK
+    V = float(np.prod(hi - lo))
+    vol_ok = np.asarray(res.volume, np.float64)[ok]
+    se_ok = np.asarray(res.stderr, np.float64)[ok]
+    residual = V - float(vol_ok.sum())
+    if not residual > 0:
+        raise RuntimeError(
+            f"volumes: the hit-and-run volumes of the {int(ok.sum())} occupied regions sum to {V - residual:.6g}, "
+            f"not below the box volume {V:.6g} (estimates biased high or too noisy): no residual volume is left "
+            "for the unoccupied regions; raise hit_and_run_options' chains/steps or use volumes='mc'")
+    order = np.argsort(rkeys[ok], kind="stable")
+    keys = np.concatenate([rkeys[ok][order], np.zeros(1, np.uint64)])
+    vol = np.concatenate([vol_ok[order], [residual]])
+    se = np.concatenate([se_ok[order], [math.sqrt(float(np.sum(se_ok ** 2)))]])
+    K = len(keys)
+    resolved = np.concatenate([np.ones(K - 1, bool), [False]])
+    dens = PartitionDensity(net, "prefix", layer, domain, keys, np.zeros(K, np.int64), vol, se, resolved, a, 0,
+                            "hit_and_run", None, 0, 0, volume_status=status)
+    idx, _ = _rows(dens, x, "error")
+    counts = np.bincount(idx, minlength=K).astype(np.int64)
+    anc = np.zeros((K, layer - 1), np.uint64)
+    if layer > 1:
+        anc[:-1] = _all_keys(net, exemplars[ok][order], layer)[:, :-1]
     return dens._replace(counts=counts, total=int(x.shape[0])), anc
 
 
