@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import partax
+from partition_checks import assert_same_partition
 from partax import distributed as dist
 from partax import sharded_step  # the step's bucket capacity lives there
 from oracle import away_from_boundaries, check_partition
@@ -25,15 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _net(widths, seed=0, activation="relu"):
     return partax.mlp(jax.random.key(seed), widths, activation=activation, bias_std=0.3)
-
-
-def _same(p, q):
-    assert p.scopes == q.scopes
-    assert p.total == q.total and p.near_boundary == q.near_boundary and p.widths == q.widths
-    for s in q.scopes:
-        for l in range(1, q.num_layers + 1):
-            a, b = p.table(s, l), q.table(s, l)
-            assert a == b, (s, l, a, b)  # keys, counts, exemplars, label counts, total
 
 
 def test_four_devices_are_used():
@@ -63,7 +55,7 @@ def test_matches_float64_oracle_and_single_device(widths, n, batch_size):
     # keys: the key of each region is the key of its exemplar input
     t = p.table("prefix", L)
     np.testing.assert_array_equal(partax.region_ids(net, x[t.exemplars], "prefix")[:, L - 1], t.keys)
-    _same(p, partax.partition(net, x, y, progress=False))
+    assert_same_partition(p, partax.partition(net, x, y, progress=False))
 
 
 def test_sub_meshes_and_scopes_subset():
@@ -72,7 +64,7 @@ def test_sub_meshes_and_scopes_subset():
     q = partax.partition(net, x, scopes=("suffix",), progress=False)
     for k in (1, 3):  # 3: the owner hash over a device count that is not a power of two
         m = dist.data_mesh(jax.devices()[:k])
-        _same(dist.partition(net, x, mesh=m, scopes=("suffix",), batch_size=64, progress=False), q)
+        assert_same_partition(dist.partition(net, x, mesh=m, scopes=("suffix",), batch_size=64, progress=False), q)
 
 
 def test_bucket_overflow_reruns_the_step(monkeypatch):
@@ -85,14 +77,14 @@ def test_bucket_overflow_reruns_the_step(monkeypatch):
     tim = {}
     p = dist.partition(net, x, y, batch_size=64, progress=False, _timings=tim)
     assert tim["cap"] > 1
-    _same(p, partax.partition(net, x, y, progress=False))
+    assert_same_partition(p, partax.partition(net, x, y, progress=False))
 
 
 def test_sampler_iterable_and_exact():
     net = _net([3, 16, 8, 2], seed=1)
     s = partax.sources.uniform_box(-1.0, 1.0, 5000, jax.random.key(4), block=512)
     p = dist.partition(net, s, batch_size=512, progress=False)
-    _same(p, partax.partition(net, s, progress=False))
+    assert_same_partition(p, partax.partition(net, s, progress=False))
     # exemplars are stream indices of the sampler: they regenerate inputs of their region
     t = p.table("prefix", 2)
     ex = s.bind(3).inputs_at(t.exemplars[:20])
@@ -105,10 +97,10 @@ def test_sampler_iterable_and_exact():
     bounds = np.cumsum([0] + sizes)
     it = ((x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
     q = partax.partition(net, x, y, progress=False)
-    _same(dist.partition(net, it, batch_size=64, progress=False), q)
+    assert_same_partition(dist.partition(net, it, batch_size=64, progress=False), q)
     pe = dist.partition(net, x, y, batch_size=64, exact=True, progress=False)
     qe = partax.partition(net, x, y, exact=True, progress=False)
-    _same(pe, qe)
+    assert_same_partition(pe, qe)
     np.testing.assert_array_equal(pe.table("layer", 1).exemplar_codes, qe.table("layer", 1).exemplar_codes)
 
 
@@ -119,7 +111,7 @@ def test_stacked_nets():
     out = dist.partition(stacked, x, batch_size=64, progress=False)
     assert isinstance(out, tuple) and len(out) == 3
     for p, n in zip(out, nets):
-        _same(p, partax.partition(n, x, progress=False))
+        assert_same_partition(p, partax.partition(n, x, progress=False))
     with pytest.raises(ValueError, match="source"):
         dist.partition(stacked, iter([x]), progress=False)
 
@@ -171,7 +163,7 @@ def test_bad_input_names_the_row_and_the_limit():
     with pytest.raises(OSError, match="reader died"):
         dist.partition(net, batches(), batch_size=8, progress=False)
     # and the engine still runs afterwards
-    _same(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
+    assert_same_partition(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
 
 
 @pytest.mark.parametrize("where", ["in a step", "across steps"])
@@ -194,7 +186,7 @@ def test_check_key_catches_collisions_of_the_key_alone(weak_keys, where):
         dist.partition(net, x, batch_size=batch_size, scopes=("prefix",), exact=True, progress=False)
     p = dist.partition(net, x, batch_size=batch_size, collision_check=False, progress=False)
     assert p.num_regions("prefix")[-1] <= 4  # silently merged without the check
-    _same(p, partax.partition(net, x, collision_check=False, progress=False))
+    assert_same_partition(p, partax.partition(net, x, collision_check=False, progress=False))
     # the float64 oracle: the inputs do hold more regions than the weak keys can tell apart
     keep, pre = away_from_boundaries(net, x)
     codes = np.concatenate([z[keep] > 0 for z in pre], axis=1)
@@ -214,7 +206,7 @@ def test_range_key_collisions_are_caught_in_the_final_tables(monkeypatch):
         dist.partition(net, x, batch_size=64, progress=False)
     p = dist.partition(net, x, batch_size=64, collision_check=False, progress=False)
     assert p.num_regions("layer").max() <= 4
-    _same(p, partax.partition(net, x, collision_check=False, progress=False))
+    assert_same_partition(p, partax.partition(net, x, collision_check=False, progress=False))
 
 
 # --- two processes on localhost ----------------------------------------------------------
@@ -275,7 +267,7 @@ def _check_two_processes(tmp_path, cases):
     _run_workers(tmp_path, cases)
     for name, q in _references(cases).items():
         for p in range(2):
-            _same(partax.load_partition(tmp_path / f"{name}.p{p}.npz"), q)
+            assert_same_partition(partax.load_partition(tmp_path / f"{name}.p{p}.npz"), q)
 
 
 def test_two_processes_receive_the_global_partition(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import partax
+from partition_checks import assert_same_partition
 from partax import distributed as dist
 from partax import sharded
 from partax.device_grouping import build_key_table, slot_first_ranks
@@ -21,15 +22,6 @@ SCOPES = ("layer", "prefix", "suffix")
 
 def _net(widths, seed=0):
     return partax.mlp(jax.random.key(seed), widths, bias_std=0.3)
-
-
-def _same(p, q):
-    assert p.scopes == q.scopes
-    assert p.total == q.total and p.near_boundary == q.near_boundary and p.widths == q.widths
-    for s in q.scopes:
-        for l in range(1, q.num_layers + 1):
-            a, b = p.table(s, l), q.table(s, l)
-            assert a == b, (s, l, a, b)  # keys, counts, exemplars, label counts, total
 
 
 @pytest.mark.parametrize("kw", [{}, pytest.param({"exact": True}, marks=pytest.mark.slow),
@@ -47,7 +39,7 @@ def test_hits_are_absorbed_and_tables_match_both_single_device_paths(kw):
     assert tim["hits"] > len(x) // 2 and tim["hits"] + tim["misses"] == len(x)
     assert tim["reruns"] >= 1  # the labels overflowed the first label columns
     for reduce in ("host", "device"):
-        _same(p, partax.partition(net, x, y, reduce=reduce, progress=False, **kw))
+        assert_same_partition(p, partax.partition(net, x, y, reduce=reduce, progress=False, **kw))
     assert p.device_to_host_bytes is not None and p.device_to_host_bytes > 0
 
 
@@ -64,7 +56,7 @@ def test_tiny_miss_capacity_overflows_and_reruns(monkeypatch):
     tim = {}
     p = dist.partition(net, x, y, batch_size=128, progress=False, _timings=tim)
     assert tim["capacity"] == 1 and tim["reruns"] >= 2
-    _same(p, partax.partition(net, x, y, progress=False))
+    assert_same_partition(p, partax.partition(net, x, y, progress=False))
 
 
 def test_stacked_nets():
@@ -72,7 +64,7 @@ def test_stacked_nets():
     x = np.random.default_rng(2).normal(size=(3000, 3)).astype(np.float32)
     out = dist.partition(partax.stack_nets(nets), x, batch_size=256, progress=False)
     for p, n in zip(out, nets):
-        _same(p, partax.partition(n, x, reduce="device", progress=False))
+        assert_same_partition(p, partax.partition(n, x, reduce="device", progress=False))
 
 
 @pytest.mark.slow
@@ -82,12 +74,12 @@ def test_sampler_one_device_mesh_and_scope_subset():
     tim = {}
     p = dist.partition(net, s, batch_size=512, progress=False, _timings=tim)
     assert tim["hits"] > 10000
-    _same(p, partax.partition(net, s, progress=False))
+    assert_same_partition(p, partax.partition(net, s, progress=False))
     net = _net([5, 20, 9, 3], seed=5)
     x = np.random.default_rng(3).normal(size=(4000, 5)).astype(np.float32)
     m = dist.data_mesh(jax.devices()[:1])
     for scopes in (SCOPES, ("suffix",)):
-        _same(dist.partition(net, x, mesh=m, scopes=scopes, batch_size=256, progress=False),
+        assert_same_partition(dist.partition(net, x, mesh=m, scopes=scopes, batch_size=256, progress=False),
               partax.partition(net, x, scopes=scopes, progress=False))
 
 
