@@ -745,7 +745,7 @@ def estimate(net: Net, x, domain: Box, *, scope: str = "prefix", layer: Optional
         blo, bhi = box.bounds(h.shape[1])
         dens = estimate(sub, _tie_break(h, blo, bhi, _LATENT_TIE_BREAK), box, layer=last - first + 1,
                         smoothing=smoothing, volumes=volumes, num_reference=num_reference, key=key,
-                        max_regions=max_regions, backoff=backoff)
+                        max_regions=max_regions, backoff=backoff, hit_and_run_options=hit_and_run_options)
         return dens._replace(space=space, source=(scope, layer), tie_break=_LATENT_TIE_BREAK)
     if latent_box is not None:
         raise ValueError(f"latent_box: only for a latent space (scope 'layer'/'suffix' at layer >= 2), "

@@ -56,3 +56,12 @@ def test_bad_options(case):
         density.estimate(net, x, Box(-1, 1), volumes="hit_and_run", hit_and_run_options=[("chains", 8)])
     with pytest.raises(TypeError):
         density.estimate(net, x, Box(-1, 1), volumes="hit_and_run", hit_and_run_options={"no_such_option": 1})
+
+
+def test_latent_space_passes_the_options_on(case):
+    net, x, _ = case
+    # the options reach the latent space's estimate: one phase leaves most of its regions flagged
+    h = density.estimate(net, x, Box(-1, 1), scope="suffix", layer=2, volumes="hit_and_run",
+                         hit_and_run_options={"max_phases": 1})
+    assert h.space == 1 and h.volume_method == "hit_and_run"
+    assert (h.volume_status != 0).sum() > len(h.volume_status) // 2
