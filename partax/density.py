@@ -1042,6 +1042,10 @@ def _monte_carlo(net, x, domain, lo, hi, layer, a, M, key) -> PartitionDensity:
         raise RuntimeError(f"num_reference: the partition counted {int(hits.sum())} reference samples, expected {M}")
     V = float(np.prod(hi - lo))
     f1 = int(np.sum(hits == 1))
+    if f1 == M:  # the missed mass would be 1 and every region found would get volume 0
+        raise ValueError(f"num_reference: each of the {M} reference samples fell in a region of its own, so the "
+                         f"Monte Carlo volumes carry no information (Good–Turing missed mass 1, every region's "
+                         f"volume 0); use many more reference samples, or volumes='hit_and_run'")
     g = max(f1, 1) / M  # Good–Turing missed mass
     q = hits / M
     vol = np.concatenate([V * q * (1.0 - g), [V * g]])

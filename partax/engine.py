@@ -68,7 +68,7 @@ import numpy as np
 
 from partax.accumulate import AccumulatorState, TableAccumulator, table_accumulator
 from partax.coarsening import PayloadLayout, finish_tables, range_tables
-from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks, full_check_keys, screens_near
+from partax.coding import codes_and_layer_hashes, codes_hashes_and_checks, finite_rows, full_check_keys, screens_near
 from partax.device_grouping import absorb_chunk, build_key_table, table_buckets
 from partax.grouping import collision_error
 from partax.files import load_npz, save_npz
@@ -206,25 +206,13 @@ def default_batch_size(net: Net, block: int = 1) -> int:
     return max(block, (b // block) * block)
 
 
-def _finite_rows(net, x):
-    """``bool[N]``: every coordinate of the row is finite (after the cast to the net's dtype).
-
-    The same flags as ``isfinite(x).all(-1)``, as a float sum: ``x * 0`` is 0 for a finite
-    value and NaN for inf and NaN, and no sum of zeros overflows. XLA:CPU emits the boolean
-    row reduction as a slow reduce-window (about 7% of the 784-256-256-256-10 kernel's time);
-    the float sum costs next to nothing, and the kernel's own flags, unused, are dropped by XLA.
-    """
-    h = jnp.asarray(x, net.dtype)
-    return jnp.sum(h * jnp.zeros((), h.dtype), axis=-1) == 0
-
-
 def _kernel(net, x, boundary_tol, with_words, check):
     """Per input: words (exact mode), full-code key, its check key (or None), the rows of
     per-layer hashes ``uint32[2L (+ 2L_w), N]``, near-boundary and finite flags."""
     screen = screens_near(net, boundary_tol)  # narrow nets: the near-boundary test through a screen
-    finite = _finite_rows(net, x)
+    finite = finite_rows(jnp.asarray(x, net.dtype))  # once for a stacked net: the inputs are shared
 
-    def one(n):  # the kernel's own finite flags are left unused (see _finite_rows)
+    def one(n):  # the kernel's own finite flags (the same) are left unused
         if check:
             words, full_keys, checks, layer_hashes, near, _ = codes_hashes_and_checks(n, x, boundary_tol,
                                                                                       screen=screen)

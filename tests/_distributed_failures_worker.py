@@ -4,9 +4,10 @@ Usage: python tests/_distributed_failures_worker.py PORT PROCESS_ID NUM_PROCESSE
 
 Each process initialises jax.distributed on localhost (2 CPU devices each, gloo), then runs
 every case of ``CASES`` in order: one process gets a bad input (or a batch iterator that
-raises), the other a good one. Each call must raise on both processes; the process prints
+raises), the other a good one. Each call must raise on both processes; the process writes
 one JSON line per case (``{"case", "type", "message", "remote", "process", "seconds"}``) to
-stdout, flushed at once, so a hang shows which case it was. After the failures, a good run
+OUT_DIR/records.p<PROCESS_ID>.jsonl, line-buffered, so a hang shows which case it was (not to
+stdout, where gloo's own logging can land on the same line). After the failures, a good run
 is saved to OUT_DIR/good.p<PROCESS_ID>.npz: a failed call leaves the job usable.
 """
 
@@ -143,11 +144,18 @@ def main():
     )
     from partax import distributed as dist
 
+    # records go to a file of their own: gloo's C++ logging writes to the same stdout
+    # without a newline, so a record printed there can share a line with it
+    records = open(os.path.join(out, f"records.p{pid}.jsonl"), "w", buffering=1)
+
+    def record(rec):
+        records.write(json.dumps(rec) + "\n")
+
     net = make_net()
     x, y = shard_data(pid)
     # 64-bit values cross processes intact (x64 is off: JAX alone would make them int32)
     got = dist._allgather(np.array([2**40 + pid, -(2**62)], np.int64))  # partax.multihost.allgather
-    print(json.dumps({"case": "int64_allgather", "values": got.tolist()}), flush=True)
+    record({"case": "int64_allgather", "values": got.tolist()})
     for name in list(CASES) + list(SAME_ON_ALL):
         t0 = time.perf_counter()
         try:
@@ -158,10 +166,11 @@ def main():
                    "remote": isinstance(e, dist.RemoteInputError), "process": getattr(e, "process", None),
                    "error_type": getattr(e, "error_type", None)}
         rec["seconds"] = round(time.perf_counter() - t0, 3)
-        print(json.dumps(rec), flush=True)
+        record(rec)
     t0 = time.perf_counter()
     dist.partition(net, x, y, progress=False, batch_size=64).save(os.path.join(out, f"good.p{pid}.npz"))
-    print(json.dumps({"case": "good", "seconds": round(time.perf_counter() - t0, 3)}), flush=True)
+    record({"case": "good", "seconds": round(time.perf_counter() - t0, 3)})
+    records.close()
     jax.distributed.shutdown()
 
 

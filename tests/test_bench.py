@@ -36,6 +36,7 @@ def test_kernel_decomposition_is_measured(entry):
         assert entry[f"{path}_cost_over_kernel"] == pytest.approx(
             entry["kernel_inputs_per_s"] / entry[f"{path}_inputs_per_s"] - 1.0)
     assert entry["near_test_cost"] > -1.0
+    assert entry["codes_ratio_vs_forward"] > 0
 
 
 def test_markdown_table(entry):
@@ -275,14 +276,14 @@ def test_pool_site_is_the_layers_code_output_and_near_test(window, strides, padd
 
 
 @pytest.mark.parametrize("n", [1, 7, 31, 32, 33, 64, 100, 257])
-def test_byte_packing_is_the_word_packing(n):
+def test_word_packing_puts_unit_i_in_bit_i_mod_32_of_word_i_div_32(n):
     import jax.numpy as jnp
     import numpy as np
 
     from partax import coding
 
     bits = np.random.default_rng(n).random((9, n)) < 0.5
-    packed = np.asarray(coding._pack_bytes(jnp.asarray(bits)))
+    packed = np.asarray(coding._pack(jnp.asarray(bits)))
     expect = np.zeros((9, -(-n // 32)), np.uint64)
     for i in range(n):  # bit i % 32 of word i // 32 is unit i
         expect[:, i // 32] |= bits[:, i].astype(np.uint64) << np.uint64(i % 32)
@@ -337,7 +338,7 @@ def test_screened_near_boundary_flags_are_the_exact_ones(name, tol):
     assert clear.sum() > 50
     words = [np.asarray(w) for w in screened[0]]
     for w, b in zip(words, bits):
-        np.testing.assert_array_equal(np.asarray(coding._pack_bytes(np.asarray(b)))[clear], w[clear])
+        np.testing.assert_array_equal(np.asarray(coding._pack(np.asarray(b)))[clear], w[clear])
 
 
 def test_stacked_general_nets_are_not_screened():

@@ -290,6 +290,9 @@ def test_bad_arguments(random_net):
         density.grid(x, Box(-4, 4), 0)
     with pytest.raises(ValueError, match="k"):
         density.knn_entropy(x, 0)
+    # two reference samples in two regions: every sample a region of its own, no volume known
+    with pytest.raises(ValueError, match="num_reference: each of the 2 reference samples"):
+        density.estimate(random_net, x, Box(-4, 4), volumes="mc", num_reference=2)
 
 
 def test_layer_and_suffix_scopes_at_layer_1_are_input_partitions(random_net):

@@ -44,8 +44,8 @@ def _same(a, b):
 @pytest.mark.parametrize("widths,knobs", [
     ([2, 5, 1], "default"),
     ([2, 5, 1], "tiny"),
-    pytest.param([3, 33, 7, 2], "default", marks=pytest.mark.slow),
-    ([3, 33, 7, 2], "tiny"),
+    ([3, 33, 7, 2], "default"),
+    pytest.param([3, 33, 7, 2], "tiny", marks=pytest.mark.slow),
     pytest.param([12, 10, 7, 5, 4, 3, 2], "default", marks=pytest.mark.slow),  # also in the memory test
 ], indirect=["knobs"])
 def test_device_path_matches_host_and_float64_oracle(widths, knobs):
@@ -67,7 +67,9 @@ def test_device_path_matches_host_and_float64_oracle(widths, knobs):
     _same(unchecked, partax.partition(net, x, batch_size=128, collision_check=False, reduce="host", progress=False))
 
 
-@pytest.mark.parametrize("knobs", ["tiny", pytest.param("default", marks=pytest.mark.slow)], indirect=True)
+# slow: the default run has stacked nets on the device path in tests/test_sharded_device.py
+@pytest.mark.parametrize("knobs", [pytest.param("tiny", marks=pytest.mark.slow),
+                                   pytest.param("default", marks=pytest.mark.slow)], indirect=True)
 def test_stacked_nets_device_path(knobs):
     nets = [partax.mlp(jax.random.key(s), [3, 9, 40, 2], bias_std=b) for s, b in enumerate((0.01, 0.3, 3.0))]
     x = np.random.default_rng(5).normal(size=(1500, 3)).astype(np.float32)

@@ -219,7 +219,7 @@ def _free_port():
 def _run_workers(tmp_path, cases):
     port = _free_port()
     env = dict(os.environ, PARTAX_WORKER_CASES=",".join(cases), JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # as conftest: no device-count flag
     procs = [
         subprocess.Popen(
             [sys.executable, os.path.join(HERE, "_distributed_worker.py"), str(port), str(i), "2", str(tmp_path)],

@@ -282,3 +282,27 @@ def test_high_dimension_cube_is_rounded_and_simplex_flagged():
     b = np.concatenate([np.zeros(d), [1.0]])[None].repeat(2, 0)
     res = polytope_volumes(A, b, jax.random.key(0))
     assert np.all(res.status == NOT_ROUND) and np.all(np.isnan(res.volume))
+
+
+def test_a_batch_of_eight_64d_polytopes_finishes():
+    """Eight 64-D cubes in one batch, run in a subprocess with a time limit: the rounding's
+    LAPACK calls (eigenvalues, Cholesky, triangular solve) must run one after another. Run at
+    once, two batched calls took both threads of XLA:CPU's pool on a 2-core machine, each
+    waiting for its own batch's slices, and the walk never returned."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        from partax.geometry.hit_and_run import OK, polytope_volumes
+        d = 64
+        A = np.concatenate([np.eye(d), -np.eye(d)])[None].repeat(8, 0)
+        b = np.ones((8, 2 * d))
+        r = polytope_volumes(A, b, jax.random.key(0), center=np.zeros((8, d)), steps=8,
+                             rounding_rounds=3, rounding_steps=64, max_phases=2, batch_size=8)
+        print("ran", r.status.tolist())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ran ")

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from partax.coding import SCOPES, codes_hashes_and_checks, screens_near, tables_for
+from partax.coding import SCOPES, codes_and_layer_hashes, codes_hashes_and_checks, screens_near, tables_for
 from partax.layers import Conv, Dense, Flatten, MaxPool, ReLU
 from partax.nets import Net, as_structured, mlp, sequential
 from partax.sources import uniform_box
@@ -121,24 +121,27 @@ def best_of(fns: dict, reps: int) -> dict:
     return best
 
 
+def _chunked(fn: Callable, net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    """Runs the jitted ``fn(net, chunk)`` over ``x`` chunk by chunk, the next chunk dispatched
+    before the last one is waited for, nothing fetched."""
+    def run():
+        out = None
+        for s in range(0, x.shape[0], batch_size):
+            nxt = fn(net, jnp.asarray(x[s : s + batch_size]))
+            if out is not None:
+                jax.block_until_ready(out)
+            out = nxt
+        jax.block_until_ready(out)
+
+    return run
+
+
 def _forward_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
     """The bare jitted forward pass, chunk by chunk (a general net reshapes its flat chunk to
     ``[N, *input_shape]`` inside the jitted function: a free bitcast)."""
     if net.is_mlp:
-        fwd = jax.jit(lambda n, xb: n(xb))
-    else:
-        fwd = jax.jit(lambda n, xb: n(as_structured(n, xb)))
-
-    def run():
-        out = None
-        for s in range(0, x.shape[0], batch_size):
-            nxt = fwd(net, jnp.asarray(x[s : s + batch_size]))
-            if out is not None:
-                out.block_until_ready()
-            out = nxt
-        out.block_until_ready()
-
-    return run
+        return _chunked(jax.jit(lambda n, xb: n(xb)), net, x, batch_size)
+    return _chunked(jax.jit(lambda n, xb: n(as_structured(n, xb))), net, x, batch_size)
 
 
 def _kernel_pass(net: Net, x: np.ndarray, batch_size: int, boundary_tol: float) -> Callable[[], None]:
@@ -147,17 +150,13 @@ def _kernel_pass(net: Net, x: np.ndarray, batch_size: int, boundary_tol: float) 
     :func:`_forward_pass`, nothing fetched: the part of a partition no reduction can remove."""
     screen = screens_near(net, boundary_tol)
     kern = jax.jit(lambda n, xb: codes_hashes_and_checks(n, xb, boundary_tol, screen=screen)[1:])
+    return _chunked(kern, net, x, batch_size)
 
-    def run():
-        out = None
-        for s in range(0, x.shape[0], batch_size):
-            nxt = kern(net, jnp.asarray(x[s : s + batch_size]))
-            if out is not None:
-                jax.block_until_ready(out)
-            out = nxt
-        jax.block_until_ready(out)
 
-    return run
+def _codes_pass(net: Net, x: np.ndarray, batch_size: int) -> Callable[[], None]:
+    """The codes alone, packed into words (XLA drops the kernel's keys and flags, unused):
+    what every partition computes whatever its keys, near-boundary test or reduction."""
+    return _chunked(jax.jit(lambda n, xb: codes_and_layer_hashes(n, xb, 0.0)[0]), net, x, batch_size)
 
 
 def _numpy_practice(net: Net, x: np.ndarray) -> Callable[[], None]:
@@ -235,7 +234,8 @@ def partition_workload(name: str, widths, n: int, *, reps: int = 3, numpy_max: i
       bytes fetched from the device per input and its time over the kernel's alone
       (``*_cost_over_kernel``), the kernel alone (``kernel_*``) and the share of it the
       near-boundary test costs (``near_test_cost``: its time over its time at
-      ``boundary_tol=0``, minus one), the path ``"auto"`` picks (``reduce_auto``,
+      ``boundary_tol=0``, minus one), the packed codes alone (``codes_ratio_vs_forward``: a
+      ceiling for any partition, whatever its keys and reduction), the path ``"auto"`` picks (``reduce_auto``,
       whose rate is ``partition_inputs_per_s``), the number of prefix regions at the last
       layer, the inputs' size and the peak RSS (with a GPU/TPU backend also
       ``forward_tflops`` and ``pipeline_tflops``).
@@ -330,6 +330,7 @@ def _measure(name: str, net: Net, x: np.ndarray, *, reps: int, numpy_max: int, s
         # the kernel alone, and without its near-boundary tolerance test (boundary_tol=0)
         "kernel": _kernel_pass(net, x, bs, 1e-5),
         "kernel_tol0": _kernel_pass(net, x, bs, 0.0),
+        "codes": _codes_pass(net, x, bs),
     }
     if n_np:
         fns["numpy"] = _numpy_practice(net, x_np)
@@ -339,7 +340,7 @@ def _measure(name: str, net: Net, x: np.ndarray, *, reps: int, numpy_max: int, s
     for path in ("host", "device"):
         partition(net, x[: 2 * bs], batch_size=bs, progress=False, reduce=path)
         partition(net, sampler, batch_size=bs_sampled, progress=False, reduce=path)
-    for k in ("forward", "kernel", "kernel_tol0"):
+    for k in ("forward", "kernel", "kernel_tol0", "codes"):
         fns[k]()  # compiles the very function that is timed
     if n_np:
         _numpy_practice(net, x[:256])()
@@ -371,6 +372,8 @@ def _measure(name: str, net: Net, x: np.ndarray, *, reps: int, numpy_max: int, s
         "kernel_inputs_per_s": n / best["kernel"],
         "kernel_ratio_vs_forward": best["forward"] / best["kernel"],
         "near_test_cost": best["kernel"] / best["kernel_tol0"] - 1.0,
+        # the packed codes alone (no keys, no near-boundary test): a ceiling for any partition
+        "codes_ratio_vs_forward": best["forward"] / best["codes"],
         "host_cost_over_kernel": best["host"] / best["kernel"] - 1.0,
         "device_cost_over_kernel": best["device"] / best["kernel"] - 1.0,
         "host_sampled_inputs_per_s": n / best["host_sampled"],

@@ -182,9 +182,14 @@ def _round_once(key, A, b, y, steps):
     mu = m1 / n
     cov = m2 / n - jnp.outer(mu, mu)
     cov = 0.5 * (cov + cov.T)
+    # The LAPACK calls run one after another: the Cholesky factor's regularisation reads the
+    # trace as the eigenvalues' sum, and the triangular solve reads the factor. XLA:CPU runs
+    # independent custom calls at once, and each batched one waits, inside a thread of the same
+    # pool, for its batch's slices: two at once can take every thread of a 2-core pool and wait
+    # forever (they did, at 8 regions per batch in 64-D, when the trace was cov's own).
     evals = jnp.linalg.eigvalsh(cov)
     aniso = jnp.sqrt(evals[-1] / evals[0])
-    L = jnp.linalg.cholesky(cov + 1e-12 * jnp.trace(cov) / d * jnp.eye(d, dtype=y.dtype))
+    L = jnp.linalg.cholesky(cov + 1e-12 * jnp.sum(evals) / d * jnp.eye(d, dtype=y.dtype))
     logdet = jnp.sum(jnp.log(jnp.diag(L)))
     A2 = A @ L
     b2 = b - A @ mu
