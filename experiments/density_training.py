@@ -14,12 +14,18 @@ hidden activations, and the test accuracy.
 checkerboard (``ln 32``) and 8gaussians (2.8313 nats) next to the grid with the same number of
 regions and a cross-validated KDE.
 
-Writes ``runs/density_training/{ib,digits}/trace.jsonl``, ``runs/density_training/summary.json``
-(and ``toys.json``), and the figure ``docs/density_training.png``.
+Writes ``runs/density_training/{ib,digits}/trace.jsonl`` (with ``--seeds``:
+``runs/density_training/{ib,digits}/seed<S>/trace.jsonl``), ``runs/density_training/summary.json``
+(``{"command", "seeds", "seconds", "aggregate", "runs"}``: every run's series and findings, and per
+task the seed mean and standard error of the findings; rewritten after each run) and ``toys.json``,
+and the figure ``docs/density_training.png`` (with several seeds: their mean, each seed faintly).
 
 Usage:
     python experiments/density_training.py               # full: IB 3000 epochs, digits 300 epochs
     python experiments/density_training.py --quick       # a few minutes on a laptop CPU
+    python experiments/density_training.py --seeds 0 1 2 # three seeds, mean and standard error
+    # the committed run (benchmarks/2026-12-02-cpu/density_training/summary.json, 16 min on 2 CPU cores):
+    python experiments/density_training.py --seeds 0 1 2 3 4 --num-reference 32768 --keep-going
     python experiments/density_training.py --toys --toy-n 100000
 """
 
@@ -30,6 +36,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 
 import jax
@@ -66,31 +73,44 @@ def accuracy_probe(x_test, y_test):
     return probe
 
 
-def run_task(name: str, out: str, quick: bool, checkpoints: int, num_reference: int, seed: int) -> dict:
+def run_task(name: str, tdir: str, quick: bool, checkpoints: int, num_reference: int, seed: int,
+             epochs: int | None = None, volumes: str = "auto") -> dict:
+    """Train one net on task ``name`` with ``seed`` (split, init, batches, reference streams) and
+    trace it into ``tdir``; returns the run's summary (``series`` per representation)."""
     cfg = TASKS[name]
     x, y = tishby_ib() if name == "ib" else digits()
     x = np.asarray(x, np.float32)
     tr_idx, te_idx = _split(len(x), seed)
     xtr, ytr, xte, yte = x[tr_idx], y[tr_idx], x[te_idx], y[te_idx]
-    epochs = cfg["quick_epochs"] if quick else cfg["epochs"]
+    epochs = epochs or (cfg["quick_epochs"] if quick else cfg["epochs"])
     schedule = np.union1d([0], log_spaced(epochs, min(checkpoints, epochs))).astype(int)
     box = Box(0.0, 1.0)
-    probes = {"density": density.density_probe(xte, box, scope="suffix", num_reference=num_reference, key=seed),
+    probes = {"density": density.density_probe(xte, box, scope="suffix", volumes=volumes,
+                                              num_reference=num_reference, key=seed),
               "accuracy": accuracy_probe(xte, yte)}
-    tdir = os.path.join(out, name)
     if os.path.isdir(tdir):
         shutil.rmtree(tdir)
     tracer = Tracer(xtr, ytr, every=schedule, scopes=("suffix",), baselines=("binned30", "kde"), out=tdir,
-                    probes=probes, meta={"experiment": "density_training", "task": name, "quick": quick})
+                    probes=probes, meta={"experiment": "density_training", "task": name, "quick": quick, "seed": seed})
     net = partax.mlp(jax.random.key(seed), cfg["arch"])
     t0 = time.perf_counter()
     net, hist = fit(net, xtr, ytr, optax.adam(cfg["lr"]), epochs=epochs, batch_size=cfg["batch"],
                     key=jax.random.key(seed + 1), callbacks=[tracer])
     seconds = time.perf_counter() - t0
     tr = load_trace(tdir)
-    return {"task": name, "arch": cfg["arch"], "epochs": epochs, "quick": quick, "checkpoints": schedule.tolist(),
-            "train_size": int(len(xtr)), "test_size": int(len(xte)), "seconds": seconds,
+    return {"task": name, "seed": seed, "arch": cfg["arch"], "epochs": epochs, "quick": quick,
+            "checkpoints": schedule.tolist(), "train_size": int(len(xtr)), "test_size": int(len(xte)),
+            "seconds": seconds,
             "series": _series(tr, len(cfg["arch"]) - 2)}
+
+
+def _last_step(tdir: str):
+    """The last epoch traced in ``tdir`` (``None`` if nothing was)."""
+    try:
+        steps = load_trace(tdir)["step"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return int(np.max(steps)) if len(steps) else None
 
 
 def _col(tr, key, mask):
@@ -139,8 +159,9 @@ def _spearman(a, b) -> float:
 
 
 def findings(res: dict) -> dict:
-    """Per task and representation: first/last held-out gain and entropy gap, and their rank
-    correlations with the epoch and with the test accuracy."""
+    """Per task and representation: first/last held-out gain (and its change, last - first) and
+    entropy gap, the gain's rank correlations with the epoch and with the test accuracy, and the
+    first/last ``I(T;Y)`` of the MI baselines of the same representation."""
     out = {}
     acc = res["series"]["accuracy"]
     acc_by_step = dict(zip(acc["step"], acc["test"]))
@@ -150,17 +171,81 @@ def findings(res: dict) -> dict:
         g, st = rec["heldout_gain"], rec["step"]
         a = [acc_by_step.get(s, float("nan")) for s in st]
         out[k] = {"dim": int(rec["dim"][0]), "volumes": rec["volumes"],
-                  "gain_first": g[0], "gain_last": g[-1], "gain_max": max(g),
+                  "gain_first": g[0], "gain_last": g[-1], "gain_change": g[-1] - g[0], "gain_max": max(g),
                   "entropy_gap_first": rec["entropy_gap"][0], "entropy_gap_last": rec["entropy_gap"][-1],
                   "nll_first": rec["heldout_nll"][0], "nll_last": rec["heldout_nll"][-1],
                   "regions_first": rec["regions"][0], "regions_last": rec["regions"][-1],
                   "residual_points_last": rec.get("residual_points", [float("nan")])[-1],
                   "spearman_gain_epoch": _spearman(st, g), "spearman_gain_accuracy": _spearman(a, g)}
+        for base in ("binned30", "kde_upper"):  # the MI baselines of the same representation (bits)
+            if base in rec:
+                ity = rec[base]["I_TY"]
+                out[k].update({f"ity_{base}_first": ity[0], f"ity_{base}_last": ity[-1],
+                               f"spearman_ity_{base}_epoch": _spearman(rec[base]["step"], ity)})
     out["accuracy_first"], out["accuracy_last"] = acc["test"][0], acc["test"][-1]
     return out
 
 
+AGGREGATED = ("gain_first", "gain_last", "gain_change", "gain_max", "entropy_gap_first", "entropy_gap_last",
+              "nll_first", "nll_last", "regions_first", "regions_last", "residual_points_last", "spearman_gain_epoch",
+              "spearman_gain_accuracy",
+              "ity_binned30_first", "ity_binned30_last", "spearman_ity_binned30_epoch",
+              "ity_kde_upper_first", "ity_kde_upper_last", "spearman_ity_kde_upper_epoch")
+
+
+def _mean_se(values) -> dict:
+    """Mean and standard error (sample standard deviation / sqrt(n); NaN for one value) of the
+    finite ``values``, with ``n`` and the values themselves."""
+    v = np.asarray(values, float)
+    f = v[np.isfinite(v)]
+    n = len(f)
+    mean = float(f.mean()) if n else float("nan")
+    se = float(f.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "se": se, "n": n, "values": [float(x) for x in v]}
+
+
+def aggregate(results: list) -> dict:
+    """Per task, the seed mean and standard error of :func:`findings`.
+
+    Args:
+      results: run summaries (each with ``task``, ``seed`` and ``findings``), any number of seeds per task.
+
+    Returns:
+      ``{task: {"seeds": [...], "accuracy_first": {mean, se, n, values}, "accuracy_last": ...,
+      "h<s>": {"dim", "volumes", <each of AGGREGATED>: {mean, se, n, values}}}}``; the standard
+      error is over seeds (NaN with one seed).
+    """
+    out = {}
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        fs = [r["findings"] for r in runs]
+        agg = {"seeds": [r.get("seed") for r in runs], "epochs": runs[0]["epochs"],
+               "checkpoints": runs[0]["checkpoints"]}
+        for k in ("accuracy_first", "accuracy_last"):
+            agg[k] = _mean_se([f[k] for f in fs])
+        reps = [k for k in fs[0] if k.startswith("h")]
+        for k in reps:
+            have = [f[k] for f in fs if k in f]
+            agg[k] = {"dim": have[0]["dim"], "volumes": sorted({h["volumes"] for h in have}),
+                      **{m: _mean_se([h[m] for h in have]) for m in AGGREGATED if all(m in h for h in have)}}
+        out[task] = agg
+    return out
+
+
+def _by_task(results: list) -> list:
+    """The runs grouped by task, in first-seen order: ``[[run, ...], ...]``."""
+    return [[r for r in results if r["task"] == t] for t in dict.fromkeys(r["task"] for r in results)]
+
+
+def _seed_mean(steps_list, values_list):
+    """The mean over seeds of series sampled at the same steps (``None`` if the steps differ)."""
+    if not values_list or any(list(s) != list(steps_list[0]) for s in steps_list):
+        return None
+    return np.maximum(np.asarray(steps_list[0], float), 0.8), np.mean(np.asarray(values_list, float), axis=0)
+
+
 def figure(results: list, path: str) -> None:
+    """Draw the traced series per task (rows): the seed mean (bold) and each seed (faint)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,36 +254,54 @@ def figure(results: list, path: str) -> None:
     cols = ["accuracy", "held-out log-lik. − log-lik. of uniform on box\n(nats; regions as bins)",
             "log V(box) − entropy (nats; regions as bins)", "I(X;T) bits: 30 bins (—), KDE upper (- -)",
             "I(T;Y) bits: 30 bins (—), KDE upper (- -)"]
-    fig, axes = plt.subplots(len(results), 5, figsize=(22, 4.3 * len(results)), squeeze=False)
-    for r, res in enumerate(results):
-        S = res["series"]
-        keys = [k for k in S if k != "accuracy"]
+    groups = _by_task(results)
+    fig, axes = plt.subplots(len(groups), 5, figsize=(22, 4.3 * len(groups)), squeeze=False)
+    faint = dict(lw=0.7, alpha=0.3)
+    for r, runs in enumerate(groups):
+        res = runs[0]
+        many = len(runs) > 1
         cmap = plt.get_cmap("viridis")
-        acc = S["accuracy"]
+
+        def draw(ax, steps_list, values_list, fmt, color, label, ms=3):
+            mean = _seed_mean(steps_list, values_list)
+            if many:
+                for st, v in zip(steps_list, values_list):
+                    ax.plot(np.maximum(st, 0.8), v, fmt.replace("o", ""), color=color, **faint)
+            if mean is not None:
+                ax.plot(*mean, fmt, ms=ms, color=color, label=label)
+            elif not many:
+                ax.plot(np.maximum(steps_list[0], 0.8), values_list[0], fmt, ms=ms, color=color, label=label)
+
+        accs = [run["series"]["accuracy"] for run in runs]
         ax = axes[r, 0]
-        ax.plot(np.maximum(acc["step"], 0.8), acc["test"], "k-o", ms=3, label="test")
-        ax.plot(np.maximum(acc["step"], 0.8), acc["train"], "k--", lw=1, label="train")
+        draw(ax, [a["step"] for a in accs], [a["test"] for a in accs], "-o", "k", "test")
+        draw(ax, [a["step"] for a in accs], [a["train"] for a in accs], "--", "k", "train")
         ax.legend(fontsize=8)
+        keys = [k for k in res["series"] if k != "accuracy"]
         for i, k in enumerate(keys):
-            rec = S[k]
+            recs = [run["series"].get(k, {}) for run in runs]
             c = cmap(i / max(len(keys) - 1, 1))
-            if "heldout_gain" in rec:
-                st = np.maximum(rec["step"], 0.8)
-                lab = f"h^{k[1:]} ({int(rec['dim'][0])}-D, {rec['volumes']})"
-                axes[r, 1].plot(st, rec["heldout_gain"], "-o", ms=3, color=c, label=lab)
-                axes[r, 2].plot(st, rec["entropy_gap"], "-o", ms=3, color=c, label=lab)
+            if all("heldout_gain" in rec for rec in recs):
+                rec = recs[0]
+                vols = "/".join(sorted({q["volumes"] for q in recs}))
+                lab = f"h^{k[1:]} ({int(rec['dim'][0])}-D, {vols})"
+                st = [q["step"] for q in recs]
+                draw(axes[r, 1], st, [q["heldout_gain"] for q in recs], "-o", c, lab)
+                draw(axes[r, 2], st, [q["entropy_gap"] for q in recs], "-o", c, lab)
             for key, ls in (("binned30", "-"), ("kde_upper", "--")):
-                if key in rec:
-                    st = np.maximum(rec[key]["step"], 0.8)
-                    axes[r, 3].plot(st, rec[key]["I_XT"], ls, color=c, label=f"h^{k[1:]}" if ls == "-" else None)
-                    axes[r, 4].plot(st, rec[key]["I_TY"], ls, color=c, label=f"h^{k[1:]}" if ls == "-" else None)
+                if all(key in rec for rec in recs):
+                    st = [q[key]["step"] for q in recs]
+                    lab = f"h^{k[1:]}" if ls == "-" else None
+                    draw(axes[r, 3], st, [q[key]["I_XT"] for q in recs], ls, c, lab)
+                    draw(axes[r, 4], st, [q[key]["I_TY"] for q in recs], ls, c, lab)
         for c_, ax in enumerate(axes[r]):
             ax.set_xscale("log")
             ax.set_xlabel("epoch (0 drawn at 0.8)")
             ax.set_title(cols[c_], fontsize=9)
             ax.grid(alpha=0.3)
+        seeds = (f"mean of {len(runs)} seeds (bold), each seed (faint)" if many else f"seed {res.get('seed', 0)}")
         axes[r, 0].set_ylabel(f"{res['task']}: {'-'.join(map(str, res['arch']))}\nN_train={res['train_size']}, "
-                              f"N_test={res['test_size']}, {res['epochs']} epochs", fontsize=10)
+                              f"N_test={res['test_size']}, {res['epochs']} epochs\n{seeds}", fontsize=10)
         axes[r, 1].legend(fontsize=7)
         axes[r, 3].legend(fontsize=7)
     fig.suptitle("Regions as bins across training: the density of each representation h^s over its own (suffix) "
@@ -264,30 +367,70 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--checkpoints", type=int, default=None, help="traced epochs (default 24, quick 10)")
     ap.add_argument("--num-reference", type=int, default=None, help="Monte Carlo reference samples per layer")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the seed of a one-seed run (and of the toys)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                    help="run every task for each seed (trace dirs OUT/<task>/seed<S>); summary.json then holds "
+                         "every run and the seed mean and standard error of the findings")
+    ap.add_argument("--epochs", type=int, nargs="+", default=None, metavar="E",
+                    help="override the training epochs, one value per task in --tasks order (default: IB 3000, "
+                         "digits 300; quick 300, 40)")
+    ap.add_argument("--volumes", default="auto", choices=("auto", "exact", "mc"),
+                    help="region volumes of every traced layer (density.estimate's volumes; default auto: exact "
+                         "enumeration in low dimension, Monte Carlo otherwise)")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="record a run that raises RuntimeError under 'failed' in summary.json (task, seed, error, "
+                         "last traced epoch), leave it out of the aggregate and go on (default: raise)")
     ap.add_argument("--toys", action="store_true", help="also run density.fit on the 2D toys")
     ap.add_argument("--toys-only", action="store_true", help="only the toys")
     ap.add_argument("--toy-n", type=int, default=None, help="toy training size (default 1e5, quick 1e4)")
     ap.add_argument("--toy-steps", type=int, default=None, help="fit steps (default 200, quick 60)")
-    ap.add_argument("--replot", action="store_true", help="only redraw the figure from OUT/summary.json")
-    args = ap.parse_args(argv)
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the figure from OUT/summary.json (and recompute its findings and aggregate)")
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(argv_list)
     os.makedirs(args.out, exist_ok=True)
     if args.replot:
-        with open(os.path.join(args.out, "summary.json")) as f:
-            figure(json.load(f), args.figure)
+        path = os.path.join(args.out, "summary.json")
+        with open(path) as f:
+            summary = json.load(f)
+        if isinstance(summary, dict):  # recompute the findings and their seed aggregate from the stored series
+            for res in summary["runs"]:
+                res["findings"] = findings(res)
+            summary["aggregate"] = aggregate(summary["runs"])
+            atomic_write_text(path, json.dumps(summary, indent=1))
+        figure(summary["runs"] if isinstance(summary, dict) else summary, args.figure)
         print(f"[density_training] wrote {args.figure}")
         return 0
     if not args.toys_only:
         cp = args.checkpoints or (10 if args.quick else 24)
         nref = args.num_reference or ((1 << 14) if args.quick else (1 << 16))
-        results = []
-        for t in args.tasks:
-            print(f"[density_training] {t}: training and tracing ...", flush=True)
-            res = run_task(t, args.out, args.quick, cp, nref, args.seed)
-            res["findings"] = findings(res)
-            results.append(res)
-            print(json.dumps({t: res["findings"]}, indent=1), flush=True)
-        atomic_write_text(os.path.join(args.out, "summary.json"), json.dumps(results, indent=1))
+        if args.epochs is not None and len(args.epochs) != len(args.tasks):
+            ap.error(f"--epochs: expected one value per task ({len(args.tasks)}), got {len(args.epochs)}")
+        epochs = dict(zip(args.tasks, args.epochs or [None] * len(args.tasks)))
+        seeds = args.seeds if args.seeds is not None else [args.seed]
+        results, failed = [], []
+        t_start = time.perf_counter()
+        for seed in seeds:  # seed-major: a run cut short still has every task for the seeds it finished
+            for t in args.tasks:
+                print(f"[density_training] {t}, seed {seed}: training and tracing ...", flush=True)
+                tdir = os.path.join(args.out, t, f"seed{seed}") if args.seeds is not None else os.path.join(args.out, t)
+                try:
+                    res = run_task(t, tdir, args.quick, cp, nref, seed, epochs=epochs[t], volumes=args.volumes)
+                except RuntimeError as err:  # e.g. an exact enumeration not certified complete
+                    if not args.keep_going:
+                        raise
+                    failed.append({"task": t, "seed": seed, "error": str(err), "last_step": _last_step(tdir)})
+                    print(f"[density_training] {t}, seed {seed} FAILED (left out of the aggregate): {err}",
+                          flush=True)
+                else:
+                    res["findings"] = findings(res)
+                    results.append(res)
+                    print(json.dumps({t: res["findings"]}, indent=1), flush=True)
+                summary = {"command": "python experiments/density_training.py " + " ".join(argv_list),
+                           "seeds": seeds, "seconds": time.perf_counter() - t_start, "failed": failed,
+                           "aggregate": aggregate(results), "runs": results}
+                atomic_write_text(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1))
+        print(json.dumps({"aggregate": summary["aggregate"]}, indent=1), flush=True)
         figure(results, args.figure)
         print(f"[density_training] wrote {args.out}/summary.json and {args.figure}")
     if args.toys or args.toys_only:
