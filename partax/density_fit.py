@@ -17,7 +17,15 @@ counts ``n_c = sum_{x in A} pi_c(x)``, and soft volumes ``V_c = integral pi_c`` 
 the hard regions-as-bins histogram of :func:`partax.density.estimate`, and the held-out half
 is what keeps the optimum from shrinking regions around single points: a region is worth
 cutting only where the other half's points confirm it. ``tau`` is annealed geometrically
-from ``tau_start`` to ``tau_end``.
+from ``tau_start`` to ``tau_end``, and Adam's learning rate from ``learning_rate`` to
+``learning_rate_end``.
+
+**Defaults** (a 2-32-32 net, 300 steps of 4,096 points per half, ``tau`` 0.3 -> 0.03, learning
+rate 3e-3 -> 3e-4) come from a sweep on the 2D toys of ``experiments/density_fit_toys.py`` at
+N = 10^5 (seed 0): test NLL 2.871 on 8gaussians (grid with the same 2,209 bins 2.872, KDE 2.844,
+true entropy 2.832) and 3.506 on the checkerboard (grid 3.564, the CV density tree 3.470, true
+3.466). The decaying learning rate is what gained most (a constant 3e-3 peaks mid-anneal, a
+constant 1e-3 is still climbing at 200 steps); annealing ``tau`` on to 0.01 did not help.
 
 Why this, and not the alternatives of issue 15: a classifier against uniform background
 samples learns ``log p`` up to a constant with a *piecewise-linear* function, which puts
@@ -179,10 +187,10 @@ def _check_x_box(x, domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x.astype(np.float64), lo, hi
 
 
-def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] = None, steps: int = 400,
-        learning_rate: float = 3e-3, tau_start: float = 0.3, tau_end: float = 0.02, batch_size: int = 8192,
-        num_reference: int = 1 << 18, eval_every: int = 25, smoothing: float = 0.5, key=0,
-        volumes: str = "auto", return_history: bool = False, **estimate_kwargs):
+def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] = None, steps: int = 300,
+        learning_rate: float = 3e-3, learning_rate_end: Optional[float] = 3e-4, tau_start: float = 0.3,
+        tau_end: float = 0.03, batch_size: int = 4096, num_reference: int = 1 << 18, eval_every: int = 25,
+        smoothing: float = 0.5, key=0, volumes: str = "auto", return_history: bool = False, **estimate_kwargs):
     """A :class:`partax.density.PartitionDensity` whose network was trained to be a good histogram.
 
     See the module docstring for the objective (the held-out likelihood of a soft
@@ -195,7 +203,9 @@ def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] 
       net: a starting net (default: ``partax.mlp(key, [d, *widths, 1])`` with data-dependent
         biases, :func:`data_init`); a given net is trained as it is.
       steps: Adam steps (0: the initial net).
-      learning_rate: Adam's learning rate.
+      learning_rate: Adam's learning rate (at the first step).
+      learning_rate_end: the learning rate at the last step, reached geometrically like ``tau``
+        (``None``: constant ``learning_rate``).
       tau_start, tau_end: the temperature (relative to each unit's spread), annealed
         geometrically over the steps.
       batch_size: points per half (``A``, ``B``) per step; the soft volumes take ``4 batch_size``
@@ -234,6 +244,9 @@ def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] 
         raise ValueError(f"tau_start, tau_end: expected 0 < tau_end <= tau_start, got {tau_start!r}, {tau_end!r}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate: expected > 0, got {learning_rate!r}")
+    lr_end = learning_rate if learning_rate_end is None else learning_rate_end
+    if not lr_end > 0:
+        raise ValueError(f"learning_rate_end: expected > 0, got {learning_rate_end!r}")
     if isinstance(smoothing, bool) or not smoothing > 0:
         raise ValueError(f"smoothing: fit needs a pseudo-count > 0 (empty soft bins), got {smoothing!r}")
     a = float(smoothing)
@@ -258,7 +271,8 @@ def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] 
     ref = lo + np.asarray(jax.random.uniform(k_ref, (int(num_reference), d)), np.float64) * (hi - lo)
     B = int(min(batch_size, half))
 
-    opt = optax.adam(learning_rate)
+    lr0, log_ratio, n_steps = float(learning_rate), math.log(float(lr_end) / float(learning_rate)), max(int(steps), 1)
+    opt = optax.adam(lambda count: lr0 * jnp.exp(log_ratio * (count / n_steps)))  # geometric, like tau
     params = (net.weights, net.biases)
     state = opt.init(params)
     act, alpha = net.activation, net.alpha

@@ -86,6 +86,8 @@ def test_fit_bad_input():
         density.fit(x, Box(-2, 2), steps=-1)
     with pytest.raises(ValueError, match="widths"):
         density.fit(x, Box(-2, 2), widths=(), steps=0)
+    with pytest.raises(ValueError, match="learning_rate_end"):
+        density.fit(x, Box(-2, 2), steps=0, learning_rate_end=0.0)
 
 
 def test_a_diverged_fit_is_an_error_not_the_best_net_before_it():
