@@ -13,13 +13,6 @@ _OWN_XLA_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ  # made here: rem
 if _OWN_XLA_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="partax-tests-xla-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
-# The tests compile thousands of small programs and run each on a few hundred rows: compiling,
-# not running, is most of their time. LLVM at optimisation level 0 compiles them about a third
-# faster (user time of tests/test_partition.py: 43 s against 67 s); XLA's own passes (fusion,
-# layout) still run, and no test depends on a build's speed or last-bit rounding (each compares
-# with an oracle, or two paths built alike). `partax bench` and users run XLA's defaults.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 

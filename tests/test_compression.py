@@ -134,6 +134,7 @@ def test_trained_2d_net_both_certificates(l1):
     assert rep.units_after <= rep.units_before
 
 
+@pytest.mark.slow  # a study: trains on digits
 def test_l1_training_compresses_more_on_digits():
     x, y = partax.datasets.digits()
     box = partax.Box(0.0, 1.0)

@@ -199,6 +199,7 @@ def _tiny_nets():
     return out
 
 
+@pytest.mark.slow  # a coverage study over many draws
 def test_parity_bound_coverage_within_delta():
     nets = _tiny_nets()
     trials, alpha = 2, 1.0                                 # delta = 1/4

@@ -166,7 +166,7 @@ def test_bad_input_names_the_row_and_the_limit():
     assert_same_partition(dist.partition(net, x, batch_size=8, progress=False), partax.partition(net, x, progress=False))
 
 
-@pytest.mark.parametrize("where", ["in a step", "across steps"])
+@pytest.mark.parametrize("where", ["in a step", pytest.param("across steps", marks=pytest.mark.slow)])
 def test_check_key_catches_collisions_of_the_key_alone(weak_keys, where):
     """The sharded engine checks keys like the single-device one: a collision of the key alone
     raises, inside a step (the devices' reductions) and across steps (the host merges); with
@@ -219,7 +219,7 @@ def _free_port():
 def _run_workers(tmp_path, cases):
     port = _free_port()
     env = dict(os.environ, PARTAX_WORKER_CASES=",".join(cases), JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # as conftest: no device-count flag
+    env.pop("XLA_FLAGS", None)
     procs = [
         subprocess.Popen(
             [sys.executable, os.path.join(HERE, "_distributed_worker.py"), str(port), str(i), "2", str(tmp_path)],

@@ -43,7 +43,7 @@ def pair(tmp_path_factory):
     out = tmp_path_factory.mktemp("failures")
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # as conftest: no device-count flag
+    env.pop("XLA_FLAGS", None)
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(

@@ -17,7 +17,7 @@ WORKER = os.path.join(os.path.dirname(__file__), "_fit_resume_worker.py")
 
 def _run(*args):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # as conftest: no device-count flag
+    env.pop("XLA_FLAGS", None)
     return subprocess.run([sys.executable, WORKER, *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=300)
 

@@ -15,7 +15,7 @@ def _linprog_value(c, A, b):
 
 
 @pytest.mark.parametrize("solver", ["ipm", "highs"])
-@pytest.mark.parametrize("n,m", [(1, 2), (2, 5), (5, 20), (10, 40)])
+@pytest.mark.parametrize("n,m", [(1, 2), (2, 5), (5, 20), pytest.param(10, 40, marks=pytest.mark.slow)])
 def test_solve_matches_linprog(solver, n, m):
     rng = np.random.default_rng(n * 100 + m)
     A, b = random_polytopes(12, n, m, seed=n + m)

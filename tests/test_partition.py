@@ -38,7 +38,8 @@ def defer_rows(request, monkeypatch):
 
 # every shape once in one chunk or in many; the other half of the grid in the slow run
 ORACLE_CASES = [
-    ([2, 5, 1], None), ([2, 5, 1], 97), ([3, 33, 7, 2], 97), ([6, 64, 70, 3], None), ([12, 10, 7, 5, 4, 3, 2], 97),
+    ([2, 5, 1], None), ([2, 5, 1], 97), ([3, 33, 7, 2], 97), ([6, 64, 70, 3], None),
+    pytest.param([12, 10, 7, 5, 4, 3, 2], 97, marks=pytest.mark.slow),  # narrow nets stay: [3, 33, 7, 2]
     pytest.param([3, 33, 7, 2], None, marks=pytest.mark.slow),
     pytest.param([6, 64, 70, 3], 97, marks=pytest.mark.slow),
     pytest.param([12, 10, 7, 5, 4, 3, 2], None, marks=pytest.mark.slow),
