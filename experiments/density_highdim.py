@@ -77,7 +77,7 @@ def occupied_keys(net, x, layer):
     return np.unique(np.asarray(partax.region_ids(net, np.asarray(x, net.dtype), "prefix"))[:, layer - 1])
 
 
-def summarise(dens, x_train, x_test, seconds, occupied):
+def summarise(dens, x_test, seconds, occupied):
     """The per-setting record of one :class:`partax.density.PartitionDensity`."""
     V = float(np.sum(dens.volumes))
     res = dens.resolved
@@ -111,7 +111,7 @@ def summarise(dens, x_train, x_test, seconds, occupied):
     else:
         r["num_reference"] = int(dens.num_reference)
         r["reference_hit_regions"] = int(res.sum())
-        r["seconds_per_region"] = seconds / max(int(res.sum()), 1)
+        r["seconds_per_hit_region"] = seconds / max(int(res.sum()), 1)  # regions the references hit
     return r
 
 
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
                                  "seconds": time.perf_counter() - t0})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
-                r = {"net": name, "n_train": n, **info, **summarise(dens, xs, xte, time.perf_counter() - t0, occ),
+                r = {"net": name, "n_train": n, **info, **summarise(dens, xte, time.perf_counter() - t0, occ),
                      "cpu_seconds": time.process_time() - c0}  # all threads: the measure on a shared machine
                 rows.append(r)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)

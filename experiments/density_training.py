@@ -16,7 +16,7 @@ regions and a cross-validated KDE.
 
 Writes ``runs/density_training/{ib,digits}/trace.jsonl`` (with ``--seeds``:
 ``runs/density_training/{ib,digits}/seed<S>/trace.jsonl``), ``runs/density_training/summary.json``
-(``{"command", "seeds", "seconds", "aggregate", "runs"}``: every run's series and findings, and per
+(``{"command", "seeds", "seconds", "failed", "aggregate", "runs"}``: every run's series and findings, and per
 task the seed mean and standard error of the findings; rewritten after each run) and ``toys.json``,
 and the figure ``docs/density_training.png`` (with several seeds: their mean, each seed faintly).
 
@@ -82,7 +82,8 @@ def run_task(name: str, tdir: str, quick: bool, checkpoints: int, num_reference:
     x = np.asarray(x, np.float32)
     tr_idx, te_idx = _split(len(x), seed)
     xtr, ytr, xte, yte = x[tr_idx], y[tr_idx], x[te_idx], y[te_idx]
-    epochs = epochs or (cfg["quick_epochs"] if quick else cfg["epochs"])
+    if epochs is None:
+        epochs = cfg["quick_epochs"] if quick else cfg["epochs"]
     schedule = np.union1d([0], log_spaced(epochs, min(checkpoints, epochs))).astype(int)
     box = Box(0.0, 1.0)
     probes = {"density": density.density_probe(xte, box, scope="suffix", volumes=volumes,
@@ -406,6 +407,8 @@ def main(argv=None) -> int:
         nref = args.num_reference or ((1 << 14) if args.quick else (1 << 16))
         if args.epochs is not None and len(args.epochs) != len(args.tasks):
             ap.error(f"--epochs: expected one value per task ({len(args.tasks)}), got {len(args.epochs)}")
+        if args.epochs is not None and min(args.epochs) < 1:
+            ap.error(f"--epochs: expected positive epoch counts, got {args.epochs}")
         epochs = dict(zip(args.tasks, args.epochs or [None] * len(args.tasks)))
         seeds = args.seeds if args.seeds is not None else [args.seed]
         results, failed = [], []
@@ -431,8 +434,11 @@ def main(argv=None) -> int:
                            "aggregate": aggregate(results), "runs": results}
                 atomic_write_text(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1))
         print(json.dumps({"aggregate": summary["aggregate"]}, indent=1), flush=True)
-        figure(results, args.figure)
-        print(f"[density_training] wrote {args.out}/summary.json and {args.figure}")
+        if results:
+            figure(results, args.figure)
+            print(f"[density_training] wrote {args.out}/summary.json and {args.figure}")
+        else:
+            print(f"[density_training] every run failed: wrote {args.out}/summary.json, no figure")
     if args.toys or args.toys_only:
         n = args.toy_n or (10_000 if args.quick else 100_000)
         steps = args.toy_steps or (60 if args.quick else 200)

@@ -1043,7 +1043,7 @@ def _monte_carlo(net, x, domain, lo, hi, layer, a, M, key) -> PartitionDensity:
     V = float(np.prod(hi - lo))
     f1 = int(np.sum(hits == 1))
     if f1 == M:  # the missed mass would be 1 and every region found would get volume 0
-        raise ValueError(f"num_reference: each of the {M} reference samples fell in a region of its own, so the "
+        raise RuntimeError(f"num_reference: each of the {M} reference samples fell in a region of its own, so the "
                          f"Monte Carlo volumes carry no information (Good–Turing missed mass 1, every region's "
                          f"volume 0); use many more reference samples, or volumes='hit_and_run'")
     g = max(f1, 1) / M  # Good–Turing missed mass

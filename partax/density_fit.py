@@ -204,8 +204,8 @@ def fit(x, domain: Box, *, widths: Sequence[int] = (32, 32), net: Optional[Net] 
         biases, :func:`data_init`); a given net is trained as it is.
       steps: Adam steps (0: the initial net).
       learning_rate: Adam's learning rate (at the first step).
-      learning_rate_end: the learning rate at the last step, reached geometrically like ``tau``
-        (``None``: constant ``learning_rate``).
+      learning_rate_end: the learning rate reached after ``steps`` steps, geometrically like
+        ``tau`` (``None``: constant ``learning_rate``).
       tau_start, tau_end: the temperature (relative to each unit's spread), annealed
         geometrically over the steps.
       batch_size: points per half (``A``, ``B``) per step; the soft volumes take ``4 batch_size``

@@ -3,6 +3,8 @@
 Timings themselves are not asserted (performance lives in ``partax bench``, not in tests).
 """
 
+import math
+
 import pytest
 
 from partax import bench
@@ -36,7 +38,7 @@ def test_kernel_decomposition_is_measured(entry):
         assert entry[f"{path}_cost_over_kernel"] == pytest.approx(
             entry["kernel_inputs_per_s"] / entry[f"{path}_inputs_per_s"] - 1.0)
     assert entry["near_test_cost"] > -1.0
-    assert entry["codes_ratio_vs_forward"] > 0
+    assert math.isfinite(entry["codes_ratio_vs_forward"])  # the codes-alone ceiling is measured
 
 
 def test_markdown_table(entry):

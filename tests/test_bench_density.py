@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
+
 from partax.bench import density as bd
 
 
+@pytest.mark.slow  # partax/bench/density.py's docstring example runs the same workload by default
 def test_bench_density_tiny():
     r = bd.bench_density(widths=(8, 8, 1), inputs=2**12, reference=2**15, hr_regions=4, reps=1, chains=16, steps=40)
     assert r["regions_hit"] > 0 and r["hr_regions"] > 0

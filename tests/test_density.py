@@ -291,7 +291,7 @@ def test_bad_arguments(random_net):
     with pytest.raises(ValueError, match="k"):
         density.knn_entropy(x, 0)
     # two reference samples in two regions: every sample a region of its own, no volume known
-    with pytest.raises(ValueError, match="num_reference: each of the 2 reference samples"):
+    with pytest.raises(RuntimeError, match="num_reference: each of the 2 reference samples"):
         density.estimate(random_net, x, Box(-4, 4), volumes="mc", num_reference=2)
 
 

@@ -80,6 +80,7 @@ def test_bucket_overflow_reruns_the_step(monkeypatch):
     assert_same_partition(p, partax.partition(net, x, y, progress=False))
 
 
+@pytest.mark.slow  # samplers, iterables and exact mode: also in test_two_processes_all_sources (slow)
 def test_sampler_iterable_and_exact():
     net = _net([3, 16, 8, 2], seed=1)
     s = partax.sources.uniform_box(-1.0, 1.0, 5000, jax.random.key(4), block=512)

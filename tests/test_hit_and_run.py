@@ -288,7 +288,9 @@ def test_a_batch_of_eight_64d_polytopes_finishes():
     """Eight 64-D cubes in one batch, run in a subprocess with a time limit: the rounding's
     LAPACK calls (eigenvalues, Cholesky, triangular solve) must run one after another. Run at
     once, two batched calls took both threads of XLA:CPU's pool on a 2-core machine, each
-    waiting for its own batch's slices, and the walk never returned."""
+    waiting for its own batch's slices, and the walk never returned. The subprocess is pinned to
+    two CPUs (XLA sizes its pool by the CPUs it may use), so a larger machine tests the same."""
+    import os
     import subprocess
     import sys
     import textwrap
@@ -303,6 +305,8 @@ def test_a_batch_of_eight_64d_polytopes_finishes():
                              rounding_rounds=3, rounding_steps=64, max_phases=2, batch_size=8)
         print("ran", r.status.tolist())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    cpus = sorted(os.sched_getaffinity(0))[:2] if hasattr(os, "sched_getaffinity") else None
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, preexec_fn=pin)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ran ")
