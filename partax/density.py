@@ -311,7 +311,7 @@ class PartitionDensity(NamedTuple):
                 f"{f'space=h^{self.space}, ' if self.space else ''}"
                 f"scope={self.scope!r}, layer={self.layer}, volumes={self.volume_method!r}, smoothing={self.smoothing}"
                 f"{', backoff=True' if self.backoff else ''}"
-                f"{f', pooled_flagged={int((self.volume_status != 0).sum())}' if self.volume_status is not None else ''})")
+                f"{f', pooled_flagged={int((self.volume_status != _HR_OK).sum())}' if self.volume_status is not None else ''})")
 
     @property
     def num_regions(self) -> int:
@@ -1088,14 +1088,15 @@ def _hit_and_run(net, x, domain, lo, hi, layer, a, key, options) -> PartitionDen
     se = np.concatenate([se_ok[order], [math.sqrt(float(np.sum(se_ok ** 2)))]])
     K = len(keys)
     resolved = np.concatenate([np.ones(K - 1, bool), [False]])
-    dens = PartitionDensity(net, "prefix", layer, domain, keys, np.zeros(K, np.int64), vol, se, resolved, a, 0,
+    # the counts are the partition's own (no second pass): a flagged region's points are the residual's
+    held = np.asarray(table.counts, np.int64)[ok][order]
+    counts = np.concatenate([held, [int(x.shape[0]) - int(held.sum())]])
+    dens = PartitionDensity(net, "prefix", layer, domain, keys, counts, vol, se, resolved, a, int(x.shape[0]),
                             "hit_and_run", None, 0, 0, volume_status=status)
-    idx, _ = _rows(dens, x, "error")
-    counts = np.bincount(idx, minlength=K).astype(np.int64)
     anc = np.zeros((K, layer - 1), np.uint64)
     if layer > 1:
         anc[:-1] = _all_keys(net, exemplars[ok][order], layer)[:, :-1]
-    return dens._replace(counts=counts, total=int(x.shape[0])), anc
+    return dens, anc
 
 
 # --- baselines ----------------------------------------------------------------------------
