@@ -32,6 +32,9 @@ def test_volumes_agree_with_exact_enumeration(case):
     assert abs(h.volumes.sum() - 8.0) < 1e-9
     assert abs(np.exp(h.log_densities) @ h.volumes - 1) < 1e-12
     assert h.counts.sum() == len(x) and h.counts[-1] == 0
+    # each region's count (the partition's table) is the exact enumeration's (points looked up by key)
+    exact_counts = dict(zip(exact.keys.tolist(), exact.counts.tolist()))
+    assert h.counts[h.resolved].tolist() == [exact_counts[k] for k in h.keys[h.resolved].tolist()]
     assert (h.volume_status == 0).all() and "pooled_flagged=0" in repr(h)
 
 
