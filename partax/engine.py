@@ -321,7 +321,7 @@ def hits_table(known: KnownKeys, k: int, counts, label_counts, num_classes) -> R
         lc = label_counts[sel][:, : max(1, num_classes)]
     c = counts[sel]
     return RegionTable(keys[order], c, lc, np.full(sel.size, _NO_EXEMPLAR, np.int64), int(c.sum()),
-                       known.slot_payload[k][sel])
+                       np.take(known.slot_payload[k], sel, axis=0))
 
 
 def _pow2(n: int) -> int:
@@ -363,7 +363,7 @@ def chunk_base_table(full_keys, codes, layer_hashes, labels, num_classes, start,
     base = RegionTable.from_keys(keys, labels=labels, num_classes=num_classes, offset=0, codes=codes,
                                  check_codes=layout.checked)
     first = base.exemplars  # positions among the given inputs (the minimum: rows increase)
-    hashes = layer_hashes[:, first].T
+    hashes = np.take(layer_hashes, first, axis=1).T
     exemplars = start + (first if rows is None else np.asarray(rows, np.int64)[first])
     # the payload (hashes) is a function of the code: base merges compare it
     return dataclasses.replace(base, exemplars=exemplars, exemplar_codes=layout.assemble(base.exemplar_codes, hashes))

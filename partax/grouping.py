@@ -43,29 +43,39 @@ def collision_error(key=None) -> HashCollisionError:
     return HashCollisionError(f"two different codes share the key {int(key):#018x}; the table would merge two regions")
 
 
-def argsort_keys(keys: np.ndarray) -> np.ndarray:
+def argsort_keys(keys: np.ndarray, *, sorted_runs: bool = False) -> np.ndarray:
     """An order that sorts ``uint64`` keys (ties in any order).
 
-    For chunk-sized arrays: a two-pass 16-bit radix sort (NumPy's stable sort of ``uint16``)
-    on the high 32 bits, about 3x faster than a general sort. It sorts the keys whenever no
-    two *distinct* keys share their high half, which is checked; otherwise (and for large
-    arrays, where such pairs are certain) a general sort.
+    One in-place sort of ``uint64`` composites: each key's high ``64 - b`` bits with the
+    row's index in the low ``b = bit_length(n - 1)`` bits. NumPy sorts plain ``uint64``
+    arrays with a vectorised quicksort, about twice as fast as its ``argsort`` (65536 keys:
+    0.31 ms against 0.56 ms on a 2-core EPYC; 2^20 keys: 11 ms against 14 ms). The index
+    bits give the order; the composites sort the keys whenever no two *distinct* keys share
+    their high bits (for ``m`` distinct keys, a chance of about ``m^2 / 2^(65 - b)``), which
+    is checked; otherwise a general sort.
 
     Args:
       keys: ``uint64[n]``.
+      sorted_runs: ``keys`` is a concatenation of a few sorted runs (tables being merged):
+        the general sort is then NumPy's stable one, which merges runs.
 
     Returns:
-      ``int64[n]``, a permutation.
+      ``intp[n]``, a permutation.
     """
+    keys = np.asarray(keys, np.uint64)
     n = keys.shape[0]
-    if n < 1024 or n > 2**17:
-        return np.argsort(keys)
-    hi = np.ascontiguousarray(keys).view(np.uint32)[1::2]  # little-endian: (lo, hi) pairs
-    order = np.argsort(hi.astype(np.uint16), kind="stable")
-    order = order[np.argsort((hi[order] >> np.uint32(16)).astype(np.uint16), kind="stable")]
-    k, h = keys[order], hi[order]
-    if ((h[1:] == h[:-1]) & (k[1:] != k[:-1])).any():
-        return np.argsort(keys)
+    kind = "stable" if sorted_runs else "quicksort"
+    if n < 1024 or n > 2**32:
+        return np.argsort(keys, kind=kind)
+    shift = np.uint64(max(1, (n - 1).bit_length()))
+    composite = (keys >> shift) << shift
+    composite |= np.arange(n, dtype=np.uint64)
+    composite.sort()
+    order = (composite & np.uint64((1 << int(shift)) - 1)).astype(np.intp)
+    k = keys[order]
+    composite >>= shift  # the high bits, in key order
+    if ((composite[1:] == composite[:-1]) & (k[1:] != k[:-1])).any():
+        return np.argsort(keys, kind=kind)
     return order
 
 
@@ -102,18 +112,18 @@ class Groups(NamedTuple):
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Per group, the sum of ``values`` (rows in input order) over its rows."""
-        v = values[self.order]
+        v = np.take(values, self.order, axis=0)  # a row gather: np.take is ~9x faster than values[order] in 2-D
         return v if self.num_groups == self.num_rows else np.add.reduceat(v, self.starts, axis=0)
 
     def min(self, values: np.ndarray) -> np.ndarray:
         """Per group, the minimum of ``values`` over its rows."""
-        v = values[self.order]
+        v = np.take(values, self.order, axis=0)
         return v if self.num_groups == self.num_rows else np.minimum.reduceat(v, self.starts, axis=0)
 
     def first(self, values: np.ndarray) -> np.ndarray:
         """Per group, ``values`` of the group's first row in key order (any row of it when
         the rows of a group agree, as checked codes do)."""
-        return values[self.order if self.num_groups == self.num_rows else self.order[self.starts]]
+        return np.take(values, self.order if self.num_groups == self.num_rows else self.order[self.starts], axis=0)
 
     def ids(self) -> np.ndarray:
         """``int64[n]``: the group of each row, in key order (of ``order``)."""
@@ -126,8 +136,8 @@ def group_keys(keys: np.ndarray, codes: np.ndarray | None = None, *, sorted_runs
     Args:
       keys: ``uint64[n]``, any order, repeats allowed.
       codes: optional ``uint32[n, W]``: each row's code or a fingerprint of it.
-      sorted_runs: ``keys`` is a concatenation of a few sorted runs (tables being merged):
-        a stable (run-merging) sort is then about ten times faster than a general one.
+      sorted_runs: ``keys`` is a concatenation of a few sorted runs (tables being merged);
+        see :func:`argsort_keys`.
 
     Returns:
       :class:`Groups`.
@@ -136,7 +146,7 @@ def group_keys(keys: np.ndarray, codes: np.ndarray | None = None, *, sorted_runs
       HashCollisionError: two rows of one key carry different codes.
     """
     keys = np.asarray(keys, np.uint64)
-    order = np.argsort(keys, kind="stable") if sorted_runs else argsort_keys(keys)
+    order = argsort_keys(keys, sorted_runs=sorted_runs)
     k = keys[order]
     first = np.empty(k.shape[0], bool)
     first[:1] = True
@@ -149,8 +159,8 @@ def group_keys(keys: np.ndarray, codes: np.ndarray | None = None, *, sorted_runs
         if c.dtype == np.uint32 and c.ndim == 2 and c.shape[1] % 2 == 0:
             c = np.ascontiguousarray(c).view(np.uint64)  # half the comparisons
         if c.ndim == 2 and c.shape[1] == 1:
-            c = c[:, 0]  # one column (a check key): a 1-D gather, about 10x faster than a 2-D one
-        c = c[order]
+            c = c[:, 0]  # one column (a check key)
+        c = np.take(c, order, axis=0)  # np.take: a 2-D row gather ~9x faster than c[order]
         neq = c[1:] != c[:-1]
         if neq.ndim == 2:
             neq = neq.any(axis=1)

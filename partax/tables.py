@@ -171,7 +171,7 @@ class RegionTable:
             label_counts = np.bincount(
                 groups.ids() * num_classes + labels[order], minlength=starts.size * num_classes
             ).reshape(starts.size, num_classes)
-        exemplar_codes = None if codes is None else codes[exemplar_rows]
+        exemplar_codes = None if codes is None else np.take(codes, exemplar_rows, axis=0)
         return cls(groups.unique_keys, counts, label_counts, exemplar_rows.astype(np.int64) + offset, n,
                    exemplar_codes)
 

@@ -179,6 +179,25 @@ def test_accumulator_folds_a_stream_into_its_table(min_rows):
         acc.finalize(acc.init())
 
 
+@pytest.mark.parametrize("n, distinct, low_bits_only", [
+    (500, 100, False),  # below 1024 rows: a general sort
+    (5000, 700, False),  # repeats: the composite sort
+    (2**16, 2**16, False),  # all distinct
+    (3000, 3000, True),  # distinct keys that differ only in their low bits: the general sort's fallback
+])
+def test_argsort_keys_sorts(n, distinct, low_bits_only):
+    from partax.grouping import argsort_keys
+
+    rng = np.random.default_rng(n)
+    pool = rng.integers(0, 2**64, distinct, dtype=np.uint64, endpoint=False)
+    if low_bits_only:
+        pool = np.uint64(0xDEADBEEF) << np.uint64(32) | rng.permutation(distinct).astype(np.uint64)
+    keys = pool[rng.integers(0, distinct, n)] if distinct < n else rng.permutation(pool)
+    order = argsort_keys(keys)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))  # a permutation
+    np.testing.assert_array_equal(keys[order], np.sort(keys))
+
+
 def test_group_keys_matches_np_unique_and_checks_codes():
     from partax.grouping import group_keys
 
