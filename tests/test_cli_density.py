@@ -80,6 +80,28 @@ def test_holdout_without_test_and_no_map_in_3d(files, tmp_path, capsys):
     assert abs(s["test_nll"] - math.log(8.0)) < 0.3  # uniform on [-1, 1]^3: H = ln 8
 
 
+@pytest.mark.slow  # 9 s (the hit-and-run kernels' compilation); the library's hit-and-run densities are in the default run
+def test_hit_and_run_volumes_agree_with_exact_ones(files, tmp_path, capsys):
+    d = files[0]
+    out = {}
+    for method, extra in (("exact", []), ("hit_and_run", ["--chains", "32"])):
+        rc, _, err = _run(["density", "--net", str(d / "net.npz"), "--data", str(d / "x.npy"), "--box", "-2", "2",
+                           "--test", str(d / "z.npy"), "--out", str(tmp_path / method), "--baselines", "none",
+                           "--volumes", method] + extra, capsys)
+        assert rc == 0, err
+        assert json.loads((tmp_path / method / "summary.json").read_text())["volume_method"] == method
+        with np.load(tmp_path / method / "regions.npz") as f:
+            out[method] = {k: f[k] for k in ("keys", "counts", "volumes", "volume_stderr")}
+    exact, walk = out["exact"], out["hit_and_run"]
+    common, ie, iw = np.intersect1d(exact["keys"], walk["keys"], return_indices=True)
+    occupied = exact["counts"][ie] > 0
+    assert occupied.sum() >= 5 and np.array_equal(exact["counts"][ie], walk["counts"][iw])
+    # a randomized volume within 5 standard errors (or 20 %) of the enumeration's exact one (measured:
+    # 87 occupied regions, at most 3.0 standard errors and 10 % off)
+    ve, vw, se = exact["volumes"][ie][occupied], walk["volumes"][iw][occupied], walk["volume_stderr"][iw][occupied]
+    assert np.all(np.abs(vw - ve) <= np.maximum(5 * se, 0.2 * ve)), np.c_[ve, vw, se]
+
+
 def test_default_box_is_the_widened_bounding_box(files, tmp_path, capsys):
     d, _, x, z = files
     rc, _, err = _run(["density", "--net", str(d / "net.npz"), "--data", str(d / "x.npy"), "--test", str(d / "z.npy"),
@@ -117,6 +139,7 @@ def test_test_points_outside_error_or_minus_inf(files, tmp_path, capsys):
     ({"--test": "x3.npy"}, "--test: the net takes 2 inputs"),
     ({"--data": "missing.npy"}, "--data: no such file"),
     ({"--baselines": "grid,histogram"}, "--baselines: expected a comma-separated subset"),
+    ({"--chains": "16"}, "--chains: applies to --volumes hit_and_run only, got --volumes auto"),
 ])
 def test_bad_input_exits_2_with_one_error_line(files, tmp_path, capsys, change, match):
     d = files[0]

@@ -282,7 +282,7 @@ def _exit_points(net, centers, dirs, box):
     lo, hi = box.bounds(net.input_dim)
     out = np.empty_like(centers)
     for k, (c, u) in enumerate(zip(centers, dirs)):
-        M, v, h = np.eye(len(c)), np.zeros(len(c)), c
+        M, v = np.eye(len(c)), np.zeros(len(c))
         lam = np.inf
         for W, b in zip(Ws[:-1], bs[:-1]):
             A, beta = W.T @ M, W.T @ v + b  # z = A x + beta on the region

@@ -61,11 +61,15 @@ def add_parser(subparsers):
                    help="the prefix layer whose regions are the bins (default: the last)")
     p.add_argument("--smoothing", type=float, default=0.5,
                    help="pseudo-count a per region: p = (n + a) / (N + a K) / V (default: %(default)s)")
-    p.add_argument("--volumes", default="auto", choices=("auto", "exact", "mc"),
-                   help="region volumes: exact (enumeration, 2 <= d <= 6), mc (uniform reference samples) or auto "
-                   "(default: %(default)s)")
+    p.add_argument("--volumes", default="auto", choices=("auto", "exact", "mc", "hit_and_run"),
+                   help="region volumes: exact (enumeration, 2 <= d <= 6), mc (uniform reference samples), "
+                   "hit_and_run (a randomized volume per occupied region) or auto (default: %(default)s)")
     p.add_argument("--num-reference", type=positive_int, default=1 << 18,
                    help="reference samples for --volumes mc (default: %(default)s)")
+    p.add_argument("--chains", type=positive_int, default=None,
+                   help="hit-and-run chains per region for --volumes hit_and_run (default: 64)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="hit-and-run steps per chain and phase for --volumes hit_and_run (default: max(40, 4 d))")
     p.add_argument("--outside", default="error", choices=("error", "zero"),
                    help="test points outside the box: an error, or density 0 (log p = -inf, an infinite NLL) "
                    "(default: %(default)s)")
@@ -162,8 +166,11 @@ def run(args) -> int:
     box = partax.Box(lo, hi)
     outside = "-inf" if args.outside == "zero" else "error"
     t = time.perf_counter()
+    walk = {k: v for k, v in (("chains", args.chains), ("steps", args.steps)) if v is not None}
+    if walk and args.volumes != "hit_and_run":
+        raise ValueError(f"--{next(iter(walk))}: applies to --volumes hit_and_run only, got --volumes {args.volumes}")
     dens = density.estimate(net, x, box, layer=args.layer, smoothing=args.smoothing, volumes=args.volumes,
-                            num_reference=args.num_reference, key=args.seed)
+                            num_reference=args.num_reference, key=args.seed, hit_and_run_options=walk or None)
     held = density.heldout_loglik(dens, z, outside=outside)
     part = BaselineRow("partition", dens.num_regions, -held.mean, held.stderr, dens.entropy(), time.perf_counter() - t,
                        f"{dens.volume_method} volumes, {int((dens.counts > 0).sum())} occupied")
