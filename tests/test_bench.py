@@ -173,8 +173,11 @@ def test_cnn_workload_fields(cnn_entry):
     assert paths.count("|") == paths_header.count("|") and "–" not in paths
     assert "No NumPy columns for cnn_tiny" in md
     readme = bench.readme_section(result, "runs/x").splitlines()
-    assert readme[-1].startswith("| Conv(3x3, 1->2, padding 1) ReLU() MaxPool(2x2) ") and "| 2^11 | " in readme[-1]
-    assert readme[-1].count("–") == 3  # NumPy practice, ratio and bound
+    (arch_row,) = [line for line in readme if line.startswith("| Conv(3x3, 1->2, padding 1) ReLU() MaxPool(2x2) ")]
+    assert "| 2^11 | " in arch_row and arch_row.count("–") == 3  # NumPy practice, ratio and bound
+    (paths_row,) = [line for line in readme if line.startswith("| cnn_tiny |")]  # the reduction paths' table
+    assert paths_row.count("|") == 10 and "–" not in paths_row
+    assert f"| {w['host_ratio_vs_forward']:.2f} |" in paths_row and f"| {w['device_ratio_vs_forward']:.2f} |" in paths_row
 
 
 def test_cnn_is_a_workload_of_the_suite():

@@ -158,7 +158,8 @@ def readme_section(result: dict, path: str) -> str:
       path: where the run is committed (named in the text).
 
     Returns:
-      Markdown: the partition table, then one sentence on the other entries and the failed ones.
+      Markdown: the partition table, the reduction paths' table (runs that measured both paths),
+      then one sentence on the other entries and the failed ones.
     """
     dev = result["device"] or _no_device()
     lines = [
@@ -181,6 +182,21 @@ def readme_section(result: dict, path: str) -> str:
             f"| {_field(w, 'ratio_vs_numpy', '.3g')} | {_field(w, 'ratio_vs_numpy_bound', '.3g')} | "
             f"{format(w['collision_check_cost'], '+.0%') if 'collision_check_cost' in w else '–'} |"
         )
+    paths = [w for w in result["workloads"] if "host_inputs_per_s" in w]
+    if paths:  # both reduction paths side by side, and the kernel and codes alone (ceilings)
+        lines += [
+            "",
+            "| workload | host path in/s | host / forward | host B/input | device path in/s | device / forward "
+            "| device B/input | kernel / forward | codes / forward |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in paths:
+            lines.append(
+                f"| {w['name']} | {_si(w['host_inputs_per_s'])} | {w['host_ratio_vs_forward']:.2f} "
+                f"| {w['host_bytes_per_input']:.1f} | {_si(w['device_inputs_per_s'])} | {w['device_ratio_vs_forward']:.2f} "
+                f"| {w['device_bytes_per_input']:.1f} | {_field(w, 'kernel_ratio_vs_forward', '.2f')} "
+                f"| {_field(w, 'codes_ratio_vs_forward', '.2f')} |"
+            )
     other = [m.readme_text(by_name[name]) for name, m in _SECTIONS.items()
              if name in by_name and "error" not in by_name[name]]
     failed = [w["name"] for w in result["workloads"] if "error" in w]
