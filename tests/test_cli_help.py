@@ -100,6 +100,7 @@ def test_regions_is_an_ordinary_subcommand(capsys):
     assert "unrecognized arguments: --nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # kept out of the default run (its ten minutes)
 def test_python_m_partax_cli_shows_regions_help():
     """``partax regions --help`` in a fresh process (``python -m partax.cli`` = the console script)."""
     done = subprocess.run([sys.executable, "-m", "partax.cli", "regions", "--help"], capture_output=True,

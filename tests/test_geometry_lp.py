@@ -206,6 +206,7 @@ def test_unit_rows_rule():
     np.testing.assert_allclose(s.A[0, 0], [0.6, 0.8])
 
 
+@pytest.mark.slow  # kept out of the default run (its ten minutes)
 def test_ipm_kernels_compile_a_bounded_number_of_shapes(monkeypatch):
     import chex
     import jax

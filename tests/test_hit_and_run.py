@@ -284,6 +284,7 @@ def test_high_dimension_cube_is_rounded_and_simplex_flagged():
     assert np.all(res.status == NOT_ROUND) and np.all(np.isnan(res.volume))
 
 
+@pytest.mark.slow  # kept out of the default run (its ten minutes)
 def test_a_batch_of_eight_64d_polytopes_finishes():
     """Eight 64-D cubes in one batch, run in a subprocess with a time limit: the rounding's
     LAPACK calls (eigenvalues, Cholesky, triangular solve) must run one after another. Run at
