@@ -13,7 +13,7 @@ def _serra_brute(n0, widths):
     """Enumerates J literally (the definition in Serra et al. 2018, Thm 1)."""
     total = 0
     for js in itertools.product(*[range(n + 1) for n in widths]):
-        ok, cap = True, n0
+        ok = True
         for l, (n, j) in enumerate(zip(widths, js)):
             lim = min([n0] + [widths[i] - js[i] for i in range(l)] + [n])
             if j > lim:

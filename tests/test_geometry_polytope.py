@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 from scipy.optimize import linprog
-from scipy.spatial import ConvexHull, HalfspaceIntersection
+from scipy.spatial import HalfspaceIntersection
 
 import partax
 from partax.geometry import (Box, chebyshev, facets, halfspaces_batch, margins, neighbors, region_keys,

@@ -17,7 +17,6 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.path import Path  # noqa: E402
 
 from partax import plots  # noqa: E402
