@@ -39,6 +39,48 @@ def _label(w: dict) -> str:
     return w["net"] if "net" in w else "-".join(map(str, w["widths"]))
 
 
+# The reduction paths' columns: entry key -> (header, format; "rate" = inputs/s, formatted per table)
+_PATH_COLUMNS = {
+    "reduce_auto": ("auto", "s"),
+    "host_inputs_per_s": ("host in/s", "rate"),
+    "host_ratio_vs_forward": ("host / forward", ".2f"),
+    "host_bytes_per_input": ("host B/input", ".1f"),
+    "device_inputs_per_s": ("device in/s", "rate"),
+    "device_ratio_vs_forward": ("device / forward", ".2f"),
+    "device_bytes_per_input": ("device B/input", ".1f"),
+    "host_sampled_inputs_per_s": ("host, sampled in/s", "rate"),
+    "device_sampled_inputs_per_s": ("device, sampled in/s", "rate"),
+    "kernel_ratio_vs_forward": ("kernel / forward", ".2f"),
+    "codes_ratio_vs_forward": ("codes / forward", ".2f"),
+    "near_test_cost": ("near test", "+.0%"),
+    "host_cost_over_kernel": ("host over kernel", "+.0%"),
+    "device_cost_over_kernel": ("device over kernel", "+.0%"),
+}
+# the README's shorter table (its rates in k/M, "path" named in the headers)
+_README_PATH_COLUMNS = {
+    "host_inputs_per_s": ("host path in/s", "rate"),
+    **{k: _PATH_COLUMNS[k] for k in ("host_ratio_vs_forward", "host_bytes_per_input")},
+    "device_inputs_per_s": ("device path in/s", "rate"),
+    **{k: _PATH_COLUMNS[k] for k in ("device_ratio_vs_forward", "device_bytes_per_input",
+                                     "kernel_ratio_vs_forward", "codes_ratio_vs_forward")},
+}
+
+
+def _paths_table(paths: list, columns: dict, rate) -> list:
+    """The reduction paths' table: a header, then a row per entry of ``paths`` (a dash where an
+    entry lacks a column's field); ``rate`` formats the inputs/s columns."""
+    def cell(w, key, fmt):
+        if key not in w:
+            return "–"
+        return rate(w[key]) if fmt == "rate" else format(w[key], fmt)
+
+    lines = ["| workload | " + " | ".join(h for h, _ in columns.values()) + " |",
+             "|---|" + "|".join("---" if fmt == "s" else "---:" for _, fmt in columns.values()) + "|"]
+    for w in paths:
+        lines.append(f"| {w['name']} | " + " | ".join(cell(w, k, fmt) for k, (_, fmt) in columns.items()) + " |")
+    return lines
+
+
 def to_markdown(result: dict) -> str:
     """The bench result as a Markdown report.
 
@@ -94,22 +136,7 @@ def to_markdown(result: dict) -> str:
             "known regions on the device counts each chunk; only per-slot counts and new regions leave",
             "it). The partition columns above are those of the path `reduce=\"auto\"` picks.",
             "",
-            "| workload | auto | host in/s | host / forward | host B/input | device in/s | device / forward "
-            "| device B/input | host, sampled in/s | device, sampled in/s | kernel / forward | codes / forward "
-            "| near test | host over kernel | device over kernel |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-
-        for w in paths:
-            lines.append(
-                f"| {w['name']} | {w['reduce_auto']} | {w['host_inputs_per_s']:,.0f} | {w['host_ratio_vs_forward']:.2f} | "
-                f"{w['host_bytes_per_input']:.1f} | {w['device_inputs_per_s']:,.0f} | "
-                f"{w['device_ratio_vs_forward']:.2f} | {w['device_bytes_per_input']:.1f} | "
-                f"{w['host_sampled_inputs_per_s']:,.0f} | {w['device_sampled_inputs_per_s']:,.0f} | "
-                f"{_field(w, 'kernel_ratio_vs_forward', '.2f')} | {_field(w, 'codes_ratio_vs_forward', '.2f')} | "
-                f"{_field(w, 'near_test_cost', '+.0%')} | "
-                f"{_field(w, 'host_cost_over_kernel', '+.0%')} | {_field(w, 'device_cost_over_kernel', '+.0%')} |"
-            )
+        ] + _paths_table(paths, _PATH_COLUMNS, rate=lambda v: format(v, ",.0f"))
         lines += [
             "",
             "B/input: bytes fetched from the device per input (`Partition.device_to_host_bytes`). Sampled:",
@@ -184,19 +211,7 @@ def readme_section(result: dict, path: str) -> str:
         )
     paths = [w for w in result["workloads"] if "host_inputs_per_s" in w]
     if paths:  # both reduction paths side by side, and the kernel and codes alone (ceilings)
-        lines += [
-            "",
-            "| workload | host path in/s | host / forward | host B/input | device path in/s | device / forward "
-            "| device B/input | kernel / forward | codes / forward |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for w in paths:
-            lines.append(
-                f"| {w['name']} | {_si(w['host_inputs_per_s'])} | {w['host_ratio_vs_forward']:.2f} "
-                f"| {w['host_bytes_per_input']:.1f} | {_si(w['device_inputs_per_s'])} | {w['device_ratio_vs_forward']:.2f} "
-                f"| {w['device_bytes_per_input']:.1f} | {_field(w, 'kernel_ratio_vs_forward', '.2f')} "
-                f"| {_field(w, 'codes_ratio_vs_forward', '.2f')} |"
-            )
+        lines += [""] + _paths_table(paths, _README_PATH_COLUMNS, rate=_si)
     other = [m.readme_text(by_name[name]) for name, m in _SECTIONS.items()
              if name in by_name and "error" not in by_name[name]]
     failed = [w["name"] for w in result["workloads"] if "error" in w]
